@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelci/modelci/pipeline"
+)
+
+func newInitCmd() *cobra.Command {
+	var dir, name string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write a commented starter modelci.yaml",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				name = filepath.Base(abs)
+			}
+			path := filepath.Join(dir, pipeline.SpecFile)
+			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if force {
+				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			b := pipeline.Starter(name)
+			// The starter must be a valid spec for the name given.
+			if _, err := pipeline.ParseSpec(pipeline.SpecFile, dir, b); err != nil {
+				return usageError(fmt.Errorf("--name %q: %w", name, err))
+			}
+			f, err := os.OpenFile(path, flags, 0o644)
+			if errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("%s already exists (use --force to overwrite)", path)
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := f.Write(b); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory")
+	cmd.Flags().StringVar(&name, "name", "", "model name (default the directory's name)")
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing modelci.yaml")
+	return cmd
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelci/modelci/pipeline"
+)
+
+func newRunCmd() *cobra.Command {
+	var dir, specFile, output string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Train, evaluate, gate and build the serving image",
+		Long: `Run the pipeline of modelci.yaml: load and split the data, train, evaluate,
+gate on the loss, and build the serving image. Progress goes to stderr; the
+image reference with its digest is printed last on stdout. Exit 0 PASS,
+3 refused by the gate (nothing is built), 4 INCONCLUSIVE held for approval.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := loadSpec(dir, specFile)
+			if err != nil {
+				return err
+			}
+			if output != "" && !filepath.IsAbs(output) {
+				output = filepath.Join(dir, output)
+			}
+			stderr := cmd.ErrOrStderr()
+			res, err := pipeline.Run(cmd.Context(), spec,
+				pipeline.WithOutput(output),
+				pipeline.WithLog(stderr),
+				pipeline.WithProgress(func(e pipeline.Event) {
+					fmt.Fprintf(stderr, "%-9s %8s  %s\n", e.Stage, e.Duration.Round(time.Millisecond), e.Summary)
+				}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "run %s: %s\n", res.RunID, res.RunDir)
+			if res.Ref != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
+			}
+			switch res.ExitCode {
+			case 0:
+				return nil
+			case 4:
+				return exitCode(4, fmt.Errorf("gate verdict %s: held for approval (on_inconclusive: hold)", res.Verdict))
+			default:
+				return exitCode(res.ExitCode, fmt.Errorf("gate verdict %s: refused; nothing was built", res.Verdict))
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory (where modelci.yaml lives)")
+	cmd.Flags().StringVar(&specFile, "spec", "", "spec file (default DIR/modelci.yaml)")
+	cmd.Flags().StringVar(&output, "output", "", "output directory (default the spec's output:, relative to DIR)")
+	return cmd
+}
+
+// loadSpec reads --spec, or modelci.yaml in dir. A relative --spec is
+// relative to dir, as with make -C.
+func loadSpec(dir, specFile string) (*pipeline.Spec, error) {
+	if specFile == "" {
+		specFile = pipeline.SpecFile
+	}
+	if !filepath.IsAbs(specFile) {
+		specFile = filepath.Join(dir, specFile)
+	}
+	if _, err := os.Stat(specFile); err != nil {
+		return nil, fmt.Errorf("spec %s: %w (create one with modelci init)", specFile, err)
+	}
+	return pipeline.LoadSpec(specFile)
+}

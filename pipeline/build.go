@@ -1,0 +1,60 @@
+package pipeline
+
+import (
+	"context"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/modelci/modelci/stages/image"
+)
+
+// LayoutDir is the OCI image layout under an output directory.
+func LayoutDir(output string) string { return filepath.Join(output, "oci") }
+
+func (r *run) buildImage(ctx context.Context) (*ImageOutput, error) {
+	spec := r.spec
+	created, err := image.SourceDateEpoch()
+	if err != nil {
+		return nil, err
+	}
+	if r.o.created != nil {
+		created = *r.o.created
+	}
+	runtime := func(ctx context.Context, p v1.Platform) (string, error) {
+		if path, ok := r.o.runtimes[platformString(p)]; ok {
+			return path, nil
+		}
+		return image.Runtime(ctx, p, image.WithSourceDir(spec.Dir), image.WithLog(r.o.log))
+	}
+	layout := LayoutDir(r.out)
+	out, err := image.Run(ctx, image.Input{
+		ModelDir:      filepath.Join(r.tmp, "model"),
+		Name:          spec.Model.Name,
+		Version:       spec.Model.Version,
+		DatasetDigest: r.rec.Inputs.Dataset.Digest,
+		Base:          spec.Image.Base,
+		Platforms:     spec.Image.Platforms,
+		Created:       created,
+		Runtime:       runtime,
+		Layout:        layout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.Moved {
+		r.warnf("warning: tag %s in %s moved from %s to %s", out.Tag, layout, out.Previous, out.Digest)
+	}
+	return &ImageOutput{
+		Ref: out.Ref, Digest: out.Digest.String(), MediaType: string(out.MediaType),
+		Tag: out.Tag, Layout: layout,
+	}, nil
+}
+
+func platformString(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}

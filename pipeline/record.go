@@ -1,0 +1,176 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/modelci/modelci/modelgate"
+)
+
+// RecordSchema identifies run.json v1.
+const RecordSchema = "modelci.dev/run/v1"
+
+// Record is run.json: every input and output digest of one run, its verdict,
+// figures and timings, so that a run can be audited and rebuilt.
+type Record struct {
+	Schema   string    `json:"schema"`
+	ID       string    `json:"id"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	ExitCode int       `json:"exit_code"`
+
+	Spec    SpecInfo          `json:"spec"`
+	Model   ModelSpec         `json:"model"`
+	Inputs  Inputs            `json:"inputs"`
+	Outputs Outputs           `json:"outputs"`
+	Verdict modelgate.Verdict `json:"verdict"`
+	Figures Figures           `json:"figures"`
+	Timings []Timing          `json:"timings"`
+}
+
+// SpecInfo identifies the spec a run read.
+type SpecInfo struct {
+	File   string `json:"file"`
+	Digest string `json:"digest"`
+}
+
+// Inputs are what a run consumed.
+type Inputs struct {
+	Dataset  DatasetInput   `json:"dataset"`
+	Split    SplitInput     `json:"split"`
+	Trainer  TrainerInput   `json:"trainer"`
+	Params   map[string]any `json:"params"`
+	Baseline *BaselineInput `json:"baseline,omitempty"`
+	Runtime  *Artifact      `json:"runtime,omitempty"`
+}
+
+// DatasetInput is the data set as loaded.
+type DatasetInput struct {
+	Path     string   `json:"path"`
+	Digest   string   `json:"digest"`
+	Rows     int      `json:"rows"`
+	Features []string `json:"features"`
+	Target   string   `json:"target"`
+}
+
+// SplitInput is the train/test split.
+type SplitInput struct {
+	Seed         int64   `json:"seed"`
+	TestFraction float64 `json:"test_fraction"`
+	TrainDigest  string  `json:"train_digest"`
+	TrainRows    int     `json:"train_rows"`
+	TestDigest   string  `json:"test_digest"`
+	TestRows     int     `json:"test_rows"`
+}
+
+// TrainerInput says which trainer and evaluator ran.
+type TrainerInput struct {
+	Builtin   string   `json:"builtin,omitempty"`
+	Version   string   `json:"version,omitempty"`
+	Command   []string `json:"command,omitempty"`
+	Evaluator []string `json:"evaluator,omitempty"`
+}
+
+// BaselineInput is the champion's metrics the gate compared against.
+type BaselineInput struct {
+	Source string `json:"source"` // a path, or "run:<id>"
+	Digest string `json:"digest"`
+}
+
+// Artifact is a file or tree identified by its digest.
+type Artifact struct {
+	Path   string `json:"path,omitempty"`
+	Digest string `json:"digest"`
+}
+
+// Outputs are what a run produced.
+type Outputs struct {
+	Model   Artifact     `json:"model"`
+	Metrics Artifact     `json:"metrics"`
+	Gate    Artifact     `json:"gate"`
+	Image   *ImageOutput `json:"image,omitempty"`
+}
+
+// ImageOutput is the built image.
+type ImageOutput struct {
+	Ref       string `json:"ref"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"media_type"`
+	Tag       string `json:"tag"`
+	Layout    string `json:"layout"`
+}
+
+// Figures are the key numbers of a run.
+type Figures struct {
+	Epochs         int     `json:"epochs"`
+	FinalTrainLoss float64 `json:"final_train_loss"`
+	EvalLoss       float64 `json:"eval_loss"`
+}
+
+// Timing is how long one stage took.
+type Timing struct {
+	Stage   string  `json:"stage"`
+	Seconds float64 `json:"seconds"`
+}
+
+// ErrNoRun means a run id names no run record.
+var ErrNoRun = errors.New("no such run")
+
+// RunsDir is where run records live under an output directory.
+func RunsDir(output string) string { return filepath.Join(output, "runs") }
+
+// ReadRecord reads <output>/runs/<id>/run.json.
+func ReadRecord(output, id string) (*Record, error) {
+	b, err := os.ReadFile(filepath.Join(RunsDir(output), id, "run.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("run %q in %s: %w", id, output, ErrNoRun)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read run %q: %w", id, err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read run %q: %w", id, err)
+	}
+	if r.Schema != RecordSchema {
+		return nil, fmt.Errorf("read run %q: schema %q, want %q", id, r.Schema, RecordSchema)
+	}
+	return &r, nil
+}
+
+// ListRuns returns the finished runs' ids, oldest first (ids sort by time).
+// Directories still being written (".tmp-…") are not runs.
+func ListRuns(output string) ([]string, error) {
+	entries, err := os.ReadDir(RunsDir(output))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() && e.Name()[0] != '.' {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+func writeJSON(path string, v any) (string, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode %s: %w", filepath.Base(path), err)
+	}
+	b = append(b, '\n')
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return "", err
+	}
+	return digestBytes(b), nil
+}

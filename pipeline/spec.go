@@ -1,0 +1,223 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/modelci/modelci/internal/strictyaml"
+	"github.com/modelci/modelci/modelgate"
+)
+
+// APIVersion is the only spec version this release reads.
+const APIVersion = "modelci.dev/v1"
+
+// SpecFile is the spec's default file name inside a project directory.
+const SpecFile = "modelci.yaml"
+
+// ErrSpec is wrapped by every validation error of a spec (decoding errors
+// wrap strictyaml's sentinels instead).
+var ErrSpec = errors.New("invalid spec")
+
+// ErrNotSupported marks a spec section or value that a later release handles.
+var ErrNotSupported = errors.New("not supported yet")
+
+// Spec is modelci.yaml v1 (docs/spec.md documents it field by field).
+type Spec struct {
+	APIVersion string           `yaml:"apiVersion" required:"true"`
+	Model      ModelSpec        `yaml:"model" required:"true"`
+	Data       DataSpec         `yaml:"data" required:"true"`
+	Train      TrainSpec        `yaml:"train"`
+	Evaluate   EvaluateSpec     `yaml:"evaluate"`
+	Gate       modelgate.Policy `yaml:"gate" required:"true"`
+	Image      ImageSpec        `yaml:"image"`
+	Output     string           `yaml:"output"`
+
+	// Sections that later issues implement. They are named now so that a
+	// spec using them gets "not supported yet" rather than "unknown key".
+	Sign         yaml.Node `yaml:"sign"`
+	Verify       yaml.Node `yaml:"verify"`
+	Deploy       yaml.Node `yaml:"deploy"`
+	Environments yaml.Node `yaml:"environments"`
+
+	// Dir is the directory relative paths in the spec resolve against
+	// (the spec file's directory). Not part of the file.
+	Dir string `yaml:"-"`
+	// File is the spec's path, for messages.
+	File string `yaml:"-"`
+}
+
+// ModelSpec names and versions the model.
+type ModelSpec struct {
+	Name    string `yaml:"name" required:"true"`
+	Version string `yaml:"version" required:"true"`
+}
+
+// DataSpec says where the data set is and how to split it.
+type DataSpec struct {
+	Path         string   `yaml:"path" required:"true"`
+	Target       string   `yaml:"target" required:"true"`
+	TestFraction *float64 `yaml:"test_fraction"`
+	Seed         *int64   `yaml:"seed"`
+}
+
+// TrainSpec chooses the built-in trainer or an external command.
+type TrainSpec struct {
+	Builtin string    `yaml:"builtin"`
+	Command []string  `yaml:"command"`
+	Params  yaml.Node `yaml:"params"`
+	Image   string    `yaml:"image"`
+	GPU     bool      `yaml:"gpu"`
+}
+
+// EvaluateSpec names an external evaluator; built-in models need none.
+type EvaluateSpec struct {
+	Command []string `yaml:"command"`
+}
+
+// ImageSpec describes the serving image.
+type ImageSpec struct {
+	Repository string   `yaml:"repository"`
+	Base       string   `yaml:"base"`
+	Platforms  []string `yaml:"platforms"`
+	Latest     bool     `yaml:"latest"`
+}
+
+// Defaults for optional fields.
+const (
+	DefaultTestFraction = 0.2
+	DefaultSeed         = 42
+	DefaultOutput       = ".modelci"
+	BuiltinLinear       = "linear"
+)
+
+// LoadSpec reads, decodes strictly, defaults and validates a spec file.
+func LoadSpec(path string) (*Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	return ParseSpec(filepath.Base(path), filepath.Dir(abs), b)
+}
+
+// ParseSpec decodes a spec from b; name labels errors and dir anchors
+// relative paths.
+func ParseSpec(name, dir string, b []byte) (*Spec, error) {
+	var s Spec
+	if err := strictyaml.Decode(name, b, &s); err != nil {
+		return nil, err
+	}
+	s.File, s.Dir = name, dir
+	s.applyDefaults()
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (s *Spec) applyDefaults() {
+	if s.Data.TestFraction == nil {
+		f := DefaultTestFraction
+		s.Data.TestFraction = &f
+	}
+	if s.Data.Seed == nil {
+		seed := int64(DefaultSeed)
+		s.Data.Seed = &seed
+	}
+	if s.Train.Builtin == "" && len(s.Train.Command) == 0 {
+		s.Train.Builtin = BuiltinLinear
+	}
+	if s.Image.Base == "" {
+		s.Image.Base = "scratch"
+	}
+	if len(s.Image.Platforms) == 0 {
+		s.Image.Platforms = []string{"linux/amd64"}
+	}
+	if s.Output == "" {
+		s.Output = DefaultOutput
+	}
+	s.Gate.ApplyDefaults()
+}
+
+// dns1123Label is Kubernetes' rule for a label: it names Deployments and
+// image repositories.
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func (s *Spec) validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %w: %s", s.File, key, ErrSpec, fmt.Sprintf(format, args...)))
+	}
+	unsupported := func(key string, n *yaml.Node, issue string) {
+		if n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+			errs = append(errs, fmt.Errorf("%s:%d: %s: %w (arrives with issue %s)", s.File, n.Line, key, ErrNotSupported, issue))
+		}
+	}
+	if s.APIVersion != APIVersion {
+		bad("apiVersion", "%q is not %q", s.APIVersion, APIVersion)
+	}
+	if len(s.Model.Name) > 63 || !dns1123Label.MatchString(s.Model.Name) {
+		bad("model.name", "%q is not a DNS-1123 label (lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)", s.Model.Name)
+	}
+	if _, err := modelgate.ParseVersion(s.Model.Version); err != nil {
+		bad("model.version", "%v", err)
+	}
+	if f := *s.Data.TestFraction; !(f > 0 && f < 1) {
+		bad("data.test_fraction", "%v is not in (0, 1)", f)
+	}
+	switch {
+	case s.Train.Builtin != "" && len(s.Train.Command) > 0:
+		bad("train", "set builtin or command, not both")
+	case s.Train.Builtin != "" && s.Train.Builtin != BuiltinLinear:
+		bad("train.builtin", "%q is not a built-in trainer (have: %s)", s.Train.Builtin, BuiltinLinear)
+	case len(s.Train.Command) > 0 && len(s.Evaluate.Command) == 0:
+		bad("evaluate.command", "an external trainer needs an external evaluator (evaluator contract v1)")
+	}
+	if s.Train.Builtin != "" {
+		if _, err := s.BuiltinParams(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.Train.GPU {
+		errs = append(errs, fmt.Errorf("%s: train.gpu: %w on a bare machine: GPUs come with the Dagger module (issue [8/9])", s.File, ErrNotSupported))
+	}
+	if err := s.Gate.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: gate: %w", s.File, err))
+	}
+	if s.Gate.Baseline.From != "" {
+		errs = append(errs, fmt.Errorf("%s: gate.baseline.from: %w: champions from environments arrive with issue [7/9]", s.File, ErrNotSupported))
+	}
+	if s.Image.Repository != "" {
+		errs = append(errs, fmt.Errorf("%s: image.repository: %w: registries arrive with issue [3/9]; leave it empty for the OCI layout", s.File, ErrNotSupported))
+	}
+	for i, p := range s.Image.Platforms {
+		if !slices.Contains(supportedPlatforms, p) {
+			bad(fmt.Sprintf("image.platforms[%d]", i), "%q is not one of %s", p, strings.Join(supportedPlatforms, ", "))
+		}
+	}
+	unsupported("sign", &s.Sign, "[5/9]")
+	unsupported("verify", &s.Verify, "[5/9]")
+	unsupported("deploy", &s.Deploy, "[6/9]")
+	unsupported("environments", &s.Environments, "[7/9]")
+	return errors.Join(errs...)
+}
+
+var supportedPlatforms = []string{"linux/amd64", "linux/arm64"}
+
+// Path resolves a path from the spec against the spec's directory.
+func (s *Spec) Path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(s.Dir, p)
+}

@@ -1,0 +1,134 @@
+package pipeline_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelci/modelci/internal/strictyaml"
+	"github.com/modelci/modelci/pipeline"
+)
+
+const validSpec = `apiVersion: modelci.dev/v1
+model:
+  name: diabetes
+  version: 1.0.0
+data:
+  path: data/diabetes.csv
+  target: target
+gate:
+  threshold: 5000
+`
+
+func TestParseSpecDefaults(t *testing.T) {
+	s, err := pipeline.ParseSpec("modelci.yaml", "/proj", []byte(validSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *s.Data.TestFraction != 0.2 || *s.Data.Seed != 42 || s.Train.Builtin != "linear" ||
+		s.Image.Base != "scratch" || len(s.Image.Platforms) != 1 || s.Output != ".modelci" {
+		t.Fatalf("defaults not applied: %+v", s)
+	}
+	if s.Gate.Confidence != 0.95 || s.Gate.OnInconclusive != "hold" || *s.Gate.Threshold != 5000 {
+		t.Fatalf("gate defaults not applied: %+v", s.Gate)
+	}
+	if got := s.Path("data/x.csv"); got != "/proj/data/x.csv" {
+		t.Fatalf("Path = %q", got)
+	}
+	p, err := s.BuiltinParams()
+	if err != nil || p.Epochs != 300 {
+		t.Fatalf("BuiltinParams = %+v, %v", p, err)
+	}
+}
+
+func TestParseSpecErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(string) string
+		want    error
+		message string
+	}{
+		{"unknown top-level key", func(s string) string { return s + "extra: 1\n" }, strictyaml.ErrUnknownKey, "modelci.yaml:10:1: extra: unknown key"},
+		{"unknown nested key", func(s string) string { return strings.Replace(s, "threshold:", "treshold:", 1) }, strictyaml.ErrUnknownKey, "modelci.yaml:9:3: gate.treshold: unknown key"},
+		{"missing threshold", func(s string) string { return strings.Replace(s, "  threshold: 5000\n", "  metric: loss\n", 1) }, strictyaml.ErrMissing, "gate.threshold: missing required field"},
+		{"missing model version", func(s string) string { return strings.Replace(s, "  version: 1.0.0\n", "", 1) }, strictyaml.ErrMissing, "model.version: missing required field"},
+		{"wrong type", func(s string) string { return s + "output: [a]\n" }, strictyaml.ErrType, "modelci.yaml:10:9: output: want a string, got a list"},
+		{"fraction as string", func(s string) string {
+			return strings.Replace(s, "target: target", "target: target\n  test_fraction: fifth", 1)
+		}, strictyaml.ErrType, "data.test_fraction: want a number"},
+		{"fraction out of range", func(s string) string {
+			return strings.Replace(s, "target: target", "target: target\n  test_fraction: 1.5", 1)
+		}, pipeline.ErrSpec, "data.test_fraction"},
+		{"wrong apiVersion", func(s string) string { return strings.Replace(s, "modelci.dev/v1", "modelci.dev/v2", 1) }, pipeline.ErrSpec, "apiVersion"},
+		{"bad model name", func(s string) string { return strings.Replace(s, "name: diabetes", "name: Diabetes_Model", 1) }, pipeline.ErrSpec, "model.name"},
+		{"leading v version", func(s string) string { return strings.Replace(s, "1.0.0", "v1.0.0", 1) }, pipeline.ErrSpec, "model.version"},
+		{"deploy not supported yet", func(s string) string { return s + "deploy:\n  enabled: true\n" }, pipeline.ErrNotSupported, "modelci.yaml:11: deploy: not supported yet"},
+		{"sign not supported yet", func(s string) string { return s + "sign: {key: cosign.key}\n" }, pipeline.ErrNotSupported, "sign: not supported yet"},
+		{"environments not supported yet", func(s string) string { return s + "environments: {staging: {}}\n" }, pipeline.ErrNotSupported, "environments: not supported yet"},
+		{"unknown trainer param", func(s string) string { return s + "train:\n  params: {epoch: 3}\n" }, strictyaml.ErrUnknownKey, "modelci.yaml:11:12: train.params.epoch: unknown key"},
+		{"bad trainer param value", func(s string) string { return s + "train:\n  params: {epochs: 0}\n" }, nil, "train.params"},
+		{"builtin and command", func(s string) string { return s + "train:\n  builtin: linear\n  command: [x]\n" }, pipeline.ErrSpec, "set builtin or command, not both"},
+		{"command without evaluator", func(s string) string { return s + "train:\n  command: [python3, t.py]\n" }, pipeline.ErrSpec, "evaluate.command"},
+		{"unknown builtin", func(s string) string { return s + "train:\n  builtin: xgboost\n" }, pipeline.ErrSpec, "train.builtin"},
+		{"bad platform", func(s string) string { return s + "image:\n  platforms: [windows/amd64]\n" }, pipeline.ErrSpec, "image.platforms[0]"},
+		{"repository not yet", func(s string) string { return s + "image:\n  repository: localhost:5000/x\n" }, pipeline.ErrNotSupported, "image.repository"},
+		{"confidence out of range", func(s string) string {
+			return strings.Replace(s, "threshold: 5000", "threshold: 5000\n  confidence: 1.5", 1)
+		}, nil, "confidence"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := pipeline.ParseSpec("modelci.yaml", "/proj", []byte(tt.edit(validSpec)))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.message) {
+				t.Fatalf("err = %q, want it to contain %q", err, tt.message)
+			}
+		})
+	}
+}
+
+func TestStarterIsValid(t *testing.T) {
+	s, err := pipeline.ParseSpec("modelci.yaml", "/proj", pipeline.Starter("my-model"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Model.Name != "my-model" {
+		t.Fatalf("name = %q", s.Model.Name)
+	}
+}
+
+func TestExampleSpecIsValid(t *testing.T) {
+	s, err := pipeline.LoadSpec(filepath.Join("..", "examples", "linreg", "modelci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Path(s.Data.Path)); err != nil {
+		t.Fatalf("example data: %v", err)
+	}
+}
+
+func FuzzParseSpec(f *testing.F) {
+	f.Add([]byte(validSpec))
+	f.Add(pipeline.Starter("x"))
+	f.Add([]byte("apiVersion: modelci.dev/v1\nmodel: {name: a, version: 1.0.0}\ndata: {path: a, target: b}\ngate: {threshold: 1}\ntrain: {params: {epochs: 3}}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := pipeline.ParseSpec("modelci.yaml", "/proj", b)
+		if err != nil {
+			return
+		}
+		// A spec that parses has every required field and a sane split.
+		if s.Model.Name == "" || s.Data.Path == "" || s.Gate.Threshold == nil {
+			t.Fatalf("accepted a spec without required fields: %q", b)
+		}
+		if f := *s.Data.TestFraction; !(f > 0 && f < 1) {
+			t.Fatalf("accepted test_fraction %v", f)
+		}
+	})
+}
