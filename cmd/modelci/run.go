@@ -34,7 +34,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				pipeline.WithOutput(output),
 				pipeline.WithLog(stderr),
 				pipeline.WithProgress(func(e pipeline.Event) {
-					fmt.Fprintf(stderr, "%-9s %8s  %s\n", e.Stage, e.Duration.Round(time.Millisecond), e.Summary)
+					fmt.Fprintf(stderr, "%-9s %8s  %s\n", e.Stage, roundDuration(e.Duration), e.Summary)
 				}))
 			if err != nil {
 				return err
@@ -72,4 +72,15 @@ func loadSpec(dir, specFile string) (*pipeline.Spec, error) {
 		return nil, fmt.Errorf("spec %s: %w (create one with modelci init)", specFile, err)
 	}
 	return pipeline.LoadSpec(specFile)
+}
+
+// roundDuration keeps three significant digits or so: 1.234s, 17ms, 420µs.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond / 10)
+	}
+	return d.Round(time.Microsecond)
 }

@@ -1,0 +1,188 @@
+// Package evaluate runs the evaluation stage: per-example losses on the test
+// split, from the built-in model or from an external evaluator under
+// evaluator contract v1.
+package evaluate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"gonum.org/v1/gonum/floats"
+
+	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/internal/proc"
+)
+
+var (
+	// ErrNoRows: the test split is missing or has no rows.
+	ErrNoRows = errors.New("test set has no rows")
+	// ErrFeatureMismatch: the test split's features are not the model's,
+	// in name or order.
+	ErrFeatureMismatch = errors.New("test features do not match the model")
+
+	// ErrNoModelDir: the model directory is not given, missing, or not a
+	// directory.
+	ErrNoModelDir = errors.New("no model directory")
+
+	// ErrCommandNotFound: evaluate.command names a program that does not exist.
+	ErrCommandNotFound = proc.ErrNotFound
+	// ErrEvaluatorFailed: the evaluator exited non-zero; the error is an
+	// *ExitError with the exit code and the end of its stderr.
+	ErrEvaluatorFailed = proc.ErrExit
+	// ErrOutDirNotEmpty: the output directory already holds files.
+	ErrOutDirNotEmpty = proc.ErrOutDirNotEmpty
+	// ErrNoPredictions: the evaluator left no predictions.json.
+	ErrNoPredictions = errors.New("evaluator wrote no predictions.json")
+	// ErrBadPredictions: predictions.json is not {"per_example_loss": [number, …]}.
+	ErrBadPredictions = errors.New("invalid predictions.json")
+	// ErrLossCount: predictions.json has not one loss per test row.
+	ErrLossCount = errors.New("wrong number of per-example losses")
+	// ErrNonFiniteLoss: a per-example loss is NaN or infinite.
+	ErrNonFiniteLoss = errors.New("per-example loss is not finite")
+)
+
+// ExitError is an evaluator's non-zero exit: its code and the last lines of
+// its stderr.
+type ExitError = proc.ExitError
+
+// Names of evaluator contract v1.
+const (
+	EnvModel    = "MODELCI_MODEL"
+	EnvData     = "MODELCI_DATA"
+	EnvOut      = "MODELCI_OUT"
+	TestCSV     = "test.csv"
+	Predictions = "predictions.json"
+)
+
+// Builtin returns the squared error of m on each test row, in row order.
+func Builtin(m *model.Linear, test *data.Dataset) ([]float64, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	if test == nil || test.Rows() == 0 {
+		return nil, fmt.Errorf("evaluate: %w", ErrNoRows)
+	}
+	if err := test.Validate(); err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
+	}
+	if !slices.Equal(test.Features, m.Features) {
+		return nil, fmt.Errorf("evaluate: test features %v, model features %v: %w", test.Features, m.Features, ErrFeatureMismatch)
+	}
+	loss := make([]float64, test.Rows())
+	for i, y := range test.Y {
+		r := m.Predict(test.Row(i)) - y
+		loss[i] = r * r
+	}
+	return loss, nil
+}
+
+// ExternalInput is one external evaluator run.
+type ExternalInput struct {
+	// Command is the spec's evaluate.command: program and arguments.
+	Command []string
+	// Dir is the working directory, the project directory.
+	Dir string
+	// ModelDir is the trainer's model directory.
+	ModelDir string
+	// Test is the test split.
+	Test *data.Dataset
+	// OutDir receives predictions.json; it is created when missing and must
+	// be empty. Empty means a temporary directory, removed afterwards.
+	OutDir string
+	// Log receives the evaluator's stdout and stderr; nil discards them.
+	Log io.Writer
+}
+
+// External runs an evaluator under evaluator contract v1 and returns its
+// per-example losses after checking there is one finite loss per test row.
+func External(ctx context.Context, in ExternalInput) ([]float64, error) {
+	if in.Test == nil || in.Test.Rows() == 0 {
+		return nil, fmt.Errorf("external evaluator: %w", ErrNoRows)
+	}
+	if err := in.Test.Validate(); err != nil {
+		return nil, fmt.Errorf("external evaluator: %w", err)
+	}
+	if in.ModelDir == "" {
+		return nil, fmt.Errorf("external evaluator: %w given", ErrNoModelDir)
+	}
+	modelDir, err := filepath.Abs(in.ModelDir)
+	if err != nil {
+		return nil, fmt.Errorf("external evaluator: model directory %s: %w", in.ModelDir, err)
+	}
+	if fi, err := os.Stat(modelDir); err != nil {
+		return nil, fmt.Errorf("external evaluator: %w: %w", ErrNoModelDir, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("external evaluator: %s is not a directory: %w", modelDir, ErrNoModelDir)
+	}
+
+	outDir := in.OutDir
+	if outDir == "" {
+		tmp, err := os.MkdirTemp("", "modelci-evaluate-out-")
+		if err != nil {
+			return nil, fmt.Errorf("external evaluator: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		outDir = tmp
+	}
+	out, err := proc.EmptyDir(outDir)
+	if err != nil {
+		return nil, fmt.Errorf("external evaluator: %w", err)
+	}
+
+	dataDir, err := os.MkdirTemp("", "modelci-evaluate-")
+	if err != nil {
+		return nil, fmt.Errorf("external evaluator: %w", err)
+	}
+	defer os.RemoveAll(dataDir)
+	if err := proc.WriteCSV(filepath.Join(dataDir, TestCSV), in.Test); err != nil {
+		return nil, fmt.Errorf("external evaluator: %w", err)
+	}
+
+	err = proc.Run(ctx, proc.Cmd{
+		Argv: in.Command,
+		Dir:  in.Dir,
+		Env:  []string{EnvModel + "=" + modelDir, EnvData + "=" + dataDir, EnvOut + "=" + out},
+		Log:  in.Log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("external evaluator: %w", err)
+	}
+
+	report := filepath.Join(out, Predictions)
+	b, err := os.ReadFile(report)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("external evaluator: %s does not exist: %w", report, ErrNoPredictions)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("external evaluator: %w", err)
+	}
+	loss, err := proc.DecodeFloats(b, "per_example_loss")
+	if err != nil {
+		return nil, fmt.Errorf("external evaluator: %s: %w: %w", report, ErrBadPredictions, err)
+	}
+	if len(loss) != in.Test.Rows() {
+		return nil, fmt.Errorf("external evaluator: %s has %d losses for %d test rows: %w", report, len(loss), in.Test.Rows(), ErrLossCount)
+	}
+	for i, v := range loss {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("external evaluator: %s: per_example_loss[%d] is %v: %w", report, i, v, ErrNonFiniteLoss)
+		}
+	}
+	return loss, nil
+}
+
+// Mean is the mean of xs, NaN when xs is empty.
+func Mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	return floats.Sum(xs) / float64(len(xs))
+}

@@ -1,0 +1,159 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/internal/proc"
+)
+
+// Errors of an external trainer run, for errors.Is.
+var (
+	// ErrCommandNotFound: train.command names a program that does not exist.
+	ErrCommandNotFound = proc.ErrNotFound
+	// ErrTrainerFailed: the trainer exited non-zero; the error is an
+	// *ExitError with the exit code and the end of its stderr.
+	ErrTrainerFailed = proc.ErrExit
+	// ErrOutDirNotEmpty: the output directory already holds files.
+	ErrOutDirNotEmpty = proc.ErrOutDirNotEmpty
+	// ErrNoModelDir: the trainer left no model/ directory, or an empty one.
+	ErrNoModelDir = errors.New("trainer wrote no model directory")
+	// ErrNoTrainReport: the trainer left no train.json.
+	ErrNoTrainReport = errors.New("trainer wrote no train.json")
+	// ErrBadTrainReport: train.json is not {"loss": [number, …]} with at
+	// least one number.
+	ErrBadTrainReport = errors.New("invalid train.json")
+	// ErrNonFiniteLoss: a loss in train.json is NaN or infinite.
+	ErrNonFiniteLoss = errors.New("training loss is not finite")
+)
+
+// ExitError is a trainer's non-zero exit: its code and the last lines of
+// its stderr.
+type ExitError = proc.ExitError
+
+// Names of trainer contract v1.
+const (
+	EnvData      = "MODELCI_DATA"
+	EnvOut       = "MODELCI_OUT"
+	EnvParams    = "MODELCI_PARAMS"
+	EnvSeed      = "MODELCI_SEED"
+	TrainCSV     = "train.csv"
+	ModelDirName = "model"
+	TrainReport  = "train.json"
+)
+
+// ExternalInput is one external trainer run.
+type ExternalInput struct {
+	// Command is the spec's train.command: program and arguments.
+	Command []string
+	// Dir is the working directory, the project directory.
+	Dir string
+	// Train is the training split, the only rows the trainer sees.
+	Train *data.Dataset
+	// Params is the spec's train.params, passed as JSON.
+	Params map[string]any
+	Seed   int64
+	// OutDir receives model/ and train.json; it is created when missing
+	// and must be empty.
+	OutDir string
+	// Log receives the trainer's stdout and stderr; nil discards them.
+	Log io.Writer
+}
+
+// ExternalResult is what a successful trainer left behind.
+type ExternalResult struct {
+	// ModelDir is the absolute path of $MODELCI_OUT/model.
+	ModelDir string
+	// Loss is train.json's per-epoch loss.
+	Loss []float64
+}
+
+// External runs a trainer under trainer contract v1 and checks what it
+// wrote: a non-empty model/ directory and a train.json with at least one
+// loss, all finite.
+func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
+	if in.Train == nil {
+		return nil, fmt.Errorf("external trainer: %w", ErrNoData)
+	}
+	if err := in.Train.Validate(); err != nil {
+		return nil, fmt.Errorf("external trainer: %w", err)
+	}
+	out, err := proc.EmptyDir(in.OutDir)
+	if err != nil {
+		return nil, fmt.Errorf("external trainer: %w", err)
+	}
+	params := in.Params
+	if params == nil {
+		params = map[string]any{} // "{}", not "null", for trainers that index it
+	}
+	pj, err := json.Marshal(params)
+	if err != nil {
+		return nil, fmt.Errorf("external trainer: encode params: %w", err)
+	}
+
+	dataDir, err := os.MkdirTemp("", "modelci-train-")
+	if err != nil {
+		return nil, fmt.Errorf("external trainer: %w", err)
+	}
+	defer os.RemoveAll(dataDir)
+	if err := proc.WriteCSV(filepath.Join(dataDir, TrainCSV), in.Train); err != nil {
+		return nil, fmt.Errorf("external trainer: %w", err)
+	}
+
+	err = proc.Run(ctx, proc.Cmd{
+		Argv: in.Command,
+		Dir:  in.Dir,
+		Env: []string{
+			EnvData + "=" + dataDir,
+			EnvOut + "=" + out,
+			EnvParams + "=" + string(pj),
+			EnvSeed + "=" + strconv.FormatInt(in.Seed, 10),
+		},
+		Log: in.Log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("external trainer: %w", err)
+	}
+
+	modelDir := filepath.Join(out, ModelDirName)
+	entries, err := os.ReadDir(modelDir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("external trainer: %s does not exist: %w", modelDir, ErrNoModelDir)
+	case err != nil:
+		return nil, fmt.Errorf("external trainer: %s is not a readable directory: %w: %w", modelDir, ErrNoModelDir, err)
+	case len(entries) == 0:
+		return nil, fmt.Errorf("external trainer: %s is empty: %w", modelDir, ErrNoModelDir)
+	}
+
+	report := filepath.Join(out, TrainReport)
+	b, err := os.ReadFile(report)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("external trainer: %s does not exist: %w", report, ErrNoTrainReport)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("external trainer: %w", err)
+	}
+	loss, err := proc.DecodeFloats(b, "loss")
+	if err != nil {
+		return nil, fmt.Errorf("external trainer: %s: %w: %w", report, ErrBadTrainReport, err)
+	}
+	if len(loss) == 0 {
+		return nil, fmt.Errorf("external trainer: %s: no loss values: %w", report, ErrBadTrainReport)
+	}
+	for i, v := range loss {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("external trainer: %s: loss[%d] is %v: %w", report, i, v, ErrNonFiniteLoss)
+		}
+	}
+	return &ExternalResult{ModelDir: modelDir, Loss: loss}, nil
+}
