@@ -1,0 +1,366 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// LayoutScheme prefixes references to images in an OCI image layout.
+const LayoutScheme = "oci-layout://"
+
+// AnnotationRefName tags a descriptor in a layout's index.json.
+const AnnotationRefName = "org.opencontainers.image.ref.name"
+
+var (
+	// ErrNotLayoutRef: the reference does not start with oci-layout://, so
+	// it may be a registry reference.
+	ErrNotLayoutRef = errors.New("not an oci-layout reference")
+	// ErrBadLayoutRef: an oci-layout:// reference without an absolute path
+	// or a sha256 digest.
+	ErrBadLayoutRef = errors.New("malformed oci-layout reference")
+	// ErrBadTag: not a valid OCI tag.
+	ErrBadTag = errors.New("malformed tag")
+	// ErrBadLayout: the directory's index.json cannot be read as an OCI index.
+	ErrBadLayout = errors.New("malformed OCI layout")
+)
+
+var (
+	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// Tag is the image tag for a model version: "+" is not allowed in tags and
+// is written as "_".
+func Tag(version string) string { return strings.ReplaceAll(version, "+", "_") }
+
+// LayoutRef returns oci-layout://ABS_DIR@sha256:….
+func LayoutRef(dir string, digest v1.Hash) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("layout reference for %s: %w", dir, err)
+	}
+	return LayoutScheme + abs + "@" + digest.String(), nil
+}
+
+// ParseLayoutRef splits oci-layout://ABS_DIR@sha256:HEX into the cleaned
+// directory and the digest.
+func ParseLayoutRef(s string) (string, v1.Hash, error) {
+	rest, ok := strings.CutPrefix(s, LayoutScheme)
+	if !ok {
+		return "", v1.Hash{}, fmt.Errorf("reference %q: %w", s, ErrNotLayoutRef)
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return "", v1.Hash{}, fmt.Errorf("reference %q: %w: no @sha256: digest", s, ErrBadLayoutRef)
+	}
+	dir, digest := rest[:at], rest[at+1:]
+	if !filepath.IsAbs(dir) {
+		return "", v1.Hash{}, fmt.Errorf("reference %q: %w: path %q is not absolute", s, ErrBadLayoutRef, dir)
+	}
+	hexPart, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || !sha256RE.MatchString(hexPart) {
+		return "", v1.Hash{}, fmt.Errorf("reference %q: %w: digest %q is not sha256: and 64 lower-case hex digits", s, ErrBadLayoutRef, digest)
+	}
+	return filepath.Clean(dir), v1.Hash{Algorithm: "sha256", Hex: hexPart}, nil
+}
+
+// Written says what WriteLayout did.
+type Written struct {
+	Digest    v1.Hash
+	MediaType types.MediaType
+	Size      int64
+	Ref       string // oci-layout://ABS_DIR@sha256:…
+	Tag       string
+	// Moved is set when the tag pointed at another digest, Previous, before;
+	// the layout keeps that image's blobs.
+	Moved    bool
+	Previous v1.Hash
+}
+
+// WriteLayout writes an image or image index (and every blob under it) to
+// the OCI image layout at dir, creating it when missing, and points tag at
+// it in index.json, replacing any descriptor the tag was on.
+//
+// Every file is written to a temporary name and renamed, so an interrupted
+// write leaves the layout as it was, apart from unreferenced blobs. Blobs are
+// checked against their digests as they are written. One writer per layout
+// at a time: callers hold the output directory's lock.
+func WriteLayout(ctx context.Context, dir string, a mutate.Appendable, tag string) (Written, error) {
+	if !tagRE.MatchString(tag) {
+		return Written{}, fmt.Errorf("layout %s: tag %q: %w", dir, tag, ErrBadTag)
+	}
+	desc, err := partial.Descriptor(a)
+	if err != nil {
+		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	w := &layoutWriter{dir: dir, written: map[v1.Hash]bool{}}
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	switch t := a.(type) {
+	case v1.ImageIndex:
+		err = w.index(ctx, t)
+	case v1.Image:
+		var cf *v1.ConfigFile
+		if cf, err = t.ConfigFile(); err == nil {
+			desc.Platform = cf.Platform()
+			err = w.image(ctx, t)
+		}
+	default:
+		err = fmt.Errorf("%T is neither an image nor an index", a)
+	}
+	if err != nil {
+		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+	}
+
+	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); errors.Is(err, fs.ErrNotExist) {
+		if err := writeFileAtomic(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+			return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+		}
+	}
+	index, err := readIndex(dir)
+	if err != nil {
+		return Written{}, err
+	}
+	out := Written{Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, Tag: tag}
+	kept := index.Manifests[:0]
+	for _, d := range index.Manifests {
+		if d.Annotations[AnnotationRefName] == tag {
+			out.Previous = d.Digest
+			out.Moved = d.Digest != desc.Digest
+			continue
+		}
+		kept = append(kept, d)
+	}
+	desc.Annotations = map[string]string{AnnotationRefName: tag}
+	index.Manifests = append(kept, *desc)
+	raw, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
+		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "index.json"), raw); err != nil {
+		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	if out.Ref, err = LayoutRef(dir, desc.Digest); err != nil {
+		return Written{}, err
+	}
+	return out, nil
+}
+
+// readIndex reads dir's index.json, or returns an empty index if it has none.
+func readIndex(dir string) (*v1.IndexManifest, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("layout %s: %w", dir, err)
+	}
+	index, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("layout %s: index.json: %w: %w", dir, ErrBadLayout, err)
+	}
+	return index, nil
+}
+
+type layoutWriter struct {
+	dir     string
+	mu      sync.Mutex
+	written map[v1.Hash]bool // blobs this call has already written or claimed
+}
+
+func (w *layoutWriter) index(ctx context.Context, ii v1.ImageIndex) error {
+	m, err := ii.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range m.Manifests {
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := ii.ImageIndex(d.Digest)
+			if err == nil {
+				err = w.index(ctx, child)
+			}
+			if err != nil {
+				return err
+			}
+		case d.MediaType.IsImage():
+			img, err := ii.Image(d.Digest)
+			if err == nil {
+				err = w.image(ctx, img)
+			}
+			if err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("index entry %s: unsupported media type %s", d.Digest, d.MediaType)
+		}
+	}
+	raw, err := ii.RawManifest()
+	if err != nil {
+		return err
+	}
+	h, err := ii.Digest()
+	if err != nil {
+		return err
+	}
+	return w.bytes(ctx, h, raw)
+}
+
+// image writes the layers concurrently (each is generated, hashed and
+// compressed on its own), then the config and the manifest, so that a
+// manifest is only ever present with its blobs.
+func (w *layoutWriter) image(ctx context.Context, img v1.Image) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(layers))
+	var wg sync.WaitGroup
+	for i, l := range layers {
+		wg.Go(func() { errs[i] = w.layer(ctx, l) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	if err := w.bytes(ctx, cfgName, cfg); err != nil {
+		return err
+	}
+	h, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	return w.bytes(ctx, h, raw)
+}
+
+func (w *layoutWriter) layer(ctx context.Context, l v1.Layer) error {
+	h, err := l.Digest()
+	if err != nil {
+		return err
+	}
+	size, err := l.Size()
+	if err != nil {
+		return err
+	}
+	return w.blob(ctx, h, size, l.Compressed)
+}
+
+func (w *layoutWriter) bytes(ctx context.Context, h v1.Hash, b []byte) error {
+	return w.blob(ctx, h, int64(len(b)), func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	})
+}
+
+// blob writes blobs/sha256/HEX unless a file of the right size is there,
+// through a temporary file that is renamed only when its digest matches.
+func (w *layoutWriter) blob(ctx context.Context, h v1.Hash, size int64, open func() (io.ReadCloser, error)) error {
+	if h.Algorithm != "sha256" || !sha256RE.MatchString(h.Hex) {
+		return fmt.Errorf("blob %s: unsupported digest", h)
+	}
+	w.mu.Lock()
+	done := w.written[h]
+	w.written[h] = true
+	w.mu.Unlock()
+	if done {
+		return nil
+	}
+	final := filepath.Join(w.dir, "blobs", "sha256", h.Hex)
+	if fi, err := os.Stat(final); err == nil && fi.Mode().IsRegular() && fi.Size() == size {
+		return nil
+	}
+	rc, err := open()
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+h.Hex[:12]+"-")
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	hasher := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, hasher), ctxReader{ctx, rc})
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	if got := hashOf(hasher); got != h || n != size {
+		return fmt.Errorf("blob %s: %w: wrote %s, %d bytes, want %d", h, ErrFileChanged, got, n, size)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return fmt.Errorf("blob %s: %w", h, err)
+	}
+	return nil
+}
+
+// ctxReader stops a long copy when the context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// writeFileAtomic replaces name with data through a temporary file in the
+// same directory, so readers see the old or the new content, never a part.
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
+}

@@ -1,0 +1,407 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// ModulePath is the module whose cmd/modelci is the serving runtime.
+const ModulePath = "github.com/modelci/modelci"
+
+// runtimePackage is built into the runtime binary.
+const runtimePackage = ModulePath + "/cmd/modelci"
+
+// buildFlags are part of the cache key, so that changing them invalidates
+// every cached binary. -s -w drop the symbol tables: a smaller layer, and
+// stack traces still work.
+var buildFlags = []string{"-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
+
+// ErrNoRuntime means no runtime binary can be had for a platform: no Go
+// toolchain and no usable running executable. The image then needs a base
+// image that carries its own server.
+var ErrNoRuntime = errors.New("no modelci runtime binary for this platform: install Go, or set image.base to a runtime image")
+
+// ErrUnsupportedPlatform is returned for platforms the runtime cannot be
+// built for (anything but linux).
+var ErrUnsupportedPlatform = errors.New("unsupported platform")
+
+// RuntimeOption configures Runtime.
+type RuntimeOption func(*runtimeOptions)
+
+type runtimeOptions struct {
+	sourceDir string
+	cacheDir  string
+	log       io.Writer
+}
+
+// WithSourceDir names a directory from which to look upwards for modelci's
+// source (usually the project directory). The current working directory is
+// searched too.
+func WithSourceDir(dir string) RuntimeOption {
+	return func(o *runtimeOptions) { o.sourceDir = dir }
+}
+
+// WithCacheDir overrides the cache root (default
+// $XDG_CACHE_HOME/modelci/runtime, or ~/.cache/modelci/runtime).
+func WithCacheDir(dir string) RuntimeOption {
+	return func(o *runtimeOptions) { o.cacheDir = dir }
+}
+
+// WithLog receives one line per decision (cache hit, build, fallback); nil
+// discards them.
+func WithLog(w io.Writer) RuntimeOption {
+	return func(o *runtimeOptions) {
+		if w != nil {
+			o.log = w
+		}
+	}
+}
+
+// Runtime returns the path of a static modelci binary for platform, building
+// it from modelci's source when needed and caching it by source digest.
+//
+// The source is, in order: $MODELCI_SOURCE; the nearest enclosing module
+// github.com/modelci/modelci above the source dir or the working directory;
+// the module at the running binary's version, fetched with `go mod download`.
+// Without a Go toolchain (or without any source) the running executable is
+// used when it is a static Linux binary of the platform's architecture.
+func Runtime(ctx context.Context, platform v1.Platform, opts ...RuntimeOption) (string, error) {
+	o := runtimeOptions{log: io.Discard}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if platform.OS != "linux" {
+		return "", fmt.Errorf("runtime for %s: %w: only linux images are built", platformString(platform), ErrUnsupportedPlatform)
+	}
+	goarch, extraEnv, err := goPlatformEnv(platform)
+	if err != nil {
+		return "", err
+	}
+
+	goBin, lookErr := exec.LookPath("go")
+	if lookErr == nil {
+		src, err := findSource(ctx, goBin, o)
+		if err != nil {
+			return "", err
+		}
+		if src != "" {
+			return buildRuntime(ctx, goBin, src, platform, goarch, extraEnv, o)
+		}
+		fmt.Fprintf(o.log, "runtime: no modelci source found\n")
+	} else {
+		fmt.Fprintf(o.log, "runtime: no Go toolchain: %v\n", lookErr)
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("runtime for %s: %w", platformString(platform), ErrNoRuntime)
+	}
+	if ok, why := isStaticELF(exe, goarch); !ok {
+		return "", fmt.Errorf("runtime for %s: running executable %s %s: %w", platformString(platform), exe, why, ErrNoRuntime)
+	}
+	fmt.Fprintf(o.log, "runtime: using the running executable %s\n", exe)
+	return exe, nil
+}
+
+// goPlatformEnv maps an OCI platform to GOARCH and any variant variable.
+func goPlatformEnv(p v1.Platform) (goarch string, env []string, err error) {
+	v := strings.TrimPrefix(p.Variant, "v")
+	switch {
+	case p.Architecture == "":
+		return "", nil, fmt.Errorf("runtime for %s: %w: no architecture", platformString(p), ErrUnsupportedPlatform)
+	case p.Variant == "":
+		return p.Architecture, nil, nil
+	case p.Architecture == "arm" && (v == "5" || v == "6" || v == "7"):
+		return "arm", []string{"GOARM=" + v}, nil
+	case p.Architecture == "arm64" && v == "8":
+		return "arm64", nil, nil
+	case p.Architecture == "amd64" && (v == "1" || v == "2" || v == "3" || v == "4"):
+		return "amd64", []string{"GOAMD64=v" + v}, nil
+	}
+	return "", nil, fmt.Errorf("runtime for %s: %w: variant %q", platformString(p), ErrUnsupportedPlatform, p.Variant)
+}
+
+// findSource returns modelci's module directory, or "" when there is none.
+func findSource(ctx context.Context, goBin string, o runtimeOptions) (string, error) {
+	if dir := os.Getenv("MODELCI_SOURCE"); dir != "" {
+		if !isModelciModule(dir) {
+			return "", fmt.Errorf("MODELCI_SOURCE %s: no go.mod for module %s", dir, ModulePath)
+		}
+		return dir, nil
+	}
+	starts := []string{}
+	if o.sourceDir != "" {
+		starts = append(starts, o.sourceDir)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	for _, start := range starts {
+		abs, err := filepath.Abs(start)
+		if err != nil {
+			continue
+		}
+		for dir := abs; ; dir = filepath.Dir(dir) {
+			if isModelciModule(dir) {
+				return dir, nil
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok || info.Main.Path != ModulePath || info.Main.Version == "" || info.Main.Version == "(devel)" || strings.HasSuffix(info.Main.Version, "+dirty") {
+		return "", nil
+	}
+	return downloadModule(ctx, goBin, info.Main.Version)
+}
+
+// isModelciModule reports whether dir holds go.mod for ModulePath.
+func isModelciModule(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`) == ModulePath
+		}
+	}
+	return false
+}
+
+// downloadModule fetches modelci at version into the module cache; building
+// there (rather than `go install`) also works when cross-compiling.
+func downloadModule(ctx context.Context, goBin, version string) (string, error) {
+	tmp, err := os.MkdirTemp("", "modelci-download-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.CommandContext(ctx, goBin, "mod", "download", "-json", ModulePath+"@"+version)
+	cmd.Dir = tmp // outside any module, so no go.mod is consulted or changed
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("download %s@%s: %w: %s", ModulePath, version, err, strings.TrimSpace(stderr.String()))
+	}
+	var m struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &m); err != nil {
+		return "", fmt.Errorf("download %s@%s: decode go mod download output: %w", ModulePath, version, err)
+	}
+	if m.Error != "" || m.Dir == "" {
+		return "", fmt.Errorf("download %s@%s: %s", ModulePath, version, m.Error)
+	}
+	return m.Dir, nil
+}
+
+// buildRuntime returns the cached binary for src's digest, building it first
+// when absent. Builds go to a fresh directory and are renamed into place, so
+// concurrent builders never see a partial file (both produce the same bytes).
+func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch string, extraEnv []string, o runtimeOptions) (string, error) {
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOWORK=off")
+	env = append(env, extraEnv...)
+	digest, err := sourceDigest(ctx, goBin, src, env)
+	if err != nil {
+		return "", err
+	}
+	root := o.cacheDir
+	if root == "" {
+		cache, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("runtime cache: %w", err)
+		}
+		root = filepath.Join(cache, "modelci", "runtime")
+	}
+	dir := filepath.Join(root, digest)
+	out := filepath.Join(dir, "modelci")
+	if ok, _ := isStaticELF(out, goarch); ok {
+		fmt.Fprintf(o.log, "runtime: cached %s for %s\n", out, platformString(p))
+		return out, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("runtime cache: %w", err)
+	}
+	tmp, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return "", fmt.Errorf("runtime cache: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	fmt.Fprintf(o.log, "runtime: building %s for %s from %s\n", runtimePackage, platformString(p), src)
+	args := append([]string{"build"}, buildFlags...)
+	args = append(args, "-o", filepath.Join(tmp, "modelci"), runtimePackage)
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = src
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stdout = &stderr
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build runtime for %s from %s: %w: %s", platformString(p), src, err, strings.TrimSpace(stderr.String()))
+	}
+	if ok, why := isStaticELF(filepath.Join(tmp, "modelci"), goarch); !ok {
+		return "", fmt.Errorf("build runtime for %s from %s: output %s", platformString(p), src, why)
+	}
+	// A source edited during the build must not be cached under the old key.
+	if after, err := sourceDigest(ctx, goBin, src, env); err != nil {
+		return "", err
+	} else if after != digest {
+		return "", fmt.Errorf("build runtime for %s: %w: the source in %s was edited while building", platformString(p), ErrFileChanged, src)
+	}
+	if err := os.Rename(filepath.Join(tmp, "modelci"), out); err != nil {
+		return "", fmt.Errorf("runtime cache: %w", err)
+	}
+	return out, nil
+}
+
+// sourceDigest is the runtime cache key: sha256 over the build flags, the
+// toolchain's environment for the target (GOVERSION, GOOS, GOARCH, variants,
+// GOFLAGS), go.mod, go.sum and every file of every local package that
+// cmd/modelci imports (Go and embedded files alike, as `go list` reports
+// them). Packages from versioned modules are pinned by go.sum.
+func sourceDigest(ctx context.Context, goBin, src string, env []string) (string, error) {
+	goenv, err := goOutput(ctx, goBin, src, env, "env", "-json", "GOVERSION", "GOOS", "GOARCH", "GOARM", "GOAMD64", "GOARM64", "GOFLAGS", "CGO_ENABLED")
+	if err != nil {
+		return "", err
+	}
+	list, err := goOutput(ctx, goBin, src, env, "list", "-deps", "-json=ImportPath,Dir,GoFiles,SFiles,EmbedFiles,Standard,Module", runtimePackage)
+	if err != nil {
+		return "", err
+	}
+	type pkg struct {
+		ImportPath string
+		Dir        string
+		GoFiles    []string
+		SFiles     []string
+		EmbedFiles []string
+		Standard   bool
+		Module     *struct {
+			Version string
+			Replace *struct{ Version string }
+		}
+	}
+	var files []string // "importpath/name" keys; paths relative to be machine-independent
+	where := map[string]string{}
+	dec := json.NewDecoder(bytes.NewReader(list))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			return "", fmt.Errorf("source digest of %s: decode go list output: %w", src, err)
+		}
+		// Versioned modules are fixed by go.sum; only local code (the main
+		// module and directory replacements) can change under the same key.
+		if p.Standard || p.Module == nil {
+			continue
+		}
+		local := p.Module.Version == "" || (p.Module.Replace != nil && p.Module.Replace.Version == "")
+		if !local {
+			continue
+		}
+		for _, f := range slices.Concat(p.GoFiles, p.SFiles, p.EmbedFiles) {
+			key := p.ImportPath + "/" + f
+			files = append(files, key)
+			where[key] = filepath.Join(p.Dir, filepath.FromSlash(f))
+		}
+	}
+	sort.Strings(files)
+
+	h := sha256.New()
+	field := func(name string, data []byte) {
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(data))
+		h.Write(data)
+	}
+	field("flags", []byte(strings.Join(buildFlags, " ")))
+	field("go env", goenv)
+	for _, name := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil && !(name == "go.sum" && errors.Is(err, os.ErrNotExist)) {
+			return "", fmt.Errorf("source digest of %s: %w", src, err)
+		}
+		field(name, b)
+	}
+	for _, key := range files {
+		b, err := os.ReadFile(where[key])
+		if err != nil {
+			return "", fmt.Errorf("source digest of %s: %w", src, err)
+		}
+		field(key, b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func goOutput(ctx context.Context, goBin, dir string, env []string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go %s in %s: %w: %s", strings.Join(args, " "), dir, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// elfMachines maps GOARCH to the ELF machine of its binaries.
+var elfMachines = map[string]elf.Machine{
+	"amd64":   elf.EM_X86_64,
+	"arm64":   elf.EM_AARCH64,
+	"arm":     elf.EM_ARM,
+	"386":     elf.EM_386,
+	"ppc64le": elf.EM_PPC64,
+	"s390x":   elf.EM_S390,
+	"riscv64": elf.EM_RISCV,
+}
+
+// isStaticELF reports whether path is a statically linked Linux executable
+// for goarch, and if not, why (for error messages).
+func isStaticELF(path, goarch string) (bool, string) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false, fmt.Sprintf("is not an ELF binary (%v)", err)
+	}
+	defer f.Close()
+	if want, ok := elfMachines[goarch]; !ok || f.Machine != want {
+		return false, fmt.Sprintf("is for %v, not %s", f.Machine, goarch)
+	}
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return false, fmt.Sprintf("is not an executable (%v)", f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false, "is dynamically linked (has an interpreter)"
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err == nil && len(libs) > 0 {
+		return false, fmt.Sprintf("needs shared libraries %v", libs)
+	}
+	return true, ""
+}
+
+func platformString(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
