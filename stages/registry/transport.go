@@ -1,0 +1,121 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// retryAfter holds a throttled or unavailable response (429, 503) for the
+// time its Retry-After header asks, capped at max, before handing it up to
+// go-containerregistry's retry loop, whose own retry transport does not
+// read the header: the next attempt then never comes sooner than the
+// registry asked.
+type retryAfter struct {
+	inner http.RoundTripper
+	max   time.Duration
+}
+
+func (t *retryAfter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.inner.RoundTrip(req)
+	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return resp, err
+	}
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if !ok {
+		return resp, nil
+	}
+	timer := time.NewTimer(min(d, t.max))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return resp, nil
+	case <-req.Context().Done():
+		resp.Body.Close()
+		return nil, req.Context().Err()
+	}
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date (RFC 9110, 10.2.3).
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0, false
+		}
+		return time.Duration(s) * time.Second, true
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		return max(at.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// retryable says which failures are worth another attempt: 5xx, 408, 429
+// and broken connections. 401, 403 and 404 never are, whatever error code
+// the body carries; nor is a refused dial (the registry is not there).
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+			return false
+		}
+		return te.Temporary()
+	}
+	if isDialError(err) {
+		return false
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// classify wraps err with the sentinel a caller acts on, keeping the
+// registry's own message.
+func classify(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%s: %w: %w", what, ErrUnauthorized, err)
+		case http.StatusNotFound:
+			return fmt.Errorf("%s: %w: %w", what, ErrNotFound, err)
+		}
+		// The registry's error code alone can hide the status.
+		return fmt.Errorf("%s: HTTP %d: %w", what, te.StatusCode, err)
+	}
+	if isDialError(err) {
+		return fmt.Errorf("%s: %w: %w", what, ErrUnreachable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
