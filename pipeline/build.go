@@ -22,10 +22,21 @@ func (r *run) buildImage(ctx context.Context) (*ImageOutput, error) {
 		created = *r.o.created
 	}
 	runtime := func(ctx context.Context, p v1.Platform) (string, error) {
-		if path, ok := r.o.runtimes[platformString(p)]; ok {
-			return path, nil
+		path, ok := r.o.runtimes[platformString(p)]
+		if !ok {
+			var err error
+			if path, err = image.Runtime(ctx, p, image.WithSourceDir(spec.Dir), image.WithLog(r.o.log)); err != nil {
+				return "", err
+			}
 		}
-		return image.Runtime(ctx, p, image.WithSourceDir(spec.Dir), image.WithLog(r.o.log))
+		// Recorded so that a rebuild can tell a changed server binary from
+		// a changed model.
+		d, err := digestFile(path)
+		if err != nil {
+			return "", err
+		}
+		r.rec.Inputs.Runtimes = append(r.rec.Inputs.Runtimes, RuntimeInput{Platform: platformString(p), Digest: d})
+		return path, nil
 	}
 	layout := LayoutDir(r.out)
 	out, err := image.Run(ctx, image.Input{

@@ -46,7 +46,13 @@ type Inputs struct {
 	Trainer  TrainerInput   `json:"trainer"`
 	Params   map[string]any `json:"params"`
 	Baseline *BaselineInput `json:"baseline,omitempty"`
-	Runtime  *Artifact      `json:"runtime,omitempty"`
+	Runtimes []RuntimeInput `json:"runtimes,omitempty"`
+}
+
+// RuntimeInput is the server binary built into the image for a platform.
+type RuntimeInput struct {
+	Platform string `json:"platform"`
+	Digest   string `json:"digest"`
 }
 
 // DatasetInput is the data set as loaded.
@@ -94,6 +100,15 @@ type Outputs struct {
 	Metrics Artifact     `json:"metrics"`
 	Gate    Artifact     `json:"gate"`
 	Image   *ImageOutput `json:"image,omitempty"`
+	Push    *PushOutput  `json:"push,omitempty"`
+}
+
+// PushOutput is the image as published to a registry.
+type PushOutput struct {
+	Repository string   `json:"repository"`
+	Ref        string   `json:"ref"` // HOST[:PORT]/PATH@sha256:…
+	Digest     string   `json:"digest"`
+	Tags       []string `json:"tags"`
 }
 
 // ImageOutput is the built image.

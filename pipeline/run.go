@@ -19,6 +19,7 @@ import (
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/evaluate"
+	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/train"
 )
 
@@ -49,6 +50,11 @@ type options struct {
 	now      func() time.Time
 	created  *time.Time
 	runtimes map[string]string
+
+	repository     string
+	registry       []registry.Option
+	allowDowngrade bool
+	noPublish      bool
 }
 
 // Option configures Run.
@@ -329,6 +335,19 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 			return fmt.Sprintf("%s, tag %s in %s", short(img.Digest), img.Tag, img.Layout), nil
 		}); err != nil {
 			return nil, err
+		}
+		if r.repository() != "" {
+			if err := r.stage("push", func() (string, error) {
+				p, err := r.publish(ctx, r.rec.Outputs.Image)
+				if err != nil {
+					return "", err
+				}
+				r.rec.Outputs.Push = p
+				res.Ref = p.Ref
+				return fmt.Sprintf("%s, tags %s", p.Ref, strings.Join(p.Tags, ", ")), nil
+			}); err != nil {
+				return nil, err
+			}
 		}
 	}
 

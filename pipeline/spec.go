@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelci/modelci/internal/strictyaml"
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/registry"
 )
 
 // APIVersion is the only spec version this release reads.
@@ -198,7 +199,9 @@ func (s *Spec) validate() error {
 		errs = append(errs, fmt.Errorf("%s: gate.baseline.from: %w: champions from environments arrive with issue [7/9]", s.File, ErrNotSupported))
 	}
 	if s.Image.Repository != "" {
-		errs = append(errs, fmt.Errorf("%s: image.repository: %w: registries arrive with issue [3/9]; leave it empty for the OCI layout", s.File, ErrNotSupported))
+		if err := registry.CheckRepository(s.Image.Repository); err != nil {
+			bad("image.repository", "%v", err)
+		}
 	}
 	for i, p := range s.Image.Platforms {
 		if !slices.Contains(supportedPlatforms, p) {

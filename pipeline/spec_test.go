@@ -73,7 +73,7 @@ func TestParseSpecErrors(t *testing.T) {
 		{"command without evaluator", func(s string) string { return s + "train:\n  command: [python3, t.py]\n" }, pipeline.ErrSpec, "evaluate.command"},
 		{"unknown builtin", func(s string) string { return s + "train:\n  builtin: xgboost\n" }, pipeline.ErrSpec, "train.builtin"},
 		{"bad platform", func(s string) string { return s + "image:\n  platforms: [windows/amd64]\n" }, pipeline.ErrSpec, "image.platforms[0]"},
-		{"repository not yet", func(s string) string { return s + "image:\n  repository: localhost:5000/x\n" }, pipeline.ErrNotSupported, "image.repository"},
+		{"bad repository", func(s string) string { return s + "image:\n  repository: diabetes\n" }, pipeline.ErrSpec, "image.repository"},
 		{"confidence out of range", func(s string) string {
 			return strings.Replace(s, "threshold: 5000", "threshold: 5000\n  confidence: 1.5", 1)
 		}, nil, "confidence"},

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 )
 
 // example copies examples/linreg into a temporary directory with its spec
@@ -110,5 +114,31 @@ func TestInitWritesAValidStarter(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "name: churn") || !strings.Contains(string(b), "#") {
 		t.Fatalf("starter:\n%s", b)
+	}
+}
+
+func TestRunPushesAndRebuilds(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New())
+	defer srv.Close()
+	repo := strings.TrimPrefix(srv.URL, "http://") + "/models/diabetes"
+	dir := example(t, nil)
+	code, stdout, stderr := run(t, "run", "-C", dir, "--repository", repo)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	ref := strings.TrimSpace(stdout)
+	if !strings.HasPrefix(ref, repo+"@sha256:") {
+		t.Fatalf("stdout %q, want %s@sha256:…", stdout, repo)
+	}
+	m := regexp.MustCompile(`run (\S+): `).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no run id in:\n%s", stderr)
+	}
+	code, stdout, stderr = run(t, "rebuild", m[1], "-C", dir)
+	if code != 0 || !strings.Contains(stdout, "ok   image") || strings.Contains(stdout, "DIFF") {
+		t.Fatalf("rebuild: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, "run", "-C", dir, "--repository", "not a repo"); code != 2 {
+		t.Fatalf("bad --repository: exit %d, %s", code, stderr)
 	}
 }

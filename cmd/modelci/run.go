@@ -9,10 +9,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/stages/registry"
 )
 
 func newRunCmd() *cobra.Command {
-	var dir, specFile, output string
+	var dir, specFile, output, repository string
+	var allowOverwrite, allowDowngrade bool
+	var reg *registryOpts
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Train, evaluate, gate and build the serving image",
@@ -30,12 +33,29 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				output = filepath.Join(dir, output)
 			}
 			stderr := cmd.ErrOrStderr()
-			res, err := pipeline.Run(cmd.Context(), spec,
+			regOpts, err := reg.options(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			if allowOverwrite {
+				regOpts = append(regOpts, registry.WithAllowOverwrite())
+			}
+			opts := []pipeline.Option{pipeline.WithRegistryOptions(regOpts...)}
+			if repository != "" {
+				if err := registry.CheckRepository(repository); err != nil {
+					return usageError(fmt.Errorf("--repository: %w", err))
+				}
+				opts = append(opts, pipeline.WithRepository(repository))
+			}
+			if allowDowngrade {
+				opts = append(opts, pipeline.WithAllowDowngrade())
+			}
+			res, err := pipeline.Run(cmd.Context(), spec, append(opts,
 				pipeline.WithOutput(output),
 				pipeline.WithLog(stderr),
 				pipeline.WithProgress(func(e pipeline.Event) {
 					fmt.Fprintf(stderr, "%-9s %8s  %s\n", e.Stage, roundDuration(e.Duration), e.Summary)
-				}))
+				}))...)
 			if err != nil {
 				return err
 			}
@@ -56,6 +76,10 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory (where modelci.yaml lives)")
 	cmd.Flags().StringVar(&specFile, "spec", "", "spec file (default DIR/modelci.yaml)")
 	cmd.Flags().StringVar(&output, "output", "", "output directory (default the spec's output:, relative to DIR)")
+	cmd.Flags().StringVar(&repository, "repository", "", "push the image to HOST[:PORT]/PATH (default image.repository; empty keeps the OCI layout only)")
+	cmd.Flags().BoolVar(&allowOverwrite, "allow-overwrite", false, "move a version tag the repository holds on another digest")
+	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "publish a version that is not greater than the repository's greatest")
+	reg = registryFlags(cmd.Flags())
 	return cmd
 }
 

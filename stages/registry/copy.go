@@ -204,3 +204,22 @@ func copyToLayout(ctx context.Context, a Artifact, dir string, digest v1.Hash, o
 	}
 	return out, nil
 }
+
+// ListTags returns the tags of repo (HOST[:PORT]/PATH); a repository the
+// registry does not know yet has none.
+func ListTags(ctx context.Context, repo string, opts ...Option) ([]string, error) {
+	o := makeOptions(opts)
+	r, err := parseRepo(repo, o.insecure)
+	if err != nil {
+		return nil, err
+	}
+	tags, err := remote.List(r, o.remote(ctx)...)
+	if err != nil {
+		err = classify("list tags of "+repo, err)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return tags, nil
+}

@@ -143,3 +143,9 @@ func isLoopback(hostport string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// CheckRepository says whether s is a valid push target, HOST[:PORT]/PATH.
+func CheckRepository(s string) error {
+	_, err := parseRepo(s, false)
+	return err
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelci/modelci/pipeline"
+)
+
+func newRebuildCmd() *cobra.Command {
+	var dir, specFile, output, format string
+	cmd := &cobra.Command{
+		Use:   "rebuild RUN_ID",
+		Short: "Rebuild a run's image from its record and check that every digest matches",
+		Long: `Rebuild runs the pipeline again for a recorded run, in a scratch directory,
+and compares the dataset, split, model, metrics, server binary and image
+digests with the run record. Exit 0 when all match, 3 when any differs.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if format != "text" && format != "json" {
+				return usageError(fmt.Errorf("-o %q: want text or json", format))
+			}
+			spec, err := loadSpec(dir, specFile)
+			if err != nil {
+				return err
+			}
+			res, err := pipeline.Rebuild(cmd.Context(), spec, pipeline.OutputDir(spec, output), a[0],
+				pipeline.WithLog(cmd.ErrOrStderr()))
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if format == "json" {
+				if err := json.NewEncoder(w).Encode(res); err != nil {
+					return err
+				}
+			} else {
+				for _, c := range res.Checks {
+					mark := "ok  "
+					if !c.Match {
+						mark = "DIFF"
+					}
+					fmt.Fprintf(w, "%s %-20s %s", mark, c.Name, c.Recorded)
+					if !c.Match {
+						fmt.Fprintf(w, " ≠ %s", c.Rebuilt)
+					}
+					fmt.Fprintln(w)
+				}
+			}
+			if !res.Match {
+				return exitCode(3, fmt.Errorf("run %s is not reproduced: some digests differ", a[0]))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory")
+	cmd.Flags().StringVar(&specFile, "spec", "", "spec file (default DIR/modelci.yaml)")
+	cmd.Flags().StringVar(&output, "output", "", "output directory (default the spec's)")
+	cmd.Flags().StringVarP(&format, "output-format", "o", "text", "text or json")
+	return cmd
+}

@@ -1,0 +1,100 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/registry"
+)
+
+// ErrNotGreater means the model version is not greater than the champion,
+// the greatest version the repository already holds.
+var ErrNotGreater = errors.New("version is not greater than the champion")
+
+// WithRepository pushes the image to repo (HOST[:PORT]/PATH), overriding
+// image.repository.
+func WithRepository(repo string) Option { return func(o *options) { o.repository = repo } }
+
+// WithRegistryOptions passes credentials and transport settings to the push.
+func WithRegistryOptions(opts ...registry.Option) Option {
+	return func(o *options) { o.registry = append(o.registry, opts...) }
+}
+
+// WithAllowDowngrade publishes a version that is not greater than the
+// repository's greatest.
+func WithAllowDowngrade() Option { return func(o *options) { o.allowDowngrade = true } }
+
+// repository is where the run publishes: the option, else the spec.
+func (r *run) repository() string {
+	if r.o.noPublish {
+		return ""
+	}
+	if r.o.repository != "" {
+		return r.o.repository
+	}
+	return r.spec.Image.Repository
+}
+
+// publish pushes the image from the layout to the repository by digest,
+// then its version tag (and latest when asked).
+func (r *run) publish(ctx context.Context, img *ImageOutput) (*PushOutput, error) {
+	repo := r.repository()
+	tag := image.Tag(r.spec.Model.Version)
+	if err := r.checkChampion(ctx, repo, tag, img.Digest); err != nil {
+		return nil, err
+	}
+	opts := append([]registry.Option{registry.WithTags(tag), registry.WithLog(r.o.log), registry.WithProgress(r.o.log)}, r.o.registry...)
+	if r.spec.Image.Latest {
+		opts = append(opts, registry.WithLatest())
+	}
+	pushed, err := registry.Copy(ctx, img.Ref, repo, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if pushed.Digest.String() != img.Digest {
+		return nil, fmt.Errorf("push to %s: %w: pushed %s, built %s", repo, registry.ErrDigestMismatch, pushed.Digest, img.Digest)
+	}
+	return &PushOutput{Repository: repo, Ref: pushed.Ref, Digest: pushed.Digest.String(), Tags: pushed.Tags}, nil
+}
+
+// checkChampion refuses a version below the greatest one in repo. The same
+// version is left to the registry stage: a no-op on the same digest,
+// ErrTagExists on another.
+func (r *run) checkChampion(ctx context.Context, repo, tag, digest string) error {
+	if r.o.allowDowngrade {
+		return nil
+	}
+	tags, err := registry.ListTags(ctx, repo, r.o.registry...)
+	if err != nil {
+		return err
+	}
+	champion := ""
+	for _, t := range tags {
+		if t == tag {
+			return nil
+		}
+		if _, err := modelgate.ParseVersion(t); err != nil {
+			continue // latest, sha256-….sig and other tags are not versions
+		}
+		if champion == "" {
+			champion = t
+		} else if g, _ := modelgate.Greater(t, champion); g {
+			champion = t
+		}
+	}
+	if champion == "" {
+		return nil
+	}
+	greater, err := modelgate.Greater(r.spec.Model.Version, champion)
+	if err != nil {
+		return err
+	}
+	if !greater {
+		return fmt.Errorf("publish %s %s to %s: %w %s (use --allow-downgrade to publish it anyway)",
+			r.spec.Model.Name, r.spec.Model.Version, repo, ErrNotGreater, champion)
+	}
+	return nil
+}

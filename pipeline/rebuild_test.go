@@ -1,0 +1,62 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/modelci/modelci/pipeline"
+)
+
+func TestRebuild(t *testing.T) {
+	dir := project(t, nil)
+	bin := runtimeStub(t)
+	first, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := pipeline.LoadSpec(filepath.Join(dir, "modelci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, ".modelci")
+	res, err := pipeline.Rebuild(context.Background(), spec, out, first.RunID, pipeline.WithRuntime("linux/amd64", bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Match || len(res.Checks) < 8 {
+		t.Fatalf("rebuild: %+v", res)
+	}
+	if ids, _ := pipeline.ListRuns(out); len(ids) != 1 {
+		t.Fatalf("rebuild wrote runs into the output: %v", ids)
+	}
+
+	// Another server binary: the image digest must not match, and the
+	// check says the runtime is why.
+	other := runtimeStub(t)
+	appendByte(t, other)
+	res, err = pipeline.Rebuild(context.Background(), spec, out, first.RunID, pipeline.WithRuntime("linux/amd64", other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := map[string]bool{}
+	for _, c := range res.Checks {
+		if !c.Match {
+			failed[c.Name] = true
+		}
+	}
+	if res.Match || !failed["image"] || !failed["runtime linux/amd64"] || failed["model"] {
+		t.Fatalf("rebuild with another runtime: %+v", res)
+	}
+
+	// A changed spec is refused before anything runs.
+	setSpec(t, dir, [2]string{"epochs: 300", "epochs: 299"})
+	spec, _ = pipeline.LoadSpec(filepath.Join(dir, "modelci.yaml"))
+	if _, err := pipeline.Rebuild(context.Background(), spec, out, first.RunID); !errors.Is(err, pipeline.ErrSpecChanged) {
+		t.Fatalf("err = %v, want ErrSpecChanged", err)
+	}
+	if _, err := pipeline.Rebuild(context.Background(), spec, out, "nope"); !errors.Is(err, pipeline.ErrNoRun) {
+		t.Fatalf("err = %v, want ErrNoRun", err)
+	}
+}
