@@ -1,0 +1,386 @@
+package serve
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+)
+
+// shape is the form a request's rows came in; the answer mirrors it.
+type shape uint8
+
+const (
+	shapeInstances shape = iota // {"instances": [[x1, …], …]}
+	shapeRow                    // {"input": [x1, …]}: the seed's one row
+	shapeRows                   // {"input": [[x1, …], …]}
+	shapeObject                 // {"input": {"age": x1, …}}
+	shapeObjects                // {"input": [{"age": x1, …}, …]}
+)
+
+// request is a decoded body: rows of raw features in the model's order,
+// row-major in x.
+type request struct {
+	x     []float64
+	rows  int
+	shape shape
+}
+
+func (r request) single() bool { return r.shape == shapeRow || r.shape == shapeObject }
+
+func instanceName(r request, i int) string {
+	if r.single() {
+		return "input"
+	}
+	return "instance " + strconv.Itoa(i)
+}
+
+// decodeRequest parses a body into rows for a model with the given features,
+// appending to dst. Bodies of the common shapes take a hand-written path
+// that allocates nothing; anything unusual, invalid included, goes through
+// encoding/json, which also words every error.
+func decodeRequest(b []byte, features []string, dst []float64) (request, error) {
+	if r, ok := decodeFast(b, len(features), dst); ok {
+		return r, nil
+	}
+	r, err := decodeSlow(b, features, dst[:0])
+	if err != nil {
+		// Keep the (possibly grown) buffer for the pool.
+		r.x = dst[:0]
+	}
+	return r, err
+}
+
+// scanner walks a JSON body for decodeFast.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) eat(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *scanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// key reads a string without escapes.
+func (s *scanner) key() ([]byte, bool) {
+	if !s.eat('"') {
+		return nil, false
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			s.i++
+			return s.b[start : s.i-1], true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// number reads a number in JSON's grammar, which is stricter than
+// strconv.ParseFloat's (no "inf", hex, '+' or bare '.').
+func (s *scanner) number() (float64, bool) {
+	b, i := s.b, s.i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = digits(b, i+1)
+	default:
+		return 0, false
+	}
+	if i < len(b) && b[i] == '.' {
+		j := digits(b, i+1)
+		if j == i+1 {
+			return 0, false
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := digits(b, i)
+		if j == i {
+			return 0, false
+		}
+		i = j
+	}
+	v, err := strconv.ParseFloat(string(b[s.i:i]), 64)
+	if err != nil {
+		return 0, false // out of range: encoding/json words the error
+	}
+	s.i = i
+	return v, true
+}
+
+// row reads numbers up to and including ']' (the '[' already read) and
+// reports whether there were exactly p of them.
+func (s *scanner) row(x []float64, p int) ([]float64, bool) {
+	n := 0
+	for {
+		s.ws()
+		v, ok := s.number()
+		if !ok {
+			return x, false
+		}
+		x = append(x, v)
+		n++
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		return x, s.eat(']') && n == p
+	}
+}
+
+// rows reads rows up to and including the outer ']' (the '[' already read).
+func (s *scanner) rows(x []float64, p int) ([]float64, int, bool) {
+	n := 0
+	for {
+		s.ws()
+		if !s.eat('[') {
+			return x, n, false
+		}
+		var ok bool
+		if x, ok = s.row(x, p); !ok {
+			return x, n, false
+		}
+		n++
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		return x, n, s.eat(']')
+	}
+}
+
+// decodeFast handles {"instances": [[numbers]…]}, {"input": [numbers]} and
+// {"input": [[numbers]…]} with the right number of features in every row.
+// It reports false for anything else, whether valid or not.
+func decodeFast(b []byte, p int, x []float64) (request, bool) {
+	s := scanner{b: b}
+	r := request{x: x}
+	s.ws()
+	if !s.eat('{') {
+		return r, false
+	}
+	s.ws()
+	key, ok := s.key()
+	if !ok {
+		return r, false
+	}
+	s.ws()
+	if !s.eat(':') {
+		return r, false
+	}
+	s.ws()
+	if !s.eat('[') {
+		return r, false
+	}
+	s.ws()
+	switch string(key) {
+	case "instances":
+		r.shape = shapeInstances
+		r.x, r.rows, ok = s.rows(r.x, p)
+	case "input":
+		if s.peek() == '[' {
+			r.shape = shapeRows
+			r.x, r.rows, ok = s.rows(r.x, p)
+		} else {
+			r.shape, r.rows = shapeRow, 1
+			r.x, ok = s.row(r.x, p)
+		}
+	default:
+		return r, false
+	}
+	if !ok {
+		return r, false
+	}
+	s.ws()
+	if !s.eat('}') {
+		return r, false
+	}
+	s.ws()
+	return r, s.i == len(b)
+}
+
+// decodeSlow decodes any accepted body with encoding/json and words the
+// error for everything else.
+func decodeSlow(b []byte, features []string, x []float64) (request, error) {
+	r := request{x: x}
+	var env struct {
+		Instances json.RawMessage `json:"instances"`
+		Input     json.RawMessage `json:"input"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&env); err != nil {
+		if errors.Is(err, io.EOF) {
+			return r, errors.New("bad JSON: empty body")
+		}
+		return r, fmt.Errorf("bad JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return r, errors.New("bad JSON: data after the top-level object")
+	}
+	hasInstances, hasInput := !isNull(env.Instances), !isNull(env.Input)
+	switch {
+	case hasInstances && hasInput:
+		return r, errors.New(`give either "instances" or "input", not both`)
+	case hasInstances:
+		r.shape = shapeInstances
+		var rows [][]*float64
+		if err := json.Unmarshal(env.Instances, &rows); err != nil {
+			return r, fmt.Errorf("bad JSON: instances: want an array of arrays of numbers: %w", err)
+		}
+		return appendArrays(r, rows, features)
+	case hasInput:
+		return decodeInput(r, env.Input, features)
+	}
+	return r, errors.New(`want an object with "instances" (an array of rows) or "input"`)
+}
+
+func isNull(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null"
+}
+
+// decodeInput decodes the seed's "input": one row or many, as arrays of
+// numbers in the model's feature order or as objects keyed by feature name.
+func decodeInput(r request, raw json.RawMessage, features []string) (request, error) {
+	raw = bytes.TrimSpace(raw)
+	switch raw[0] {
+	case '{':
+		r.shape = shapeObject
+		var obj map[string]*float64
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return r, fmt.Errorf("bad JSON: input: want an object of numbers keyed by feature name: %w", err)
+		}
+		return appendObjects(r, []map[string]*float64{obj}, features)
+	case '[':
+		var elems []json.RawMessage
+		if err := json.Unmarshal(raw, &elems); err != nil {
+			return r, fmt.Errorf("bad JSON: input: %w", err)
+		}
+		if len(elems) == 0 {
+			return r, errors.New("no instances: input is empty")
+		}
+		switch bytes.TrimSpace(elems[0])[0] {
+		case '[':
+			r.shape = shapeRows
+			var rows [][]*float64
+			if err := json.Unmarshal(raw, &rows); err != nil {
+				return r, fmt.Errorf("bad JSON: input: want an array of arrays of numbers: %w", err)
+			}
+			return appendArrays(r, rows, features)
+		case '{':
+			r.shape = shapeObjects
+			var objs []map[string]*float64
+			if err := json.Unmarshal(raw, &objs); err != nil {
+				return r, fmt.Errorf("bad JSON: input: want an array of objects of numbers: %w", err)
+			}
+			return appendObjects(r, objs, features)
+		default:
+			r.shape = shapeRow
+			var row []*float64
+			if err := json.Unmarshal(raw, &row); err != nil {
+				return r, fmt.Errorf("bad JSON: input: want an array of numbers: %w", err)
+			}
+			return appendArrays(r, [][]*float64{row}, features)
+		}
+	}
+	return r, errors.New("input: want an array of numbers, an array of rows, or an object keyed by feature name")
+}
+
+// appendArrays checks rows of numbers in feature order; pointers tell a
+// JSON null (an error) from zero.
+func appendArrays(r request, rows [][]*float64, features []string) (request, error) {
+	if len(rows) == 0 {
+		return r, errors.New("no instances")
+	}
+	p := len(features)
+	for i, row := range rows {
+		if len(row) != p {
+			return r, fmt.Errorf("%s: got %d features, want %d", instanceName(r, i), len(row), p)
+		}
+		for j, v := range row {
+			if v == nil {
+				return r, fmt.Errorf("%s: feature %d (%s) is null", instanceName(r, i), j, features[j])
+			}
+			r.x = append(r.x, *v)
+		}
+		r.rows++
+	}
+	return r, nil
+}
+
+// appendObjects checks rows keyed by feature name: every feature present,
+// no other key.
+func appendObjects(r request, objs []map[string]*float64, features []string) (request, error) {
+	for i, obj := range objs {
+		if obj == nil {
+			return r, fmt.Errorf("%s: null, want an object keyed by feature name", instanceName(r, i))
+		}
+		var unknown []string
+		for k := range obj {
+			if !slices.Contains(features, k) {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			slices.Sort(unknown)
+			return r, fmt.Errorf("%s: unknown feature %q; the model's features are %q", instanceName(r, i), unknown[0], features)
+		}
+		for _, f := range features {
+			v, ok := obj[f]
+			switch {
+			case !ok:
+				return r, fmt.Errorf("%s: missing feature %q", instanceName(r, i), f)
+			case v == nil:
+				return r, fmt.Errorf("%s: feature %q is null", instanceName(r, i), f)
+			}
+			r.x = append(r.x, *v)
+		}
+		r.rows++
+	}
+	return r, nil
+}

@@ -1,0 +1,161 @@
+package serve
+
+import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var features3 = []string{"a", "b", "c"}
+
+// The fast path must take the common shapes, and leave the rest to encoding/json.
+func TestDecodeFastTakes(t *testing.T) {
+	tests := []struct {
+		body  string
+		fast  bool
+		shape shape
+		x     []float64
+	}{
+		{`{"instances":[[1,2,3]]}`, true, shapeInstances, []float64{1, 2, 3}},
+		{" {\n\t\"instances\" : [ [ -1.5e-3 , 0 , 2E+2 ] ,[0.25,-0,7] ] \r\n} \n", true, shapeInstances, []float64{-1.5e-3, 0, 200, 0.25, 0, 7}},
+		{`{"input":[1,2,3]}`, true, shapeRow, []float64{1, 2, 3}},
+		{`{"input":[[1,2,3],[4,5,6]]}`, true, shapeRows, []float64{1, 2, 3, 4, 5, 6}},
+		{`{"Instances":[[1,2,3]]}`, false, shapeInstances, []float64{1, 2, 3}},
+		{`{"input":{"a":1,"b":2,"c":3}}`, false, shapeObject, []float64{1, 2, 3}},
+		{`{"input":[{"c":3,"b":2,"a":1}]}`, false, shapeObjects, []float64{1, 2, 3}},
+		{`{"instances":[[1,2,3]],"instances":[[4,5,6]]}`, false, shapeInstances, []float64{4, 5, 6}},
+		{`{"instances":[[1,2,3e0]]}`, true, shapeInstances, []float64{1, 2, 3}},
+		{`{"instan\u0063es":[[1,2,3]]}`, false, shapeInstances, []float64{1, 2, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.body, func(t *testing.T) {
+			_, fast := decodeFast([]byte(tt.body), len(features3), nil)
+			if fast != tt.fast {
+				t.Errorf("fast path %v, want %v", fast, tt.fast)
+			}
+			r, err := decodeRequest([]byte(tt.body), features3, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.shape != tt.shape || !slices.Equal(r.x, tt.x) || r.rows*3 != len(tt.x) {
+				t.Errorf("got shape %d rows %d x %v, want shape %d x %v", r.shape, r.rows, r.x, tt.shape, tt.x)
+			}
+		})
+	}
+}
+
+// Bodies the fast path must refuse; encoding/json rejects them all.
+func TestDecodeFastRefuses(t *testing.T) {
+	for _, body := range []string{
+		``, `{`, `{"instances":`, `{"instances":[]}`, `{"instances":[[]]}`, `{"instances":[[1,2]]}`,
+		`{"instances":[[1,2,3,4]]}`, `{"instances":[[1,2,3],]}`, `{"instances":[[1,2,3]]`, `{"instances":[[1,2,3]]}x`,
+		`{"instances":[[+1,2,3]]}`, `{"instances":[[.5,2,3]]}`, `{"instances":[[5.,2,3]]}`, `{"instances":[[01,2,3]]}`,
+		`{"instances":[[1e,2,3]]}`, `{"instances":[[Infinity,2,3]]}`, `{"instances":[[NaN,2,3]]}`,
+		`{"instances":[[0x10,2,3]]}`, `{"instances":[[1_0,2,3]]}`, `{"instances":[[1e999,2,3]]}`, `{"instances":[[-,2,3]]}`,
+		`{"instances":[[1,2,null]]}`, `{"instances":[[1,2,"3"]]}`, `{"input":[1,2,3],}`, `{"other":[[1,2,3]]}`,
+		"{\"in\x01put\":[1,2,3]}", `{"input":[1,2,3]}{}`,
+	} {
+		if _, ok := decodeFast([]byte(body), len(features3), nil); ok {
+			t.Errorf("fast path took %q", body)
+		}
+	}
+}
+
+// FuzzDecode checks that the fast path agrees with encoding/json on every
+// body it takes, and that no body makes the decoder panic.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"instances":[[1,2,3]]}`, `{"input":[1,2.5e-3,-3]}`, `{"input":[[1,2,3],[4,5,6]]}`,
+		`{"input":{"a":1,"b":2,"c":3}}`, `{"instances":[[1e400,2,3]]}`, ` { "input" : [ 0 , -0.0 , 1E+2 ] } `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		slow, slowErr := decodeSlow(b, features3, nil)
+		fast, ok := decodeFast(b, len(features3), nil)
+		if !ok {
+			return
+		}
+		if slowErr != nil {
+			t.Fatalf("fast path took %q, which encoding/json rejects: %v", b, slowErr)
+		}
+		if fast.shape != slow.shape || fast.rows != slow.rows || !slices.Equal(fast.x, slow.x) {
+			t.Fatalf("%q: fast path %+v, encoding/json %+v", b, fast, slow)
+		}
+	})
+}
+
+func TestAppendFloatMatchesEncodingJSON(t *testing.T) {
+	values := []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1e-6, 9.99999e-7, 1e-7, 1.5e-9, 1e20, 1e21, 123456789e13,
+		math.MaxFloat64, math.SmallestNonzeroFloat64, -math.MaxFloat64, 206.11728264715617, 1e-300}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		if v := math.Float64frombits(rng.Uint64()); !math.IsNaN(v) && !math.IsInf(v, 0) {
+			values = append(values, v)
+		}
+		values = append(values, rng.NormFloat64()*math.Pow(10, float64(rng.IntN(60)-30)))
+	}
+	for _, v := range values {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendFloat(nil, v); string(got) != string(want) {
+			t.Errorf("appendFloat(%v) = %s, encoding/json writes %s", v, got, want)
+		}
+	}
+}
+
+func TestEncodeShapes(t *testing.T) {
+	y := []float64{1.5, -2}
+	z := []float64{0.5, 1, -1, 2, 0, 3}
+	tests := []struct {
+		r                  request
+		predict, processed string
+	}{
+		{request{rows: 2, shape: shapeInstances}, `{"predictions":[1.5,-2]}`, `{"processed_data":[[0.5,1,-1],[2,0,3]]}`},
+		{request{rows: 1, shape: shapeRow}, `{"prediction":1.5}`, `{"processed_data":[0.5,1,-1]}`},
+		{request{rows: 2, shape: shapeRows}, `{"prediction":[1.5,-2]}`, `{"processed_data":[[0.5,1,-1],[2,0,3]]}`},
+		{request{rows: 1, shape: shapeObject}, `{"prediction":1.5}`, `{"processed_data":{"a":0.5,"b":1,"c":-1}}`},
+		{request{rows: 2, shape: shapeObjects}, `{"prediction":[1.5,-2]}`,
+			`{"processed_data":[{"a":0.5,"b":1,"c":-1},{"a":2,"b":0,"c":3}]}`},
+	}
+	for _, tt := range tests {
+		if got := strings.TrimSuffix(string(encodePredictions(nil, tt.r, y)), "\n"); got != tt.predict {
+			t.Errorf("shape %d: predictions %s, want %s", tt.r.shape, got, tt.predict)
+		}
+		if got := strings.TrimSuffix(string(encodeProcessed(nil, tt.r, features3, z)), "\n"); got != tt.processed {
+			t.Errorf("shape %d: processed %s, want %s", tt.r.shape, got, tt.processed)
+		}
+	}
+}
+
+// The fast path against the encoding/json path it short-cuts, on the same body.
+func BenchmarkDecode32(b *testing.B) {
+	features := []string{"age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"}
+	row := `[59,2,32.1,101,157,93.2,38,4,4.8598,87]`
+	body := []byte(`{"instances":[` + strings.Repeat(row+",", 31) + row + `]}`)
+	for _, bb := range []struct {
+		name   string
+		decode func(x []float64) (request, error)
+	}{
+		{"fast", func(x []float64) (request, error) { return decodeRequest(body, features, x) }},
+		{"encoding_json", func(x []float64) (request, error) { return decodeSlow(body, features, x) }},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			var x []float64
+			for b.Loop() {
+				r, err := bb.decode(x[:0])
+				if err != nil || r.rows != 32 {
+					b.Fatal(r.rows, err)
+				}
+				x = r.x
+			}
+		})
+	}
+}

@@ -1,0 +1,97 @@
+package serve
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+)
+
+// appendFloat writes f as encoding/json does (shortest form that reads back
+// to the same float64, exponent only for very small or large values).
+// f is finite.
+func appendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 → e-9, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+func appendFloats(b []byte, fs []float64) []byte {
+	b = append(b, '[')
+	for i, f := range fs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendFloat(b, f)
+	}
+	return append(b, ']')
+}
+
+// encodePredictions answers in the request's shape: {"predictions": […]}
+// for instances, the seed's {"prediction": y} for one input row and
+// {"prediction": […]} for many.
+func encodePredictions(b []byte, r request, y []float64) []byte {
+	switch {
+	case r.shape == shapeInstances:
+		b = append(b, `{"predictions":`...)
+		b = appendFloats(b, y[:r.rows])
+	case r.single():
+		b = append(b, `{"prediction":`...)
+		b = appendFloat(b, y[0])
+	default:
+		b = append(b, `{"prediction":`...)
+		b = appendFloats(b, y[:r.rows])
+	}
+	return append(b, "}\n"...)
+}
+
+// encodeProcessed answers {"processed_data": …} with the standardised rows
+// z, in the request's shape: one row or many, arrays or objects keyed by
+// feature name (in the model's order).
+func encodeProcessed(b []byte, r request, features []string, z []float64) []byte {
+	p := len(features)
+	b = append(b, `{"processed_data":`...)
+	if !r.single() {
+		b = append(b, '[')
+	}
+	for i := range r.rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		row := z[i*p : (i+1)*p]
+		if r.shape == shapeObject || r.shape == shapeObjects {
+			b = append(b, '{')
+			for j, f := range features {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, f)
+				b = append(b, ':')
+				b = appendFloat(b, row[j])
+			}
+			b = append(b, '}')
+		} else {
+			b = appendFloats(b, row)
+		}
+	}
+	if !r.single() {
+		b = append(b, ']')
+	}
+	return append(b, "}\n"...)
+}
+
+// appendString writes s as a JSON string; only feature names take this path.
+func appendString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}

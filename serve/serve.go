@@ -1,0 +1,246 @@
+// Package serve is the model server baked into every built-in image: a
+// prediction endpoint, a preprocessing endpoint (the standardisation stored
+// with the model), health probes and Prometheus metrics.
+//
+// One binary runs either role or both, so Kubernetes can run them as one
+// Deployment or as two, as the seed article's two microservices do.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/modelci/modelci/model"
+)
+
+// Role selects which endpoints a server answers.
+type Role string
+
+// The roles. Health probes and metrics are served in every role.
+const (
+	RoleAll        Role = "all"
+	RolePredict    Role = "predict"
+	RolePreprocess Role = "preprocess"
+)
+
+// ErrRole is wrapped by the error for an unknown role name.
+var ErrRole = errors.New("unknown role")
+
+// ParseRole parses a role name: predict, preprocess or all.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleAll, RolePredict, RolePreprocess:
+		return r, nil
+	}
+	return "", fmt.Errorf("%w %q: want predict, preprocess or all", ErrRole, s)
+}
+
+func (r Role) predicts() bool     { return r == RoleAll || r == RolePredict }
+func (r Role) preprocesses() bool { return r == RoleAll || r == RolePreprocess }
+
+// DefaultMaxBodyBytes is the default request body limit; larger bodies get 413.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Timeouts bounds the server's connections. A zero field keeps its default.
+type Timeouts struct {
+	ReadHeader time.Duration // default 5s
+	Read       time.Duration // whole request, body included; default 30s
+	Write      time.Duration // default 30s
+	Idle       time.Duration // keep-alive connections; default 120s
+	// Shutdown bounds the drain of in-flight requests after the context
+	// is cancelled; default 25s, under Kubernetes' default grace period of 30s.
+	Shutdown time.Duration
+}
+
+var defaultTimeouts = Timeouts{
+	ReadHeader: 5 * time.Second,
+	Read:       30 * time.Second,
+	Write:      30 * time.Second,
+	Idle:       120 * time.Second,
+	Shutdown:   25 * time.Second,
+}
+
+type config struct {
+	role     Role
+	maxBody  int64
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	timeouts Timeouts
+}
+
+// Option configures a Server.
+type Option func(*config)
+
+// WithRole selects the endpoints to serve; the default is RoleAll.
+func WithRole(r Role) Option { return func(c *config) { c.role = r } }
+
+// WithMaxBodyBytes sets the request body limit; the default is DefaultMaxBodyBytes.
+func WithMaxBodyBytes(n int64) Option { return func(c *config) { c.maxBody = n } }
+
+// WithLogger sets the structured logger; the default discards everything.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithRegistry registers the server's metrics on r and serves r at /metrics.
+// The default is a fresh registry with the Go runtime and process collectors.
+func WithRegistry(r *prometheus.Registry) Option { return func(c *config) { c.registry = r } }
+
+// WithTimeouts sets connection timeouts; zero fields keep their defaults.
+func WithTimeouts(t Timeouts) Option { return func(c *config) { c.timeouts = t } }
+
+// Server answers the model's HTTP API. It is an http.Handler; Serve and
+// ListenAndServe add timeouts and graceful shutdown.
+type Server struct {
+	model    *model.Linear
+	role     Role
+	maxBody  int64
+	log      *slog.Logger
+	timeouts Timeouts
+	metrics  *metrics
+	metricsH http.Handler
+	ready    atomic.Bool
+}
+
+// New returns a server for m. A nil m gives a server that is alive but not
+// ready: /readyz and the model endpoints answer 503.
+func New(m *model.Linear, opts ...Option) (*Server, error) {
+	c := config{role: RoleAll, maxBody: DefaultMaxBodyBytes}
+	for _, o := range opts {
+		o(&c)
+	}
+	if _, err := ParseRole(string(c.role)); err != nil {
+		return nil, err
+	}
+	if c.maxBody <= 0 {
+		return nil, fmt.Errorf("body limit %d: must be positive", c.maxBody)
+	}
+	if m != nil {
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("serve model %q: %w", m.Name, err)
+		}
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.registry == nil {
+		c.registry = prometheus.NewRegistry()
+		c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	c.timeouts = withDefaults(c.timeouts)
+	met, err := newMetrics(c.registry, m, c.role)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		model:    m,
+		role:     c.role,
+		maxBody:  c.maxBody,
+		log:      c.logger,
+		timeouts: c.timeouts,
+		metrics:  met,
+		metricsH: metricsHandler(c.registry, c.logger),
+	}
+	s.ready.Store(m != nil)
+	return s, nil
+}
+
+func withDefaults(t Timeouts) Timeouts {
+	if t.ReadHeader == 0 {
+		t.ReadHeader = defaultTimeouts.ReadHeader
+	}
+	if t.Read == 0 {
+		t.Read = defaultTimeouts.Read
+	}
+	if t.Write == 0 {
+		t.Write = defaultTimeouts.Write
+	}
+	if t.Idle == 0 {
+		t.Idle = defaultTimeouts.Idle
+	}
+	if t.Shutdown == 0 {
+		t.Shutdown = defaultTimeouts.Shutdown
+	}
+	return t
+}
+
+// LoadModel reads and validates dir/model.json.
+func LoadModel(dir string) (*model.Linear, error) {
+	path := filepath.Join(dir, model.FileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	m, err := model.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// ListenAndServe listens on addr (host:port; port 0 picks a free one) and
+// serves until ctx is cancelled; see Serve.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// ErrDrainTimeout is wrapped by Serve's error when in-flight requests did not
+// finish within the shutdown timeout.
+var ErrDrainTimeout = errors.New("in-flight requests did not finish in time")
+
+// Serve answers requests on ln until ctx is cancelled, then stops accepting,
+// reports not ready, waits for in-flight requests to finish (up to the
+// shutdown timeout) and returns nil. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.timeouts.ReadHeader,
+		ReadTimeout:       s.timeouts.Read,
+		WriteTimeout:      s.timeouts.Write,
+		IdleTimeout:       s.timeouts.Idle,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	attrs := []any{slog.String("addr", ln.Addr().String()), slog.String("role", string(s.role))}
+	if s.model != nil {
+		attrs = append(attrs, slog.String("model", s.model.Name), slog.String("version", s.model.Version))
+	}
+	s.log.Info("listening", attrs...)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+
+	s.ready.Store(false)
+	s.log.Info("shutting down", slog.String("timeout", s.timeouts.Shutdown.String()))
+	// Shutdown must not inherit ctx: it is already cancelled.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeouts.Shutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = ErrDrainTimeout
+		}
+		return fmt.Errorf("shut down server on %s: %w", ln.Addr(), err)
+	}
+	<-errc // http.ErrServerClosed
+	s.log.Info("stopped")
+	return nil
+}
