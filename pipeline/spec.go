@@ -114,7 +114,9 @@ func LoadSpec(path string) (*Spec, error) {
 // ParseSpec decodes a spec from b; name labels errors and dir anchors
 // relative paths.
 func ParseSpec(name, dir string, b []byte) (*Spec, error) {
-	var s Spec
+	// Start from the gate's defaults so that an explicit value, even zero,
+	// is validated rather than defaulted.
+	s := Spec{Gate: modelgate.DefaultPolicy()}
 	if err := strictyaml.Decode(name, b, &s); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelci/modelci/modelgate"
+)
+
+func newGateCmd() *cobra.Command {
+	var metricsPath, baselinePath, policyPath, dir, format, plotPath string
+	cmd := &cobra.Command{
+		Use:   "gate",
+		Short: "Decide PASS, FAIL or INCONCLUSIVE for a model's metrics",
+		Long: `Evaluate the gate policy on metrics.json v1: the threshold on the mean eval
+loss decided on its confidence interval, the paired comparison with a
+champion's metrics (--baseline, or gate.baseline.metrics), and the training
+health checks. The policy is --policy FILE (the content of a gate: block) or
+the gate: block of DIR/modelci.yaml. Relative paths are relative to DIR.
+The report goes to stdout; exit 0 PASS, 3 FAIL (or INCONCLUSIVE under
+on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if metricsPath == "" {
+				return usageError(errors.New("gate: --metrics is required"))
+			}
+			if format != "text" && format != "json" && format != "markdown" {
+				return usageError(fmt.Errorf("gate: -o %q: want text, json or markdown", format))
+			}
+			plotFormat := strings.TrimPrefix(filepath.Ext(plotPath), ".")
+			if plotPath != "" && plotFormat != "png" && plotFormat != "svg" {
+				return usageError(fmt.Errorf("gate: --plot %s: the file name must end in .png or .svg", plotPath))
+			}
+			policy, err := gatePolicy(dir, policyPath)
+			if err != nil {
+				return err
+			}
+			candidate, err := readMetrics(inDir(dir, metricsPath))
+			if err != nil {
+				return err
+			}
+			if baselinePath == "" && policy.Baseline.Metrics != "" {
+				baselinePath = policy.Baseline.Metrics
+			}
+			var baseline *modelgate.Metrics
+			if baselinePath != "" {
+				if baseline, err = readMetrics(inDir(dir, baselinePath)); err != nil {
+					return err
+				}
+			}
+			report, err := modelgate.Evaluate(policy, candidate, baseline)
+			if err != nil {
+				return err
+			}
+			var out []byte
+			switch format {
+			case "json":
+				if out, err = report.JSON(); err != nil {
+					return err
+				}
+			case "markdown":
+				out = []byte(report.Markdown())
+			default:
+				out = []byte(report.Text())
+			}
+			if _, err := cmd.OutOrStdout().Write(out); err != nil {
+				return fmt.Errorf("gate: writing the report: %w", err)
+			}
+			if plotPath != "" {
+				b, err := modelgate.PlotLoss(candidate, report, plotFormat)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(inDir(dir, plotPath), b, 0o644); err != nil {
+					return fmt.Errorf("gate: writing the plot: %w", err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", inDir(dir, plotPath))
+			}
+			switch code := report.ExitCode(); code {
+			case 0:
+				return nil
+			case 4:
+				return exitCode(4, fmt.Errorf("gate verdict %s: held for approval (on_inconclusive: hold)", report.Verdict))
+			default:
+				return exitCode(code, fmt.Errorf("gate verdict %s: refused", report.Verdict))
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&metricsPath, "metrics", "", "the candidate's metrics.json (required)")
+	f.StringVar(&baselinePath, "baseline", "", "the champion's metrics.json for the paired comparison (default gate.baseline.metrics)")
+	f.StringVar(&policyPath, "policy", "", "a file with the content of a gate: block (default the gate: block of DIR/modelci.yaml)")
+	f.StringVarP(&dir, "dir", "C", ".", "project directory; relative paths are relative to it")
+	f.StringVarP(&format, "output", "o", "text", "report format: text, json or markdown")
+	f.StringVar(&plotPath, "plot", "", "also write the loss curve to FILE.png or FILE.svg")
+	return cmd
+}
+
+// gatePolicy reads --policy, or the gate: block of DIR/modelci.yaml.
+func gatePolicy(dir, policyPath string) (modelgate.Policy, error) {
+	if policyPath == "" {
+		spec, err := loadSpec(dir, "")
+		if err != nil {
+			return modelgate.Policy{}, err
+		}
+		return spec.Gate, nil
+	}
+	path := inDir(dir, policyPath)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return modelgate.Policy{}, fmt.Errorf("gate: reading the policy: %w", err)
+	}
+	p, err := modelgate.DecodePolicy(path, b)
+	if err != nil {
+		return modelgate.Policy{}, err
+	}
+	if p.Baseline.From != "" {
+		return modelgate.Policy{}, fmt.Errorf("gate policy %s: baseline.from: champions from environments are not supported yet (issue [7/9])", path)
+	}
+	return p, nil
+}
+
+func readMetrics(path string) (*modelgate.Metrics, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gate: reading metrics: %w", err)
+	}
+	m, err := modelgate.DecodeMetrics(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// inDir resolves a relative path against the -C directory, as make -C does.
+func inDir(dir, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
+}
