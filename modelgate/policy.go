@@ -181,6 +181,18 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Normalize is for a policy decoded over DefaultPolicy: an explicit null
+// left a pointer nil, which means the default too, and seed 0 selects the
+// default seed; other zero values stay, so that `confidence: 0` is refused.
+func (p *Policy) Normalize() {
+	p.Baseline.MaxRegression = cmpOr(p.Baseline.MaxRegression, DefaultMaxRegression)
+	p.Baseline.Relative = cmpOr(p.Baseline.Relative, true)
+	p.Health.MaxGap = cmpOr(p.Health.MaxGap, DefaultMaxGap)
+	if p.Seed == 0 {
+		p.Seed = DefaultSeed
+	}
+}
+
 // DecodePolicy decodes a gate: block's content strictly (unknown keys,
 // wrong types and a missing threshold are errors naming key and line,
 // wrapping the strictyaml sentinels), starting from DefaultPolicy, and
@@ -190,14 +202,7 @@ func DecodePolicy(name string, b []byte) (Policy, error) {
 	if err := strictyaml.Decode(name, b, &p); err != nil {
 		return Policy{}, fmt.Errorf("gate policy: %w", err)
 	}
-	// An explicit null leaves a pointer nil, which means the default too;
-	// other zero values stay, so that `confidence: 0` is refused.
-	p.Baseline.MaxRegression = cmpOr(p.Baseline.MaxRegression, DefaultMaxRegression)
-	p.Baseline.Relative = cmpOr(p.Baseline.Relative, true)
-	p.Health.MaxGap = cmpOr(p.Health.MaxGap, DefaultMaxGap)
-	if p.Seed == 0 {
-		p.Seed = DefaultSeed
-	}
+	p.Normalize()
 	if err := p.Validate(); err != nil {
 		return Policy{}, fmt.Errorf("gate policy %s: %w", name, err)
 	}

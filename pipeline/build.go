@@ -7,6 +7,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/registry"
 )
 
 // LayoutDir is the OCI image layout under an output directory.
@@ -45,6 +46,7 @@ func (r *run) buildImage(ctx context.Context) (*ImageOutput, error) {
 		Version:       spec.Model.Version,
 		DatasetDigest: r.rec.Inputs.Dataset.Digest,
 		Base:          spec.Image.Base,
+		Pull:          registry.PullBase(r.o.registry...),
 		Platforms:     spec.Image.Platforms,
 		Created:       created,
 		Runtime:       runtime,

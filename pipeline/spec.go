@@ -149,7 +149,8 @@ func (s *Spec) applyDefaults() {
 	if s.Output == "" {
 		s.Output = DefaultOutput
 	}
-	s.Gate.ApplyDefaults()
+	// The gate started from modelgate.DefaultPolicy (ParseSpec).
+	s.Gate.Normalize()
 }
 
 // dns1123Label is Kubernetes' rule for a label: it names Deployments and
