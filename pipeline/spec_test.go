@@ -74,7 +74,9 @@ func TestParseSpecErrors(t *testing.T) {
 		{"unknown builtin", func(s string) string { return s + "train:\n  builtin: xgboost\n" }, pipeline.ErrSpec, "train.builtin"},
 		{"bad platform", func(s string) string { return s + "image:\n  platforms: [windows/amd64]\n" }, pipeline.ErrSpec, "image.platforms[0]"},
 		{"bad repository", func(s string) string { return s + "image:\n  repository: diabetes\n" }, pipeline.ErrSpec, "image.repository"},
-		{"confidence zero", func(s string) string { return strings.Replace(s, "threshold: 5000", "threshold: 5000\n  confidence: 0", 1) }, nil, "confidence"},
+		{"confidence zero", func(s string) string {
+			return strings.Replace(s, "threshold: 5000", "threshold: 5000\n  confidence: 0", 1)
+		}, nil, "confidence"},
 		{"confidence out of range", func(s string) string {
 			return strings.Replace(s, "threshold: 5000", "threshold: 5000\n  confidence: 1.5", 1)
 		}, nil, "confidence"},
