@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcr "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// pushTestModel pushes a random model image to an in-process registry and
+// returns it by digest.
+func pushTestModel(t *testing.T, version string) string {
+	t.Helper()
+	srv := httptest.NewServer(ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.Annotations(img, map[string]string{sign.AnnotationModelName: "m", sign.AnnotationModelVersion: version}).(v1.Image)
+	ref, err := name.ParseReference(host+"/m:"+version, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	return host + "/m@" + d.String()
+}
+
+func TestKeygenSignVerify(t *testing.T) {
+	t.Setenv(sign.EnvKeyPassword, "cli-test-password")
+	t.Setenv(sign.EnvCosignPassword, "")
+	prefix := filepath.Join(t.TempDir(), "release")
+
+	code, stdout, stderr := run(t, "keygen", "--output-key-prefix", prefix)
+	if code != 0 || stdout != prefix+".key\n"+prefix+".pub\n" {
+		t.Fatalf("keygen: exit %d, stdout %q\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, "keygen", "--output-key-prefix", prefix); code != 1 || !strings.Contains(stderr, "refusing to overwrite") {
+		t.Errorf("second keygen: exit %d, want 1 refusing to overwrite:\n%s", code, stderr)
+	}
+
+	ref := pushTestModel(t, "1.0.0")
+	code, stdout, stderr = run(t, "sign", ref, "--key", prefix+".key", "--run-id", "r1")
+	if code != 0 || strings.TrimSpace(stdout) != ref {
+		t.Fatalf("sign: exit %d, stdout %q\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = run(t, "verify", ref, "--key", prefix+".pub")
+	if code != 0 || strings.TrimSpace(stdout) != ref || !strings.Contains(stderr, "ok   signature:") {
+		t.Fatalf("verify: exit %d, stdout %q\n%s", code, stdout, stderr)
+	}
+
+	// Without a gate attestation --require-gate refuses: exit 3, and the
+	// JSON lists the failed check.
+	code, stdout, stderr = run(t, "verify", ref, "--key", prefix+".pub", "--require-gate", "-o", "json")
+	var v sign.Verification
+	if err := json.Unmarshal([]byte(stdout), &v); err != nil {
+		t.Fatalf("verify -o json: %v\n%s", err, stdout)
+	}
+	if code != 3 || v.Verified || v.Checks[len(v.Checks)-1].Name != sign.CheckGate {
+		t.Errorf("verify --require-gate: exit %d, %+v\n%s", code, v, stderr)
+	}
+
+	pw := []byte("cli-test-password")
+	if _, err := sign.Attest(t.Context(), ref, modelgate.GatePredicateType,
+		modelgate.GatePredicate{Model: modelgate.ModelRef{Name: "m", Version: "1.0.0"}, Verdict: modelgate.Pass},
+		sign.KeyFile(prefix+".key", pw)); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub", "--require-gate"); code != 0 || !strings.Contains(stderr, "ok   gate-verdict: gate verdict PASS") {
+		t.Errorf("verify --require-gate after attesting PASS: exit %d\n%s", code, stderr)
+	}
+	for _, out := range []string{stdout, stderr} {
+		if strings.Contains(out, string(pw)) {
+			t.Errorf("the password appears in the output: %s", out)
+		}
+	}
+}
+
+func TestSignVerifyExitCodes(t *testing.T) {
+	t.Setenv(sign.EnvKeyPassword, "pw")
+	dir := t.TempDir()
+	if code, _, stderr := run(t, "keygen", "--output-key-prefix", filepath.Join(dir, "cosign")); code != 0 {
+		t.Fatalf("keygen: %s", stderr)
+	}
+	key, pub := filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")
+	unsigned := pushTestModel(t, "1.0.0")
+	layout := "oci-layout://" + dir + "@sha256:" + strings.Repeat("0", 64)
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		inStderr string
+	}{
+		{"unsigned", []string{"verify", unsigned, "--key", pub}, 3, "no signatures found"},
+		{"no key", []string{"verify", unsigned}, 2, "--key, or --certificate-identity"},
+		{"identity without issuer", []string{"verify", unsigned, "--certificate-identity", "a@b"}, 2, "--certificate-oidc-issuer"},
+		{"sign layout", []string{"sign", layout, "--key", key}, 1, "signing needs a registry reference"},
+		{"verify layout", []string{"verify", layout, "--key", pub}, 1, "signing needs a registry reference"},
+		{"sign without key", []string{"sign", unsigned}, 2, "exactly one of --key and --keyless"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.inStderr) {
+				t.Errorf("exit %d, want %d with %q in:\n%s", code, tc.code, tc.inStderr, stderr)
+			}
+		})
+	}
+
+	t.Run("no password", func(t *testing.T) {
+		// t.Setenv restores the variables; Unsetenv makes them absent, not empty.
+		for _, k := range []string{sign.EnvKeyPassword, sign.EnvCosignPassword} {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+		code, _, stderr := run(t, "sign", unsigned, "--key", key)
+		if code != 1 || !strings.Contains(stderr, "set MODELCI_KEY_PASSWORD or COSIGN_PASSWORD") {
+			t.Errorf("exit %d, want 1 naming the variables:\n%s", code, stderr)
+		}
+	})
+}
