@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,7 +30,7 @@ type countingRegistry struct {
 
 func newCountingRegistry(t *testing.T) *countingRegistry {
 	c := &countingRegistry{}
-	h := registry.New()
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") {
 			c.mu.Lock()

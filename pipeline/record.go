@@ -101,6 +101,16 @@ type Outputs struct {
 	Gate    Artifact     `json:"gate"`
 	Image   *ImageOutput `json:"image,omitempty"`
 	Push    *PushOutput  `json:"push,omitempty"`
+	Sign    *SignOutput  `json:"sign,omitempty"`
+}
+
+// SignOutput holds the digests of the signature, attestation and metrics
+// manifests written next to the image.
+type SignOutput struct {
+	Signature             string `json:"signature"`
+	GateAttestation       string `json:"gate_attestation"`
+	ProvenanceAttestation string `json:"provenance_attestation"`
+	Metrics               string `json:"metrics"`
 }
 
 // PushOutput is the image as published to a registry.

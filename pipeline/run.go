@@ -20,6 +20,7 @@ import (
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
 	"github.com/modelci/modelci/stages/train"
 )
 
@@ -37,6 +38,7 @@ type Result struct {
 	Verdict  modelgate.Verdict
 	ExitCode int // as ARCHITECTURE.md's exit codes: 0, 3 or 4
 	Report   *modelgate.Report
+	Metrics  *modelgate.Metrics
 	// Ref is the image reference with its digest; empty when the gate
 	// stopped the run before the build.
 	Ref    string
@@ -55,6 +57,8 @@ type options struct {
 	registry       []registry.Option
 	allowDowngrade bool
 	noPublish      bool
+	sign           []sign.Option
+	signer         sign.SignerSource
 }
 
 // Option configures Run.
@@ -117,6 +121,21 @@ func Run(ctx context.Context, spec *Spec, opts ...Option) (*Result, error) {
 	defer lock.Unlock()
 
 	r := &run{spec: spec, o: o, out: out}
+	if r.signs() {
+		if r.repository() == "" {
+			return nil, fmt.Errorf("sign: %w: set image.repository or --repository (the OCI layout holds no signatures)", ErrNeedsRegistry)
+		}
+		// Open the key before anything is built: a wrong password must not
+		// cost a training run or leave an unsigned push behind.
+		src, err := r.signer(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := sign.Open(ctx, src); err != nil {
+			return nil, fmt.Errorf("sign.key %s: %w", spec.Sign.Key, err)
+		}
+		r.o.signer = src
+	}
 	res, err := r.do(ctx)
 	if err != nil {
 		// Nothing of a failed run is kept: earlier runs and the layout's
@@ -153,7 +172,8 @@ func (r *run) stage(name string, fn func() (string, error)) error {
 func newRunID(t time.Time) string {
 	var b [3]byte
 	rand.Read(b[:])
-	return t.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+	// Microseconds keep ids in time order even for runs a second apart or less.
+	return t.UTC().Format("20060102-150405.000000") + "-" + hex.EncodeToString(b[:])
 }
 
 func (r *run) do(ctx context.Context) (*Result, error) {
@@ -321,7 +341,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	}
 	r.rec.Verdict = report.Verdict
 	code := report.ExitCode()
-	res := &Result{RunID: id, Verdict: report.Verdict, ExitCode: code, Report: report}
+	res := &Result{RunID: id, Verdict: report.Verdict, ExitCode: code, Report: report, Metrics: metrics}
 
 	// image: FAIL (and INCONCLUSIVE under on_inconclusive: fail) stop here.
 	if code != 3 {
@@ -347,6 +367,18 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 				return fmt.Sprintf("%s, tags %s", p.Ref, strings.Join(p.Tags, ", ")), nil
 			}); err != nil {
 				return nil, err
+			}
+			if r.signs() {
+				if err := r.stage("sign", func() (string, error) {
+					s, err := r.signAndAttest(ctx, res.Ref, report, metrics)
+					if err != nil {
+						return "", err
+					}
+					r.rec.Outputs.Sign = s
+					return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached", report.Verdict), nil
+				}); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

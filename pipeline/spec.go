@@ -40,10 +40,11 @@ type Spec struct {
 	Image      ImageSpec        `yaml:"image"`
 	Output     string           `yaml:"output"`
 
+	Sign   SignSpec   `yaml:"sign"`
+	Verify VerifySpec `yaml:"verify"`
+
 	// Sections that later issues implement. They are named now so that a
 	// spec using them gets "not supported yet" rather than "unknown key".
-	Sign         yaml.Node `yaml:"sign"`
-	Verify       yaml.Node `yaml:"verify"`
 	Deploy       yaml.Node `yaml:"deploy"`
 	Environments yaml.Node `yaml:"environments"`
 
@@ -211,8 +212,7 @@ func (s *Spec) validate() error {
 			bad(fmt.Sprintf("image.platforms[%d]", i), "%q is not one of %s", p, strings.Join(supportedPlatforms, ", "))
 		}
 	}
-	unsupported("sign", &s.Sign, "[5/9]")
-	unsupported("verify", &s.Verify, "[5/9]")
+	errs = append(errs, s.validateSign()...)
 	unsupported("deploy", &s.Deploy, "[6/9]")
 	unsupported("environments", &s.Environments, "[7/9]")
 	return errors.Join(errs...)

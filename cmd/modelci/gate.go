@@ -36,7 +36,7 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 			if plotPath != "" && plotFormat != "png" && plotFormat != "svg" {
 				return usageError(fmt.Errorf("gate: --plot %s: the file name must end in .png or .svg", plotPath))
 			}
-			policy, err := gatePolicy(dir, policyPath)
+			policy, modelName, err := gatePolicy(dir, policyPath)
 			if err != nil {
 				return err
 			}
@@ -81,6 +81,9 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", inDir(dir, plotPath))
 			}
+			if err := reportToGitHub(report, candidate, map[string]string{"model": modelName}); err != nil {
+				return fmt.Errorf("gate: report to GitHub Actions: %w", err)
+			}
 			switch code := report.ExitCode(); code {
 			case 0:
 				return nil
@@ -101,15 +104,21 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 	return cmd
 }
 
-// gatePolicy reads --policy, or the gate: block of DIR/modelci.yaml.
-func gatePolicy(dir, policyPath string) (modelgate.Policy, error) {
+// gatePolicy reads --policy, or the gate: block of DIR/modelci.yaml, and
+// the model's name from the spec (for GitHub's comment marker).
+func gatePolicy(dir, policyPath string) (modelgate.Policy, string, error) {
 	if policyPath == "" {
 		spec, err := loadSpec(dir, "")
 		if err != nil {
-			return modelgate.Policy{}, err
+			return modelgate.Policy{}, "", err
 		}
-		return spec.Gate, nil
+		return spec.Gate, spec.Model.Name, nil
 	}
+	p, err := gatePolicyFile(dir, policyPath)
+	return p, "", err
+}
+
+func gatePolicyFile(dir, policyPath string) (modelgate.Policy, error) {
 	path := inDir(dir, policyPath)
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -39,23 +39,33 @@ func (o *registryOpts) options(stdin io.Reader) ([]registry.Option, error) {
 	if o.insecure {
 		opts = append(opts, registry.WithInsecure())
 	}
+	user, pass, err := o.credentials(stdin)
+	if err != nil || user == "" {
+		return opts, err
+	}
+	return append(opts, registry.WithCredentials(user, pass)), nil
+}
+
+// credentials returns the user name and password the flags give (empty
+// when none: the keychain or the environment then decide).
+func (o *registryOpts) credentials(stdin io.Reader) (user, pass string, err error) {
 	switch {
 	case o.username == "" && !o.passwordStdin:
-		return opts, nil
+		return "", "", nil
 	case o.username == "":
-		return nil, usageError(errors.New("--registry-password-stdin needs --registry-username"))
+		return "", "", usageError(errors.New("--registry-password-stdin needs --registry-username"))
 	case !o.passwordStdin:
-		return nil, usageError(errors.New("--registry-username needs --registry-password-stdin"))
+		return "", "", usageError(errors.New("--registry-username needs --registry-password-stdin"))
 	}
 	b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
 	if err != nil {
-		return nil, fmt.Errorf("read registry password from stdin: %w", err)
+		return "", "", fmt.Errorf("read registry password from stdin: %w", err)
 	}
-	pass := strings.TrimRight(string(b), "\r\n")
+	pass = strings.TrimRight(string(b), "\r\n")
 	if pass == "" {
-		return nil, usageError(errors.New("--registry-password-stdin: stdin is empty"))
+		return "", "", usageError(errors.New("--registry-password-stdin: stdin is empty"))
 	}
-	return append(opts, registry.WithCredentials(o.username, pass)), nil
+	return o.username, pass, nil
 }
 
 func newRegistryCmd() *cobra.Command {

@@ -33,14 +33,14 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				output = filepath.Join(dir, output)
 			}
 			stderr := cmd.ErrOrStderr()
-			regOpts, err := reg.options(cmd.InOrStdin())
+			user, pass, err := reg.credentials(cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
+			opts := []pipeline.Option{pipeline.WithRegistryAuth(user, pass, reg.insecure)}
 			if allowOverwrite {
-				regOpts = append(regOpts, registry.WithAllowOverwrite())
+				opts = append(opts, pipeline.WithRegistryOptions(registry.WithAllowOverwrite()))
 			}
-			opts := []pipeline.Option{pipeline.WithRegistryOptions(regOpts...)}
 			if repository != "" {
 				if err := registry.CheckRepository(repository); err != nil {
 					return usageError(fmt.Errorf("--repository: %w", err))
@@ -60,6 +60,13 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				return err
 			}
 			fmt.Fprintf(stderr, "run %s: %s\n", res.RunID, res.RunDir)
+			outputs := map[string]string{"model": spec.Model.Name, "version": spec.Model.Version, "run_id": res.RunID, "ref": res.Ref}
+			if img := res.Record.Outputs.Image; img != nil {
+				outputs["digest"] = img.Digest
+			}
+			if err := reportToGitHub(res.Report, res.Metrics, outputs); err != nil {
+				return fmt.Errorf("report to GitHub Actions: %w", err)
+			}
 			if res.Ref != "" {
 				fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
 			}

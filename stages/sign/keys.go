@@ -131,3 +131,14 @@ func loadPublicKey(pem []byte) (signature.Verifier, error) {
 func signOpts(ctx context.Context) []signature.SignOption {
 	return []signature.SignOption{sigopts.WithContext(ctx)}
 }
+
+// Open loads a key source's key now, so that a missing key file or a wrong
+// password fails before a run builds or pushes anything. Keyless sources
+// get their certificate at first use.
+func Open(ctx context.Context, src SignerSource) error {
+	if k, ok := src.(*keySource); ok {
+		_, err := k.load(ctx, makeOptions(nil))
+		return err
+	}
+	return nil
+}
