@@ -48,9 +48,10 @@ const (
 var DefaultEntrypoint = []string{RuntimePath, "serve", "--model", ModelPath, "--addr", ":8080"}
 
 var (
-	// ErrBaseNotSupported: registry bases are not supported yet; scratch
-	// and oci-layout:// references are.
-	ErrBaseNotSupported = errors.New("image base not supported yet (only scratch and oci-layout:// references)")
+	// ErrBaseNotSupported: a registry base without a PullFunc to read it
+	// (scratch and oci-layout:// bases need none), or a base that is
+	// neither an image nor an index.
+	ErrBaseNotSupported = errors.New("image base not supported")
 	// ErrBadPlatform: a platform is not os/arch[/variant].
 	ErrBadPlatform = errors.New("malformed platform")
 	// ErrBadSourceDateEpoch: SOURCE_DATE_EPOCH is not a non-negative integer.
@@ -73,10 +74,12 @@ type Input struct {
 	Revision      string // optional org.opencontainers.image.revision
 
 	// Base is "" or "scratch" (modelci's own server in a runtime layer), or
-	// an oci-layout:// reference to an image or index holding a server of
-	// its own (model layers go on top; no runtime is needed). Registry
-	// references arrive with registry support.
+	// an image or index holding a server of its own (model layers go on
+	// top; no runtime is needed): an oci-layout:// reference, or a registry
+	// reference (HOST/PATH:TAG or @sha256:…) read through Pull.
 	Base string
+	// Pull reads registry bases; nil refuses them with ErrBaseNotSupported.
+	Pull PullFunc
 	// Platforms as os/arch[/variant]; default [linux/amd64].
 	Platforms []string
 	// Created is the config's creation time; zero means SOURCE_DATE_EPOCH,
@@ -259,20 +262,28 @@ func (in Input) parts(ctx context.Context) (parts, error) {
 	if pp.models, err = in.modelLayers(); err != nil {
 		return pp, err
 	}
+	if !isScratch(in.Base) {
+		// Resolved once: a registry base is one manifest request, not one
+		// per platform.
+		base, err := resolveBase(ctx, in.Base, in.Pull)
+		if err != nil {
+			return pp, err
+		}
+		for _, p := range pp.platforms {
+			img, err := platformImage(in.Base, base, p)
+			if err != nil {
+				return pp, err
+			}
+			pp.bases = append(pp.bases, img)
+			pp.runtimes = append(pp.runtimes, nil)
+		}
+		return pp, nil
+	}
 	runtimeFor := in.Runtime
 	if runtimeFor == nil {
 		runtimeFor = func(ctx context.Context, p v1.Platform) (string, error) { return Runtime(ctx, p) }
 	}
 	for _, p := range pp.platforms {
-		if !isScratch(in.Base) {
-			base, err := baseImage(in.Base, p)
-			if err != nil {
-				return pp, err
-			}
-			pp.bases = append(pp.bases, base)
-			pp.runtimes = append(pp.runtimes, nil)
-			continue
-		}
 		bin, err := runtimeFor(ctx, p)
 		if err != nil {
 			return pp, err
@@ -306,15 +317,15 @@ func (pp parts) spill(ctx context.Context, dir string) error {
 }
 
 func (in Input) index(imgs []v1.Image, platforms []v1.Platform) (v1.ImageIndex, error) {
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for i, img := range imgs {
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &platforms[i]}})
-	}
 	annotations, err := in.annotations()
 	if err != nil {
 		return nil, err
 	}
-	return mutate.Annotations(idx, annotations).(v1.ImageIndex), nil
+	idx, err := NewIndex(imgs, platforms, annotations)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", in.Name, err)
+	}
+	return idx, nil
 }
 
 func (in Input) platforms() ([]v1.Platform, error) {
@@ -339,7 +350,7 @@ func (in Input) platforms() ([]v1.Platform, error) {
 }
 
 func (in Input) modelLayers() ([]*layer, error) {
-	if err := checkBase(in.Base); err != nil {
+	if err := checkBase(in.Base, in.Pull); err != nil {
 		return nil, err
 	}
 	if in.ModelDir == "" {
@@ -395,10 +406,14 @@ func (in Input) image(pp parts, i int) (v1.Image, error) {
 		return nil, err
 	}
 
-	var adds []mutate.Addendum
+	var (
+		adds []mutate.Addendum
+		base v1.Image
+	)
 	start := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	if base := pp.bases; base != nil {
-		start = base[i]
+	if pp.bases != nil {
+		base = pp.bases[i]
+		start = base
 		h, err := start.Digest()
 		if err != nil {
 			return nil, fmt.Errorf("build %s for %s: base: %w", in.Name, platformString(p), err)
@@ -413,9 +428,10 @@ func (in Input) image(pp parts, i int) (v1.Image, error) {
 		})
 	}
 	for _, l := range pp.models {
-		mt, _ := l.MediaType()
+		ml := onBase(base, l)
+		mt, _ := ml.MediaType()
 		adds = append(adds, mutate.Addendum{
-			Layer:     l,
+			Layer:     ml,
 			MediaType: mt,
 			History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: "modelci: model " + ModelPath},
 		})

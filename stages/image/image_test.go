@@ -574,3 +574,64 @@ func TestRunSinglePlatform(t *testing.T) {
 		t.Errorf("%d blobs, want 5", len(entries))
 	}
 }
+
+// A model file that vanishes or changes after the model directory was
+// listed (here: while the runtime is fetched, between listing and writing)
+// fails Run with ErrFileChanged naming the file, and the layout's tag
+// stays on the previous build: nothing half-tagged, no temporary files.
+func TestRunFileVanishedMidBuild(t *testing.T) {
+	tests := []struct {
+		name, file string
+		change     func(path string) error
+	}{
+		{"small file vanished", "model.json", os.Remove},
+		{"weights vanished", "weights.bin", os.Remove},
+		{"weights shrank", "weights.bin", func(p string) error { return os.Truncate(p, 100) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{"model.json": modelJSON, "weights.bin": strings.Repeat("w", 3000)})
+			in := exampleInput(t, dir)
+			in.SizeCutoff = 1024
+			prev, layoutDir := runStage(t, in)
+			before, err := os.ReadFile(filepath.Join(layoutDir, "index.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if err := os.WriteFile(filepath.Join(dir, "model.json"), []byte(strings.Replace(modelJSON, "152.13", "160.01", 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			in.Layout = layoutDir
+			in.Runtime = func(ctx context.Context, p v1.Platform) (string, error) {
+				if err := tt.change(filepath.Join(dir, tt.file)); err != nil {
+					t.Fatal(err)
+				}
+				return hello(t, p.Architecture), nil
+			}
+			_, err = image.Run(context.Background(), in)
+			if !errors.Is(err, image.ErrFileChanged) {
+				t.Fatalf("got %v, want ErrFileChanged", err)
+			}
+			if !strings.Contains(err.Error(), filepath.Join(dir, tt.file)) {
+				t.Errorf("error %q does not name %s", err, tt.file)
+			}
+			after, err := os.ReadFile(filepath.Join(layoutDir, "index.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(after) != string(before) {
+				t.Errorf("index.json changed by a failed build (tag %s was on %s):\n%s", prev.Tag, prev.Digest, after)
+			}
+			entries, err := os.ReadDir(filepath.Join(layoutDir, "blobs", "sha256"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), ".tmp") {
+					t.Errorf("temporary file %s left behind", e.Name())
+				}
+			}
+		})
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/registry"
 )
 
@@ -83,17 +84,22 @@ func randomImage(t testing.TB, seed uint64) v1.Image {
 	return ociImage(t, layer(t, "ko-app/runtime", 3000, seed), layer(t, "model/weights.bin", 5000, seed+1))
 }
 
-// ociIndex is an OCI index of two small images, for amd64 and arm64.
+// ociIndex is an OCI index of two small images, for amd64 and arm64, in
+// the shape stages/image builds (entries without artifactType).
 func ociIndex(t testing.TB, seed uint64) v1.ImageIndex {
 	t.Helper()
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	var (
+		imgs      []v1.Image
+		platforms []v1.Platform
+	)
 	for i, arch := range []string{"amd64", "arm64"} {
 		s := seed + 10*uint64(i)
-		img := ociImageFor(t, arch, layer(t, "ko-app/runtime", 3000, s), layer(t, "model/weights.bin", 5000, s+1))
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add:        img,
-			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
-		})
+		imgs = append(imgs, ociImageFor(t, arch, layer(t, "ko-app/runtime", 3000, s), layer(t, "model/weights.bin", 5000, s+1)))
+		platforms = append(platforms, v1.Platform{OS: "linux", Architecture: arch})
+	}
+	idx, err := image.NewIndex(imgs, platforms, map[string]string{"org.opencontainers.image.version": "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return idx
 }

@@ -11,10 +11,15 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// report renders go-containerregistry's progress updates until the channel
-// closes: a bar redrawn in place on a terminal, else a line per tenth.
+// report renders go-containerregistry's progress updates to w until the
+// channel closes, as a bar when w is a terminal.
 func report(w io.Writer, label string, total int64, updates <-chan v1.Update) {
-	tty := isTerminal(w)
+	render(w, isTerminal(w), label, total, updates)
+}
+
+// render draws a bar redrawn in place ("\r") when tty, else prints a line
+// per tenth; both say bytes done of the total.
+func render(w io.Writer, tty bool, label string, total int64, updates <-chan v1.Update) {
 	last := int64(-1)
 	var final v1.Update
 	for u := range updates {

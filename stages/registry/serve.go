@@ -117,7 +117,8 @@ func (f *freshConns) closeAll() {
 }
 
 // NewHandler returns go-containerregistry's registry with blobs on disk
-// under root/blobs and manifests persisted under root/manifests: every
+// under root/blobs (uploads streamed there, never held in memory) and
+// manifests persisted under root/manifests: every
 // manifest PUT it accepts is written (atomically) before the client hears
 // 201, every DELETE removes the file, and the files are replayed into the
 // in-memory manifest store on start.
@@ -130,12 +131,18 @@ func NewHandler(root string, opts ...ServeOption) (http.Handler, error) {
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, fmt.Errorf("registry root %s: %w", root, err)
 	}
+	logger := log.New(o.requests, "", log.LstdFlags)
+	up, err := newUploads(root, logger)
+	if err != nil {
+		return nil, fmt.Errorf("registry root %s: %w", root, err)
+	}
 	s := &store{
 		dir: filepath.Join(root, "manifests"),
 		inner: ggcr.New(
 			ggcr.WithBlobHandler(ggcr.NewDiskBlobHandler(blobs)),
-			ggcr.Logger(log.New(o.requests, "", log.LstdFlags)),
+			ggcr.Logger(logger),
 		),
+		uploads: up,
 	}
 	if err := s.replay(); err != nil {
 		return nil, fmt.Errorf("registry root %s: %w", root, err)
@@ -148,8 +155,9 @@ func NewHandler(root string, opts ...ServeOption) (http.Handler, error) {
 // line, then the manifest bytes. "_manifests" cannot be a repository path
 // component, so repositories nest without clashing with tags.
 type store struct {
-	dir   string
-	inner http.Handler
+	dir     string
+	inner   http.Handler
+	uploads *uploads // blob uploads stream to disk; the rest goes to inner
 	// mu orders manifest writes so that the files end as memory does.
 	mu sync.Mutex
 }
@@ -182,6 +190,10 @@ func validRepo(repo string) bool {
 }
 
 func (s *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if repo, id, ok := uploadPath(r.URL.Path); ok {
+		s.uploads.ServeHTTP(w, r, repo, id)
+		return
+	}
 	repo, target, ok := manifestTarget(r.URL.Path)
 	if !ok || (r.Method != http.MethodPut && r.Method != http.MethodDelete) {
 		s.inner.ServeHTTP(w, r)
