@@ -45,8 +45,10 @@ type Spec struct {
 
 	// Sections that later issues implement. They are named now so that a
 	// spec using them gets "not supported yet" rather than "unknown key".
-	Deploy       yaml.Node `yaml:"deploy"`
-	Environments yaml.Node `yaml:"environments"`
+	Deploy yaml.Node `yaml:"deploy"`
+
+	// Environments are the promotion targets by name (environments.go).
+	Environments map[string]Environment `yaml:"environments"`
 
 	// Dir is the directory relative paths in the spec resolve against
 	// (the spec file's directory). Not part of the file.
@@ -150,6 +152,7 @@ func (s *Spec) applyDefaults() {
 	if s.Output == "" {
 		s.Output = DefaultOutput
 	}
+	s.defaultEnvironments()
 	// The gate started from modelgate.DefaultPolicy (ParseSpec).
 	s.Gate.Normalize()
 }
@@ -214,7 +217,7 @@ func (s *Spec) validate() error {
 	}
 	errs = append(errs, s.validateSign()...)
 	unsupported("deploy", &s.Deploy, "[6/9]")
-	unsupported("environments", &s.Environments, "[7/9]")
+	errs = append(errs, s.validateEnvironments()...)
 	return errors.Join(errs...)
 }
 

@@ -68,7 +68,7 @@ func TestParseSpecErrors(t *testing.T) {
 		{"sign key and keyless", func(s string) string { return s + "sign: {key: cosign.key, keyless: true}\n" }, pipeline.ErrSpec, "sign: invalid spec: set key or keyless"},
 		{"verify identity without issuer", func(s string) string { return s + "verify: {certificate_identity: me}\n" }, pipeline.ErrSpec, "go together"},
 		{"sign unknown key", func(s string) string { return s + "sign: {keyfile: x}\n" }, strictyaml.ErrUnknownKey, "sign.keyfile"},
-		{"environments not supported yet", func(s string) string { return s + "environments: {staging: {}}\n" }, pipeline.ErrNotSupported, "environments: not supported yet"},
+		{"environment without repository", func(s string) string { return s + "environments: {staging: {}}\n" }, pipeline.ErrSpec, "environments.staging.repository"},
 		{"unknown trainer param", func(s string) string { return s + "train:\n  params: {epoch: 3}\n" }, strictyaml.ErrUnknownKey, "modelci.yaml:11:12: train.params.epoch: unknown key"},
 		{"bad trainer param value", func(s string) string { return s + "train:\n  params: {epochs: 0}\n" }, nil, "train.params"},
 		{"builtin and command", func(s string) string { return s + "train:\n  builtin: linear\n  command: [x]\n" }, pipeline.ErrSpec, "set builtin or command, not both"},

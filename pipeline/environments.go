@@ -1,0 +1,116 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	goversion "github.com/hashicorp/go-version"
+
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/registry"
+)
+
+// ErrUnknownEnvironment: a command named an environment the spec's
+// environments: section does not define.
+var ErrUnknownEnvironment = errors.New("unknown environment")
+
+// Environment strategies (the deploy strategies).
+const (
+	StrategyRolling = "rolling"
+	StrategyCanary  = "canary"
+)
+
+// Environment is one entry of environments: in modelci.yaml: where a
+// promoted model lives (its repository and cluster namespace) and what it
+// must satisfy to get there.
+type Environment struct {
+	// Name is the key under environments:. Not part of the entry.
+	Name string `yaml:"-"`
+	// Repository is HOST[:PORT]/PATH the environment pulls from.
+	Repository string `yaml:"repository"`
+	// Context is the kubeconfig context of the environment's cluster.
+	Context string `yaml:"context"`
+	// Namespace defaults to the environment's name.
+	Namespace string `yaml:"namespace"`
+	// Constraint is a go-version constraint such as ">= 1.0, < 2.0".
+	Constraint string `yaml:"constraint"`
+	// Require is the weakest gate verdict accepted without a person's
+	// approval: PASS (default) or INCONCLUSIVE. FAIL is never accepted.
+	Require string `yaml:"require"`
+	// Strategy is rolling (default) or canary.
+	Strategy string `yaml:"strategy"`
+}
+
+// Environment returns the environment called name with its defaults
+// applied; an undefined one is ErrUnknownEnvironment.
+func (s *Spec) Environment(name string) (Environment, error) {
+	e, ok := s.Environments[name]
+	if !ok {
+		have := s.EnvironmentNames()
+		return Environment{}, fmt.Errorf("%s: environment %q: %w (defined: %v)", s.File, name, ErrUnknownEnvironment, have)
+	}
+	return e, nil
+}
+
+// EnvironmentNames returns the defined environments' names, sorted.
+func (s *Spec) EnvironmentNames() []string {
+	names := make([]string, 0, len(s.Environments))
+	for n := range s.Environments {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// defaultEnvironments fills each entry's name and defaults.
+func (s *Spec) defaultEnvironments() {
+	for name, e := range s.Environments {
+		e.Name = name
+		if e.Namespace == "" {
+			e.Namespace = name
+		}
+		if e.Require == "" {
+			e.Require = string(modelgate.Pass)
+		}
+		if e.Strategy == "" {
+			e.Strategy = StrategyRolling
+		}
+		s.Environments[name] = e
+	}
+}
+
+// validateEnvironments checks every entry, naming the key at fault.
+func (s *Spec) validateEnvironments() []error {
+	var errs []error
+	for _, name := range s.EnvironmentNames() {
+		e := s.Environments[name]
+		bad := func(key, format string, args ...any) {
+			errs = append(errs, fmt.Errorf("%s: environments.%s.%s: %w: %s", s.File, name, key, ErrSpec, fmt.Sprintf(format, args...)))
+		}
+		if len(name) > 63 || !dns1123Label.MatchString(name) {
+			errs = append(errs, fmt.Errorf("%s: environments.%s: %w: the name is not a DNS-1123 label", s.File, name, ErrSpec))
+		}
+		if e.Repository == "" {
+			bad("repository", "required: HOST[:PORT]/PATH the environment pulls from")
+		} else if err := registry.CheckRepository(e.Repository); err != nil {
+			bad("repository", "%v", err)
+		}
+		if len(e.Namespace) > 63 || !dns1123Label.MatchString(e.Namespace) {
+			bad("namespace", "%q is not a DNS-1123 label", e.Namespace)
+		}
+		if e.Constraint != "" {
+			if _, err := goversion.NewConstraint(e.Constraint); err != nil {
+				bad("constraint", "%q: %v", e.Constraint, err)
+			}
+		}
+		if !slices.Contains([]string{string(modelgate.Pass), string(modelgate.Inconclusive)}, e.Require) {
+			bad("require", "%q is not PASS or INCONCLUSIVE", e.Require)
+		}
+		if e.Strategy != StrategyRolling && e.Strategy != StrategyCanary {
+			bad("strategy", "%q is not rolling or canary", e.Strategy)
+		}
+	}
+	return errs
+}

@@ -1,0 +1,372 @@
+// Package promote moves a verified model from one environment to the next:
+// under the target environment's Lease it resolves NAME@VERSION in the source
+// repository, verifies its signature and gate verdict, checks the
+// environment's version constraint and that the version moves forward,
+// copies the image by digest with its cosign signatures, attestations and
+// metrics, attests the promotion, and deploys it (ARCHITECTURE.md,
+// "Kubernetes" and "Attestations").
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// PredicateType is the promotion attestation's in-toto predicate type.
+const PredicateType = "https://modelci.dev/attestations/promotion/v1"
+
+// Steps, in order; Result.Steps and In.StopAfter use these names.
+const (
+	StepResolve = "resolve"
+	StepVerify  = "verify"
+	StepCopy    = "copy"
+	StepAttest  = "attest"
+	StepDeploy  = "deploy"
+)
+
+// Environment is where a model is promoted from or to.
+type Environment struct {
+	Name       string
+	Repository string // HOST[:PORT]/PATH
+	// Constraint is a go-version constraint the version must satisfy (target only).
+	Constraint string
+	// Require is the weakest verdict accepted without approval: PASS (default) or INCONCLUSIVE.
+	Require modelgate.Verdict
+	// Strategy is the deploy strategy (rolling or canary).
+	Strategy string
+}
+
+// Release is what an environment's cluster runs, or is to run.
+type Release struct {
+	Name, Version string
+	// Image is HOST/REPO@sha256:….
+	Image   string
+	Verdict string
+	Who     string
+	Reason  string
+}
+
+// Cluster is the target environment's cluster, as promote needs it.
+// NewKubeCluster adapts a stages/deploy Target.
+type Cluster interface {
+	// Lock takes app's lease in the environment. A lease held by another
+	// writer is an error wrapping ErrConflict, returned before any change.
+	Lock(ctx context.Context, app, who string) (Locked, error)
+}
+
+// Locked is a Cluster whose lease for one app this promoter holds.
+type Locked interface {
+	// Current is the release the environment serves; a zero Release when none.
+	Current(ctx context.Context) (Release, error)
+	// Deploy rolls rel out with strategy and records it in the history.
+	Deploy(ctx context.Context, rel Release, strategy string) error
+	// Unlock releases the lease.
+	Unlock()
+}
+
+// In is one promotion.
+type In struct {
+	Name, Version string
+	From, To      Environment
+	Cluster       Cluster
+	// Verify says who must have signed; RequireGate and AllowInconclusive are
+	// set by Promote.
+	Verify sign.VerifyPolicy
+	// Signer signs the promotion attestation.
+	Signer sign.SignerSource
+	// Approve accepts an INCONCLUSIVE verdict where the environment requires
+	// PASS; it needs a Reason.
+	Approve        bool
+	AllowDowngrade bool
+	Reason         string
+	// Who promotes; empty means the caller's user@host.
+	Who string
+	// StopAfter ends the promotion with ErrStopped after the named step (a
+	// test's stand-in for a killed process).
+	StopAfter       string
+	RegistryOptions []registry.Option
+	SignOptions     []sign.Option
+	Now             func() time.Time
+}
+
+// Step is one step's outcome and duration.
+type Step struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+	// Skipped says why the step had nothing to do (a converging re-run).
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// Result is what Promote did.
+type Result struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Digest  string `json:"digest"`
+	// Source and Image are the image by digest in the source and target repositories.
+	Source  string            `json:"source"`
+	Image   string            `json:"image"`
+	Verdict modelgate.Verdict `json:"verdict"`
+	// Previous is the release the target served before.
+	Previous *Release `json:"previous,omitempty"`
+	// Copied lists the tags written to the target repository.
+	Copied []string `json:"copied,omitempty"`
+	// Attestation is the target's .att tag after the promotion attestation.
+	Attestation string `json:"attestation,omitempty"`
+	Steps       []Step `json:"steps"`
+}
+
+// Predicate is the promotion attestation's predicate.
+type Predicate struct {
+	Model           modelgate.ModelRef `json:"model"`
+	From            Place              `json:"from"`
+	To              Place              `json:"to"`
+	Who             string             `json:"who"`
+	When            time.Time          `json:"when"`
+	Reason          string             `json:"reason,omitempty"`
+	Verdict         modelgate.Verdict  `json:"verdict"`
+	Approved        bool               `json:"approved,omitempty"`
+	PreviousVersion string             `json:"previous_version,omitempty"`
+	PreviousImage   string             `json:"previous_image,omitempty"`
+}
+
+// Place is an environment and its repository, in the predicate.
+type Place struct {
+	Environment string `json:"environment"`
+	Repository  string `json:"repository"`
+}
+
+func (in *In) check() error {
+	if _, err := modelgate.ParseVersion(in.Version); err != nil {
+		return fmt.Errorf("promote %s@%s: %w", in.Name, in.Version, err)
+	}
+	switch {
+	case in.Name == "":
+		return errors.New("promote: model name is empty")
+	case in.From.Repository == "" || in.To.Repository == "":
+		return fmt.Errorf("promote %s@%s from %s to %s: an environment has no repository", in.Name, in.Version, in.From.Name, in.To.Name)
+	case in.From.Repository == in.To.Repository:
+		return fmt.Errorf("promote %s@%s: from %s and to %s share repository %s", in.Name, in.Version, in.From.Name, in.To.Name, in.To.Repository)
+	case in.Cluster == nil:
+		return fmt.Errorf("promote %s@%s to %s: no cluster", in.Name, in.Version, in.To.Name)
+	case in.Signer == nil:
+		return fmt.Errorf("promote %s@%s to %s: no signer for the promotion attestation", in.Name, in.Version, in.To.Name)
+	case in.Approve && in.Reason == "":
+		return fmt.Errorf("promote %s@%s to %s: an approval needs a reason", in.Name, in.Version, in.To.Name)
+	}
+	return nil
+}
+
+// Promote promotes in.Name@in.Version from in.From to in.To. It takes the
+// target's lease first, so a concurrent writer gets ErrConflict and nothing
+// changes. A re-run after an interruption converges: the copy skips what the
+// target holds, and a release the target already serves is not deployed again.
+func Promote(ctx context.Context, in In) (*Result, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
+	if in.Who == "" {
+		in.Who = who()
+	}
+	if in.Now == nil {
+		in.Now = time.Now
+	}
+	res := &Result{Name: in.Name, Version: in.Version, From: in.From.Name, To: in.To.Name}
+	what := fmt.Sprintf("promote %s@%s from %s to %s", in.Name, in.Version, in.From.Name, in.To.Name)
+
+	locked, err := in.Cluster.Lock(ctx, in.Name, in.Who)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
+	}
+	defer locked.Unlock()
+
+	p := &promotion{In: in, res: res, locked: locked}
+	for _, s := range []struct {
+		name string
+		run  func(context.Context) (string, error)
+	}{
+		{StepResolve, p.resolve},
+		{StepVerify, p.verify},
+		{StepCopy, p.copy},
+		{StepAttest, p.attest},
+		{StepDeploy, p.deploy},
+	} {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("%s: before %s: %w", what, s.name, err)
+		}
+		start := time.Now()
+		skipped, err := s.run(ctx)
+		res.Steps = append(res.Steps, Step{Name: s.name, Duration: time.Since(start), Skipped: skipped})
+		if err != nil {
+			return res, fmt.Errorf("%s: %s: %w", what, s.name, err)
+		}
+		if in.StopAfter == s.name {
+			return res, fmt.Errorf("%s: %w %s", what, ErrStopped, s.name)
+		}
+	}
+	return res, nil
+}
+
+// promotion carries the state between steps.
+type promotion struct {
+	In
+	res     *Result
+	locked  Locked
+	digest  v1.Hash
+	current Release
+	// serving: the target already runs this digest (a converging re-run).
+	serving bool
+}
+
+func (p *promotion) resolve(ctx context.Context) (string, error) {
+	tag := p.From.Repository + ":" + modelgate.Tag(p.Version)
+	d, err := registry.Resolve(ctx, tag, p.RegistryOptions...)
+	if err != nil {
+		return "", err
+	}
+	p.digest = d
+	p.res.Digest = d.String()
+	p.res.Source = p.From.Repository + "@" + d.String()
+	p.res.Image = p.To.Repository + "@" + d.String()
+	return "", nil
+}
+
+func (p *promotion) verify(ctx context.Context) (string, error) {
+	pol := p.Verify
+	pol.RequireGate = true
+	// The verdict is checked below so that INCONCLUSIVE gets its own error.
+	pol.AllowInconclusive = true
+	v, err := sign.Verify(ctx, p.res.Source, pol, p.SignOptions...)
+	if err != nil {
+		if errors.Is(err, sign.ErrRefused) {
+			return "", fmt.Errorf("%w: %w", ErrNotVerified, err)
+		}
+		return "", err
+	}
+	if v.Model.Name != p.Name || v.Model.Version != p.Version {
+		return "", fmt.Errorf("%s is %s@%s: %w", p.res.Source, v.Model.Name, v.Model.Version, ErrModelMismatch)
+	}
+	p.res.Verdict = v.Verdict
+	require := p.To.Require
+	if require == "" {
+		require = modelgate.Pass
+	}
+	if v.Verdict == modelgate.Inconclusive && require == modelgate.Pass && !p.Approve {
+		return "", fmt.Errorf("gate verdict INCONCLUSIVE, %s requires PASS: %w (pass --approve with --reason)", p.To.Name, ErrNeedsApproval)
+	}
+	if p.To.Constraint != "" {
+		if err := modelgate.CheckConstraint(p.Version, p.To.Constraint); err != nil {
+			return "", fmt.Errorf("environment %s: %w", p.To.Name, err)
+		}
+	}
+	cur, err := p.locked.Current(ctx)
+	if err != nil {
+		return "", fmt.Errorf("current release in %s: %w", p.To.Name, err)
+	}
+	if cur.Version == "" {
+		return "", nil
+	}
+	c := cur
+	p.res.Previous, p.current = &c, cur
+	if cur.Version == p.Version {
+		if cur.Image != p.res.Image {
+			return "", fmt.Errorf("%s runs %s@%s as %s, not %s: %w", p.To.Name, p.Name, cur.Version, cur.Image, p.res.Image, ErrVersionConflict)
+		}
+		p.serving = true
+		return "", nil
+	}
+	greater, err := modelgate.Greater(p.Version, cur.Version)
+	if err != nil {
+		return "", err
+	}
+	if !greater && !p.AllowDowngrade {
+		return "", fmt.Errorf("%s runs %s, %s is not greater: %w (pass --allow-downgrade, or roll back)", p.To.Name, cur.Version, p.Version, ErrDowngrade)
+	}
+	return "", nil
+}
+
+// copy copies the image by digest, then each cosign tag the target lacks:
+// one it already holds may carry an earlier promotion's attestation.
+func (p *promotion) copy(ctx context.Context) (string, error) {
+	tag := modelgate.Tag(p.Version)
+	if _, err := registry.Copy(ctx, p.res.Source, p.To.Repository, append(p.RegistryOptions, registry.WithTags(tag))...); err != nil {
+		if errors.Is(err, registry.ErrTagExists) {
+			return "", fmt.Errorf("%w: %w", ErrVersionConflict, err)
+		}
+		return "", err
+	}
+	p.res.Copied = append(p.res.Copied, tag)
+	tags := cosignTags(p.digest)
+	// The metrics artifact is signed like an image: its own .sig travels too.
+	if m, err := registry.Resolve(ctx, p.From.Repository+":"+tags[2], p.RegistryOptions...); err == nil {
+		tags = append(tags, cosignTags(m)[0])
+	} else if !errors.Is(err, registry.ErrNotFound) {
+		return "", err
+	}
+	for _, tag := range tags {
+		_, err := registry.Resolve(ctx, p.To.Repository+":"+tag, p.RegistryOptions...)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, registry.ErrNotFound) {
+			return "", err
+		}
+		_, err = registry.Copy(ctx, p.From.Repository+":"+tag, p.To.Repository, append(p.RegistryOptions, registry.WithTags(tag))...)
+		if errors.Is(err, registry.ErrNotFound) {
+			continue // the source has none (an image without metrics)
+		}
+		if err != nil {
+			return "", err
+		}
+		p.res.Copied = append(p.res.Copied, tag)
+	}
+	return "", nil
+}
+
+// cosignTags are the .sig, .att and .metrics tags of digest d (stages/sign).
+func cosignTags(d v1.Hash) []string {
+	base := d.Algorithm + "-" + d.Hex
+	return []string{base + ".sig", base + ".att", base + ".metrics"}
+}
+
+func (p *promotion) attest(ctx context.Context) (string, error) {
+	pred := Predicate{
+		Model:           modelgate.ModelRef{Name: p.Name, Version: p.Version},
+		From:            Place{Environment: p.From.Name, Repository: p.From.Repository},
+		To:              Place{Environment: p.To.Name, Repository: p.To.Repository},
+		Who:             p.Who,
+		When:            p.Now().UTC().Truncate(time.Second),
+		Reason:          p.Reason,
+		Verdict:         p.res.Verdict,
+		Approved:        p.Approve && p.res.Verdict == modelgate.Inconclusive,
+		PreviousVersion: p.current.Version,
+		PreviousImage:   p.current.Image,
+	}
+	r, err := sign.Attest(ctx, p.res.Image, PredicateType, pred, p.Signer, append(p.SignOptions, sign.WithAppend())...)
+	if err != nil {
+		return "", err
+	}
+	p.res.Attestation = r.Tag
+	return "", nil
+}
+
+func (p *promotion) deploy(ctx context.Context) (string, error) {
+	if p.serving {
+		return fmt.Sprintf("%s already serves %s", p.To.Name, p.res.Image), nil
+	}
+	reason := p.Reason
+	if reason == "" {
+		reason = "promoted from " + p.From.Name
+	}
+	rel := Release{Name: p.Name, Version: p.Version, Image: p.res.Image, Verdict: string(p.res.Verdict), Who: p.Who, Reason: reason}
+	return "", p.locked.Deploy(ctx, rel, p.To.Strategy)
+}
