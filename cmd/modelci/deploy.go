@@ -1,0 +1,413 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// clusterFlags are the flags every cluster command shares.
+type clusterFlags struct {
+	namespace, kubeconfig, context, format string
+}
+
+func (f *clusterFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.namespace, "namespace", "n", "", "namespace (required)")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+	fl.StringVar(&f.context, "context", "", "kubeconfig context (default: the current context, named on stderr)")
+	fl.StringVarP(&f.format, "output", "o", "text", "text or json (one schema for deploy, status, history and rollback)")
+}
+
+func (f *clusterFlags) check(cmd string, needNamespace bool) error {
+	if f.format != "text" && f.format != "json" {
+		return usageError(fmt.Errorf("%s: -o %q: want text or json", cmd, f.format))
+	}
+	if needNamespace && f.namespace == "" {
+		return usageError(fmt.Errorf("%s: -n NAMESPACE is required", cmd))
+	}
+	return nil
+}
+
+func (f *clusterFlags) target(cmd *cobra.Command) (*deploy.Target, error) {
+	t, err := deploy.NewTarget(f.kubeconfig, f.context)
+	if err != nil {
+		return nil, err
+	}
+	if f.context == "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "using the current kubeconfig context %q\n", t.Context)
+	}
+	t.Log = cmd.ErrOrStderr()
+	return t, nil
+}
+
+// finish writes the report (JSON to stdout with -o json, else text from show) and turns err
+// into the exit code.
+func (f *clusterFlags) finish(cmd *cobra.Command, rep *deploy.Report, err error, show func(io.Writer, *deploy.Report)) error {
+	if rep != nil {
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		if f.format == "json" {
+			b, jerr := json.MarshalIndent(rep, "", "  ")
+			if jerr != nil {
+				return jerr
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+		} else if err == nil {
+			show(cmd.OutOrStdout(), rep)
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, deploy.ErrNotVerified) && errors.Is(err, sign.ErrRefused):
+		return exitCode(3, err)
+	case errors.Is(err, deploy.ErrInvalidSteps) || errors.Is(err, deploy.ErrInvalidConfig):
+		return usageError(err)
+	}
+	return err
+}
+
+func newDeployCmd() *cobra.Command {
+	var (
+		cf                               clusterFlags
+		p                                sign.VerifyPolicy
+		reg                              signRegistryFlags
+		strategy, steps, dryRun, spec    string
+		appName, version, runID          string
+		replicas                         int32
+		createNS, skipVerify, allowIncon bool
+		timeout                          time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy REF",
+		Short: "Verify a model image and roll it out to Kubernetes",
+		Long: `Deploy REF (HOST/REPO@sha256:…; a tag or an oci-layout:// reference is refused)
+to namespace -n of the kubeconfig's --context. The image is verified first
+(--key, or --certificate-identity with --certificate-oidc-issuer: its signature
+and its gate attestation, PASS or with --allow-inconclusive INCONCLUSIVE);
+--insecure-skip-verify skips that, loudly. The app's Lease is taken before any
+change, so a concurrent deploy or rollback gets a conflict error. The release
+rolls out with server-side apply (field manager modelci) as a rolling update
+(no replica unavailable) or, with --strategy canary, as a <name>-canary
+Deployment behind the same Service stepped through --steps, with an analysis
+between steps. A release that fails is rolled back to the previous one on its
+own. The deploy: section of --spec FILE (modelci.yaml) configures replicas,
+resources, GPUs, services, autoscaling and analysis; flags override it.
+--dry-run DIR writes the manifests instead and needs no cluster.
+Prints the deployed reference; exit 0 rolled out, 3 verification refused,
+1 failed (rolled back when there was a previous release), 2 usage.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			ref := a[0]
+			hasID := p.CertificateIdentity != "" || p.CertificateOIDCIssuer != ""
+			switch {
+			case p.KeyPath != "" && hasID:
+				return usageError(errors.New("deploy: --key and --certificate-identity/--certificate-oidc-issuer are mutually exclusive"))
+			case hasID && (p.CertificateIdentity == "" || p.CertificateOIDCIssuer == ""):
+				return usageError(errors.New("deploy: --certificate-identity and --certificate-oidc-issuer go together"))
+			case skipVerify && (p.KeyPath != "" || hasID):
+				return usageError(errors.New("deploy: --insecure-skip-verify contradicts --key/--certificate-identity"))
+			}
+			cfg, err := deployConfig(spec, &p)
+			if err != nil {
+				return err
+			}
+			if cf.namespace == "" {
+				if spec == "" && dryRun == "" {
+					return usageError(errors.New("deploy: -n NAMESPACE is required"))
+				}
+				cf.namespace = cfg.Namespace
+			}
+			if cf.context == "" {
+				cf.context = cfg.Context
+			}
+			if err := cf.check("deploy", false); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("strategy") {
+				cfg.Strategy = strategy
+			}
+			if cmd.Flags().Changed("steps") {
+				if cfg.Steps, err = deploy.ParseSteps(steps); err != nil {
+					return usageError(fmt.Errorf("deploy: --steps: %w", err))
+				}
+			}
+			if cmd.Flags().Changed("replicas") {
+				cfg.Replicas = replicas
+			}
+			if err := cfg.Validate(); err != nil {
+				return usageError(fmt.Errorf("deploy: %w", err))
+			}
+			if err := deploy.CheckImage(ref); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			rel := deploy.Release{Name: appName, Version: version, Image: ref, RunID: runID}
+			verifying := p.KeyPath != "" || hasID
+			if !verifying && !skipVerify && dryRun == "" {
+				return usageError(errors.New("deploy: --key, or --certificate-identity with --certificate-oidc-issuer, is required (or --insecure-skip-verify)"))
+			}
+			if (rel.Name == "" || rel.Version == "") && (!verifying || dryRun != "") {
+				if err := imageModel(ctx, ref, &rel, reg.insecure); err != nil {
+					return err
+				}
+			}
+			if dryRun != "" {
+				return cf.finish(cmd, dryRunDeploy(cfg, rel, cf.namespace, dryRun), nil, showDeploy)
+			}
+			t, err := cf.target(cmd)
+			if err != nil {
+				return err
+			}
+			in := deploy.Input{Config: cfg, Release: rel, Namespace: cf.namespace, CreateNamespace: createNS, InsecureSkipVerify: skipVerify}
+			if verifying {
+				p.RequireGate = true
+				p.AllowInconclusive = allowIncon
+				in.Verifier = signVerifier{policy: p, opts: reg.options(cmd)}
+			}
+			rep, err := t.Deploy(ctx, in)
+			return cf.finish(cmd, rep, err, showDeploy)
+		},
+	}
+	cf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&p.KeyPath, "key", "", "cosign public key (cosign.pub) the image must be signed with")
+	f.StringVar(&p.CertificateIdentity, "certificate-identity", "", "keyless signer: the certificate's identity")
+	f.StringVar(&p.CertificateOIDCIssuer, "certificate-oidc-issuer", "", "keyless signer: the OIDC issuer of its identity")
+	f.BoolVar(&allowIncon, "allow-inconclusive", false, "accept an INCONCLUSIVE gate verdict (approved by a person)")
+	f.BoolVar(&skipVerify, "insecure-skip-verify", false, "deploy WITHOUT verifying the signature and gate verdict")
+	f.StringVar(&strategy, "strategy", deploy.Rolling, "rolling or canary")
+	f.StringVar(&steps, "steps", "10,50,100", "canary steps, percent of replicas, ending at 100")
+	f.Int32Var(&replicas, "replicas", 3, "replicas")
+	f.StringVar(&dryRun, "dry-run", "", "write the manifests into `DIR` instead of deploying")
+	f.BoolVar(&createNS, "create-namespace", false, "create the namespace if it does not exist")
+	f.StringVar(&spec, "spec", "", "read the deploy: and verify: sections of this modelci.yaml")
+	f.StringVar(&appName, "name", "", "app name (default: the image's dev.modelci.model.name)")
+	f.StringVar(&version, "version", "", "model version (default: the image's dev.modelci.model.version)")
+	f.StringVar(&runID, "run-id", "", "pipeline run id, for the release history")
+	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up (and roll back) after this long")
+	reg.register(cmd)
+	return cmd
+}
+
+// deployConfig reads the deploy: section (and verify: keys the flags did not set) of spec.
+func deployConfig(spec string, p *sign.VerifyPolicy) (deploy.Config, error) {
+	if spec == "" {
+		return deploy.Defaults(), nil
+	}
+	b, err := os.ReadFile(spec)
+	if err != nil {
+		return deploy.Config{}, fmt.Errorf("deploy: spec: %w", err)
+	}
+	var doc struct {
+		Deploy yaml.Node `yaml:"deploy"`
+		Verify struct {
+			Key                   string `yaml:"key"`
+			CertificateIdentity   string `yaml:"certificate_identity"`
+			CertificateOIDCIssuer string `yaml:"certificate_oidc_issuer"`
+		} `yaml:"verify"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return deploy.Config{}, fmt.Errorf("deploy: spec %s: %w", spec, err)
+	}
+	if p.KeyPath == "" && p.CertificateIdentity == "" {
+		p.KeyPath = doc.Verify.Key
+		p.CertificateIdentity, p.CertificateOIDCIssuer = doc.Verify.CertificateIdentity, doc.Verify.CertificateOIDCIssuer
+	}
+	return deploy.DecodeConfig(spec, &doc.Deploy)
+}
+
+// imageModel fills the release's name and version from the image's annotations.
+func imageModel(ctx context.Context, ref string, rel *deploy.Release, insecure bool) error {
+	var opts []registry.Option
+	if insecure {
+		opts = append(opts, registry.WithInsecure())
+	}
+	a, err := registry.Pull(ctx, ref, opts...)
+	if err != nil {
+		return fmt.Errorf("deploy: reading %s for its model name and version (or pass --name and --version): %w", ref, err)
+	}
+	raw, err := a.RawManifest()
+	if err != nil {
+		return fmt.Errorf("deploy: manifest of %s: %w", ref, err)
+	}
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("deploy: manifest of %s: %w", ref, err)
+	}
+	if rel.Name == "" {
+		rel.Name = m.Annotations[sign.AnnotationModelName]
+	}
+	if rel.Version == "" {
+		rel.Version = m.Annotations[sign.AnnotationModelVersion]
+	}
+	if rel.Name == "" || rel.Version == "" {
+		return usageError(fmt.Errorf("deploy: %s has no model name and version annotations: pass --name and --version", ref))
+	}
+	return nil
+}
+
+func dryRunDeploy(cfg deploy.Config, rel deploy.Release, ns, dir string) *deploy.Report {
+	if ns == "" {
+		ns = cfg.Namespace
+	}
+	rep := &deploy.Report{Schema: deploy.ReportSchema, Action: deploy.ActionDeploy, Name: rel.Name, Namespace: ns, Result: deploy.ResultRendered}
+	m, err := deploy.Render(cfg, rel, ns)
+	if err == nil {
+		rep.Files, err = m.WriteDir(dir)
+	}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	return rep
+}
+
+// signVerifier adapts stages/sign to deploy.Verifier.
+type signVerifier struct {
+	policy sign.VerifyPolicy
+	opts   []sign.Option
+}
+
+func (s signVerifier) Verify(ctx context.Context, ref string) (deploy.Verification, error) {
+	v, err := sign.Verify(ctx, ref, s.policy, s.opts...)
+	if err != nil {
+		return deploy.Verification{}, err
+	}
+	return deploy.Verification{Verdict: string(v.Verdict), Signer: v.Signer, Name: v.Model.Name, Version: v.Model.Version}, nil
+}
+
+func showDeploy(w io.Writer, rep *deploy.Report) {
+	switch {
+	case rep.Result == deploy.ResultRendered:
+		for _, f := range rep.Files {
+			fmt.Fprintln(w, f)
+		}
+	case rep.Current != nil:
+		fmt.Fprintln(w, rep.Current.Image)
+	}
+}
+
+func newStatusCmd() *cobra.Command {
+	var cf clusterFlags
+	cmd := &cobra.Command{
+		Use:   "status NAME",
+		Short: "Show an app's current release and its Deployments in a namespace",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := cf.check("status", true); err != nil {
+				return err
+			}
+			t, err := cf.target(cmd)
+			if err != nil {
+				return err
+			}
+			rep, err := t.Status(cmd.Context(), a[0], cf.namespace)
+			return cf.finish(cmd, rep, err, showStatus)
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+func showStatus(w io.Writer, rep *deploy.Report) {
+	if c := rep.Current; c != nil {
+		fmt.Fprintf(w, "%s %s in %s: %s (%s, %s by %s at %s)\n", rep.Name, c.Version, rep.Namespace, c.Image, c.Verdict, c.Action, c.Who, c.Time.Format(time.RFC3339))
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEPLOYMENT\tROLE\tTRACK\tVERSION\tREPLICAS\tUPDATED\tREADY\tAVAILABLE")
+	for _, d := range rep.Workloads {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", d.Name, d.Role, d.Track, d.Version, d.Replicas, d.Updated, d.Ready, d.Available)
+	}
+	tw.Flush()
+}
+
+func newHistoryCmd() *cobra.Command {
+	var cf clusterFlags
+	cmd := &cobra.Command{
+		Use:   "history NAME",
+		Short: "Show an app's release history in a namespace (kept in the cluster)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := cf.check("history", true); err != nil {
+				return err
+			}
+			t, err := cf.target(cmd)
+			if err != nil {
+				return err
+			}
+			rep, err := t.History(cmd.Context(), a[0], cf.namespace)
+			return cf.finish(cmd, rep, err, showHistory)
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+func showHistory(w io.Writer, rep *deploy.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REVISION\tVERSION\tACTION\tSTATUS\tVERDICT\tTIME\tWHO\tRUN\tREASON")
+	for _, e := range rep.History {
+		reason := e.Reason
+		if len(reason) > 80 {
+			reason = reason[:77] + "..."
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Revision, e.Version, e.Action, e.Status, e.Verdict, e.Time.Format(time.RFC3339), e.Who, e.RunID, strings.ReplaceAll(reason, "\n", " "))
+	}
+	tw.Flush()
+}
+
+func newRollbackCmd() *cobra.Command {
+	var (
+		cf         clusterFlags
+		to, reason string
+		timeout    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback NAME",
+		Short: "Restore an app's previous release (or --to VERSION) from the cluster's history",
+		Long: `Restore the release before the current one, or the latest deployed release of
+--to VERSION, exactly as it ran (image and deploy settings), under the app's
+Lease, and record it in the history with --reason. Prints the restored image.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := cf.check("rollback", true); err != nil {
+				return err
+			}
+			t, err := cf.target(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			rep, err := t.Rollback(ctx, deploy.RollbackInput{Name: a[0], Namespace: cf.namespace, To: to, Reason: reason})
+			return cf.finish(cmd, rep, err, showDeploy)
+		},
+	}
+	cf.register(cmd)
+	cmd.Flags().StringVar(&to, "to", "", "version to restore (default: the release before the current one)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the history")
+	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "give up after this long")
+	return cmd
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelci/modelci/internal/k8stest"
+	"github.com/modelci/modelci/stages/deploy"
+)
+
+// TestMain stops the test control plane (if a test started one) when the tests end.
+func TestMain(m *testing.M) { k8stest.Main(m) }
+
+const (
+	cliImage1 = "registry.test:5000/models/diabetes@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	cliImage2 = "registry.test:5000/models/diabetes@sha256:2222222222222222222222222222222222222222222222222222222222222222"
+)
+
+func decodeReport(t *testing.T, stdout string) deploy.Report {
+	t.Helper()
+	var rep deploy.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("stdout is not a report: %v\n%s", err, stdout)
+	}
+	if rep.Schema != deploy.ReportSchema {
+		t.Fatalf("schema %q", rep.Schema)
+	}
+	return rep
+}
+
+func TestDeployStatusHistoryRollbackCLI(t *testing.T) {
+	c := k8stest.Start(t)
+	ns := c.Namespace(t)
+	cluster := []string{"-n", ns, "--kubeconfig", c.Kubeconfig, "--context", k8stest.Context}
+	deployArgs := func(ref, version string, extra ...string) []string {
+		a := append([]string{"deploy", ref, "--insecure-skip-verify", "--name", "diabetes", "--version", version, "--replicas", "2"}, cluster...)
+		return append(a, extra...)
+	}
+
+	code, stdout, stderr := run(t, deployArgs(cliImage1, "1.0.0", "-o", "json")...)
+	if code != 0 {
+		t.Fatalf("deploy: exit %d\n%s", code, stderr)
+	}
+	rep := decodeReport(t, stdout)
+	if rep.Action != "deploy" || rep.Result != deploy.ResultRolledOut || rep.Current.Version != "1.0.0" || rep.Current.Image != cliImage1 {
+		t.Errorf("deploy report %+v", rep)
+	}
+	if !strings.Contains(stderr, "WITHOUT verifying") {
+		t.Errorf("--insecure-skip-verify did not warn:\n%s", stderr)
+	}
+
+	code, stdout, stderr = run(t, deployArgs(cliImage2, "1.1.0", "--strategy", "canary", "--steps", "50,100")...)
+	if code != 0 || strings.TrimSpace(stdout) != cliImage2 {
+		t.Fatalf("canary deploy: exit %d, stdout %q\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "canary step 50%: 1 canary, 1 stable replicas") {
+		t.Errorf("no canary progress on stderr:\n%s", stderr)
+	}
+
+	code, stdout, stderr = run(t, append([]string{"status", "diabetes", "-o", "json"}, cluster...)...)
+	if code != 0 {
+		t.Fatalf("status: exit %d\n%s", code, stderr)
+	}
+	if rep := decodeReport(t, stdout); rep.Current.Version != "1.1.0" || len(rep.Workloads) != 1 || rep.Workloads[0].Available != 2 {
+		t.Errorf("status report: current %+v, workloads %+v", rep.Current, rep.Workloads)
+	}
+
+	code, stdout, stderr = run(t, append([]string{"rollback", "diabetes", "--to", "1.0.0", "--reason", "drift", "-o", "json"}, cluster...)...)
+	if code != 0 {
+		t.Fatalf("rollback: exit %d\n%s", code, stderr)
+	}
+	if rep := decodeReport(t, stdout); rep.Action != "rollback" || rep.Current.Version != "1.0.0" || rep.Current.Reason != "drift" {
+		t.Errorf("rollback report: %+v", rep.Current)
+	}
+
+	code, stdout, stderr = run(t, append([]string{"history", "diabetes"}, cluster...)...)
+	if code != 0 {
+		t.Fatalf("history: exit %d\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[3], "rollback") || !strings.Contains(lines[3], "drift") || !strings.Contains(lines[2], "1.1.0") {
+		t.Errorf("history table:\n%s", stdout)
+	}
+
+	code, _, stderr = run(t, append([]string{"status", "unknown"}, cluster...)...)
+	if code != 1 || !strings.Contains(stderr, "no release") {
+		t.Errorf("status of an unknown app: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = run(t, "deploy", cliImage1, "--insecure-skip-verify", "--name", "diabetes", "--version", "1", "-n", "no-such-namespace", "--kubeconfig", c.Kubeconfig, "--context", k8stest.Context)
+	if code != 1 || !strings.Contains(stderr, "namespace not found") {
+		t.Errorf("missing namespace: exit %d\n%s", code, stderr)
+	}
+}
+
+func TestDeployCLIRefusals(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: u\n  user: {token: x}\ncontexts:\n- name: test\n  context: {cluster: c, user: u}\n"
+	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--kubeconfig", kubeconfig, "--context", "test", "--name", "diabetes", "--version", "1.0.0"}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"tag", append([]string{"deploy", "registry.test/models/diabetes:1.0.0", "-n", "models", "--insecure-skip-verify"}, common...), 1, "not by digest"},
+		{"layout", append([]string{"deploy", "oci-layout:///tmp/oci@sha256:1111111111111111111111111111111111111111111111111111111111111111", "-n", "models", "--insecure-skip-verify"}, common...), 1, "oci-layout"},
+		{"steps", append([]string{"deploy", cliImage1, "-n", "models", "--insecure-skip-verify", "--strategy", "canary", "--steps", "50,10"}, common...), 2, "invalid canary steps"},
+		{"strategy", append([]string{"deploy", cliImage1, "-n", "models", "--insecure-skip-verify", "--strategy", "blue-green"}, common...), 2, "strategy"},
+		{"no namespace", append([]string{"deploy", cliImage1, "--insecure-skip-verify"}, common...), 2, "-n NAMESPACE"},
+		{"no verification", append([]string{"deploy", cliImage1, "-n", "models"}, common...), 2, "--insecure-skip-verify"},
+		{"key and identity", append([]string{"deploy", cliImage1, "-n", "models", "--key", "k.pub", "--certificate-identity", "a", "--certificate-oidc-issuer", "b"}, common...), 2, "mutually exclusive"},
+		{"unknown context", []string{"deploy", cliImage1, "-n", "models", "--insecure-skip-verify", "--kubeconfig", kubeconfig, "--context", "prod", "--name", "d", "--version", "1"}, 1, "context \"prod\""},
+		{"unreachable", append([]string{"deploy", cliImage1, "-n", "models", "--insecure-skip-verify"}, common...), 1, "unreachable"},
+		{"status output", []string{"status", "diabetes", "-n", "models", "-o", "yaml"}, 2, "want text or json"},
+		{"history namespace", []string{"history", "diabetes"}, 2, "-n NAMESPACE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.msg) {
+				t.Errorf("exit %d; want %d with %q\nstdout: %s\nstderr: %s", code, tt.code, tt.msg, stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestDeployDryRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "deploy")
+	spec := filepath.Join(t.TempDir(), "modelci.yaml")
+	if err := os.WriteFile(spec, []byte("apiVersion: modelci.dev/v1\ndeploy:\n  namespace: staging\n  replicas: 2\n  services: [predict, preprocess]\n  pdb: {min_available: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run(t, "deploy", cliImage1, "--dry-run", dir, "--spec", spec, "--name", "diabetes", "--version", "1.0.0")
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", code, stderr)
+	}
+	files := strings.Fields(stdout)
+	if len(files) != 6 {
+		t.Fatalf("dry run wrote %d files; want 6 (2 services, 2 deployments, 2 pdbs):\n%s", len(files), stdout)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "deployment-diabetes-preprocess.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"namespace: staging", "replicas: 2", "- --role", "- preprocess", cliImage1} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("rendered deployment lacks %q:\n%s", want, b)
+		}
+	}
+}

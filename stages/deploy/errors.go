@@ -1,0 +1,40 @@
+package deploy
+
+import "errors"
+
+// Sentinel errors: callers act on these states (the CLI maps them to exit codes and messages).
+var (
+	// ErrNotDigest: the image reference names a tag, not a digest; only digests are deployed.
+	ErrNotDigest = errors.New("image reference is not by digest")
+	// ErrLayoutRef: the reference is an oci-layout:// reference, which a cluster cannot pull.
+	ErrLayoutRef = errors.New("oci-layout reference cannot be deployed")
+	// ErrInvalidConfig: a deploy setting is out of range or malformed.
+	ErrInvalidConfig = errors.New("invalid deploy config")
+	// ErrInvalidSteps: canary steps are not increasing percentages ending at 100.
+	ErrInvalidSteps = errors.New("invalid canary steps")
+	// ErrConflict: another writer holds the app's lease.
+	ErrConflict = errors.New("another deploy or rollback holds the lease")
+	// ErrNamespaceNotFound: the namespace does not exist (create it, or pass --create-namespace).
+	ErrNamespaceNotFound = errors.New("namespace not found")
+	// ErrUnreachable: the API server could not be reached.
+	ErrUnreachable = errors.New("kubernetes api server unreachable")
+	// ErrForbidden: RBAC refused a request.
+	ErrForbidden = errors.New("forbidden by kubernetes rbac")
+	// ErrContext: the kubeconfig has no such context, or no kubeconfig was found.
+	ErrContext = errors.New("kubeconfig context not found")
+	// ErrProgressDeadline: a Deployment exceeded its progress deadline.
+	ErrProgressDeadline = errors.New("rollout exceeded its progress deadline")
+	// ErrAnalysisFailed: a canary analysis did not pass.
+	ErrAnalysisFailed = errors.New("canary analysis did not pass")
+	// ErrRolledBack: the release failed and the previous release was restored. It is joined
+	// with the cause (ErrProgressDeadline or ErrAnalysisFailed).
+	ErrRolledBack = errors.New("release failed and was rolled back")
+	// ErrNoRelease: the app has no release history in the namespace.
+	ErrNoRelease = errors.New("no release")
+	// ErrVersionNotFound: rollback --to names a version the history does not hold.
+	ErrVersionNotFound = errors.New("version not in release history")
+	// ErrNotVerified: the image's verification did not pass.
+	ErrNotVerified = errors.New("image verification did not pass")
+	// ErrNoVerifier: no verifier was given and verification was not explicitly skipped.
+	ErrNoVerifier = errors.New("no verifier configured")
+)
