@@ -96,12 +96,21 @@ type Artifact struct {
 
 // Outputs are what a run produced.
 type Outputs struct {
-	Model   Artifact     `json:"model"`
-	Metrics Artifact     `json:"metrics"`
-	Gate    Artifact     `json:"gate"`
-	Image   *ImageOutput `json:"image,omitempty"`
-	Push    *PushOutput  `json:"push,omitempty"`
-	Sign    *SignOutput  `json:"sign,omitempty"`
+	Model   Artifact      `json:"model"`
+	Metrics Artifact      `json:"metrics"`
+	Gate    Artifact      `json:"gate"`
+	Image   *ImageOutput  `json:"image,omitempty"`
+	Push    *PushOutput   `json:"push,omitempty"`
+	Sign    *SignOutput   `json:"sign,omitempty"`
+	Deploy  *DeployOutput `json:"deploy,omitempty"`
+}
+
+// DeployOutput says what the run did with Kubernetes.
+type DeployOutput struct {
+	Rendered  int    `json:"rendered,omitempty"` // manifests written to deploy/ in the run directory
+	Context   string `json:"context,omitempty"`
+	Namespace string `json:"namespace"`
+	Result    string `json:"result,omitempty"`
 }
 
 // SignOutput holds the digests of the signature, attestation and metrics

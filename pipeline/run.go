@@ -57,6 +57,7 @@ type options struct {
 	registry       []registry.Option
 	allowDowngrade bool
 	noPublish      bool
+	kubeconfig     string
 	sign           []sign.Option
 	signer         sign.SignerSource
 }
@@ -121,6 +122,9 @@ func Run(ctx context.Context, spec *Spec, opts ...Option) (*Result, error) {
 	defer lock.Unlock()
 
 	r := &run{spec: spec, o: o, out: out}
+	if spec.DeployConfig.Enabled && r.repository() == "" {
+		return nil, fmt.Errorf("deploy: %w: a cluster pulls from a registry; set image.repository or --repository", ErrNeedsRegistry)
+	}
 	if r.signs() {
 		if r.repository() == "" {
 			return nil, fmt.Errorf("sign: %w: set image.repository or --repository (the OCI layout holds no signatures)", ErrNeedsRegistry)
@@ -377,6 +381,11 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 					r.rec.Outputs.Sign = s
 					return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached", report.Verdict), nil
 				}); err != nil {
+					return nil, err
+				}
+			}
+			if spec.hasDeploy() {
+				if err := r.stage("deploy", func() (string, error) { return r.deployStage(ctx, res.Ref) }); err != nil {
 					return nil, err
 				}
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelci/modelci/internal/strictyaml"
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/registry"
 )
 
@@ -49,6 +50,9 @@ type Spec struct {
 
 	// Environments are the promotion targets by name (environments.go).
 	Environments map[string]Environment `yaml:"environments"`
+
+	// DeployConfig is the decoded deploy: section, with its defaults.
+	DeployConfig deploy.Config `yaml:"-"`
 
 	// Dir is the directory relative paths in the spec resolve against
 	// (the spec file's directory). Not part of the file.
@@ -166,11 +170,6 @@ func (s *Spec) validate() error {
 	bad := func(key string, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s: %w: %s", s.File, key, ErrSpec, fmt.Sprintf(format, args...)))
 	}
-	unsupported := func(key string, n *yaml.Node, issue string) {
-		if n.Kind != 0 && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
-			errs = append(errs, fmt.Errorf("%s:%d: %s: %w (arrives with issue %s)", s.File, n.Line, key, ErrNotSupported, issue))
-		}
-	}
 	if s.APIVersion != APIVersion {
 		bad("apiVersion", "%q is not %q", s.APIVersion, APIVersion)
 	}
@@ -216,7 +215,7 @@ func (s *Spec) validate() error {
 		}
 	}
 	errs = append(errs, s.validateSign()...)
-	unsupported("deploy", &s.Deploy, "[6/9]")
+	errs = append(errs, s.validateDeploy()...)
 	errs = append(errs, s.validateEnvironments()...)
 	return errors.Join(errs...)
 }

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// DeployDir is where a run renders its Kubernetes manifests when it does
+// not deploy.
+func DeployDir(output string) string { return filepath.Join(output, "deploy") }
+
+// WithKubeconfig names the kubeconfig file for deploy.enabled (default
+// KUBECONFIG, then ~/.kube/config); the context is always deploy.context.
+func WithKubeconfig(path string) Option { return func(o *options) { o.kubeconfig = path } }
+
+func (s *Spec) hasDeploy() bool { return s.Deploy.Kind != 0 }
+
+func (s *Spec) validateDeploy() []error {
+	if !s.hasDeploy() {
+		return nil
+	}
+	cfg, err := deploy.DecodeConfig(s.File, &s.Deploy)
+	if err != nil {
+		return []error{err}
+	}
+	s.DeployConfig = cfg
+	var errs []error
+	if cfg.Enabled && cfg.Context == "" {
+		errs = append(errs, fmt.Errorf("%s: deploy.context: %w: deploy.enabled needs a kubeconfig context named explicitly (modelci never uses whatever context is current)", s.File, ErrSpec))
+	}
+	if cfg.Enabled && s.Verify.Key == "" && s.Verify.CertificateIdentity == "" {
+		errs = append(errs, fmt.Errorf("%s: verify: %w: deploy.enabled needs verify.key or verify.certificate_identity (images are verified before they deploy)", s.File, ErrSpec))
+	}
+	return errs
+}
+
+// deployStage deploys the pushed image when deploy.enabled, else renders
+// its manifests into <output>/deploy/.
+func (r *run) deployStage(ctx context.Context, ref string) (string, error) {
+	cfg := r.spec.DeployConfig
+	rel := deploy.Release{Name: r.spec.Model.Name, Version: r.spec.Model.Version, Image: ref, RunID: r.rec.ID}
+	if !cfg.Enabled {
+		m, err := deploy.Render(cfg, rel, cfg.Namespace)
+		if err != nil {
+			return "", err
+		}
+		files, err := m.WriteDir(filepath.Join(r.tmp, "deploy"))
+		if err != nil {
+			return "", err
+		}
+		r.rec.Outputs.Deploy = &DeployOutput{Rendered: len(files), Namespace: cfg.Namespace}
+		return fmt.Sprintf("rendered %d manifests (deploy.enabled is false)", len(files)), nil
+	}
+	t, err := deploy.NewTarget(r.o.kubeconfig, cfg.Context)
+	if err != nil {
+		return "", err
+	}
+	t.Log = r.o.log
+	rep, err := t.Deploy(ctx, deploy.Input{
+		Config: cfg, Release: rel,
+		Verifier: runVerifier{policy: r.spec.VerifyPolicy(), opts: r.o.sign},
+	})
+	if rep != nil {
+		r.rec.Outputs.Deploy = &DeployOutput{Context: cfg.Context, Namespace: rep.Namespace, Result: rep.Result}
+	}
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s to %s/%s (%s)", rep.Result, cfg.Context, rep.Namespace, cfg.Strategy), nil
+}
+
+// runVerifier adapts stages/sign to deploy.Verifier.
+type runVerifier struct {
+	policy sign.VerifyPolicy
+	opts   []sign.Option
+}
+
+func (v runVerifier) Verify(ctx context.Context, ref string) (deploy.Verification, error) {
+	got, err := sign.Verify(ctx, ref, v.policy, v.opts...)
+	if err != nil {
+		return deploy.Verification{}, err
+	}
+	return deploy.Verification{Verdict: string(got.Verdict), Signer: got.Signer, Name: got.Model.Name, Version: got.Model.Version}, nil
+}
