@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
@@ -22,14 +23,51 @@ import (
 // clusterFlags are the flags every cluster command shares.
 type clusterFlags struct {
 	namespace, kubeconfig, context, format string
+	// env names an environment of the spec in dir (status, history, rollback).
+	env, dir string
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVarP(&f.namespace, "namespace", "n", "", "namespace (required)")
+	fl.StringVarP(&f.namespace, "namespace", "n", "", "namespace (required unless --env or the spec names one)")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
 	fl.StringVar(&f.context, "context", "", "kubeconfig context (default: the current context, named on stderr)")
 	fl.StringVarP(&f.format, "output", "o", "text", "text or json (one schema for deploy, status, history and rollback)")
+}
+
+// registerEnv adds --env and -C, which resolve the namespace and context from the spec's
+// environments: section.
+func (f *clusterFlags) registerEnv(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.env, "env", "", "environment of modelci.yaml's environments: (its context and namespace)")
+	fl.StringVarP(&f.dir, "dir", "C", ".", "project directory holding modelci.yaml (with --env)")
+}
+
+// resolveEnv sets the namespace and context from --env; -n contradicts it, and --context
+// overrides the environment's.
+func (f *clusterFlags) resolveEnv(cmd string) error {
+	if f.env == "" {
+		return nil
+	}
+	if f.namespace != "" {
+		return usageError(fmt.Errorf("%s: -n and --env are mutually exclusive", cmd))
+	}
+	spec, err := loadSpec(f.dir, "")
+	if err != nil {
+		return err
+	}
+	e, err := spec.Environment(f.env)
+	if err != nil {
+		return usageError(fmt.Errorf("%s: %w", cmd, err))
+	}
+	f.namespace = e.Namespace
+	if f.context == "" {
+		f.context = e.Context
+	}
+	if f.context == "" {
+		return usageError(fmt.Errorf("%s: %s: environments.%s.context is empty: name the kubeconfig context there or with --context", cmd, spec.File, e.Name))
+	}
+	return nil
 }
 
 func (f *clusterFlags) check(cmd string, needNamespace bool) error {
@@ -314,8 +352,21 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show an app's current release and its Deployments in a namespace",
-		Args:  args(cobra.ExactArgs(1)),
+		Long: `Show NAME's current release and its Deployments in namespace -n, or in the
+namespace and context of environment --env of modelci.yaml (-C DIR). With
+neither, one row per environment of modelci.yaml: version, digest, verdict,
+since when, and health.`,
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := cf.resolveEnv("status"); err != nil {
+				return err
+			}
+			if cf.namespace == "" {
+				if err := cf.check("status", false); err != nil {
+					return err
+				}
+				return envStatus(cmd, &cf, a[0])
+			}
 			if err := cf.check("status", true); err != nil {
 				return err
 			}
@@ -328,6 +379,7 @@ func newStatusCmd() *cobra.Command {
 		},
 	}
 	cf.register(cmd)
+	cf.registerEnv(cmd)
 	return cmd
 }
 
@@ -350,6 +402,9 @@ func newHistoryCmd() *cobra.Command {
 		Short: "Show an app's release history in a namespace (kept in the cluster)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := cf.resolveEnv("history"); err != nil {
+				return err
+			}
 			if err := cf.check("history", true); err != nil {
 				return err
 			}
@@ -362,6 +417,7 @@ func newHistoryCmd() *cobra.Command {
 		},
 	}
 	cf.register(cmd)
+	cf.registerEnv(cmd)
 	return cmd
 }
 
@@ -389,9 +445,16 @@ func newRollbackCmd() *cobra.Command {
 		Short: "Restore an app's previous release (or --to VERSION) from the cluster's history",
 		Long: `Restore the release before the current one, or the latest deployed release of
 --to VERSION, exactly as it ran (image and deploy settings), under the app's
-Lease, and record it in the history with --reason. Prints the restored image.`,
+Lease, and record it in the history with --reason. Prints the restored image.
+It is the fast path out of a bad release: the recorded release is applied as
+a rolling update at once, with no canary steps or analysis.
+--env ENV takes the namespace and context from modelci.yaml's environments:
+(-C DIR), e.g. rollback diabetes --env prod --reason "p99 latency".`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if err := cf.resolveEnv("rollback"); err != nil {
+				return err
+			}
 			if err := cf.check("rollback", true); err != nil {
 				return err
 			}
@@ -406,8 +469,152 @@ Lease, and record it in the history with --reason. Prints the restored image.`,
 		},
 	}
 	cf.register(cmd)
+	cf.registerEnv(cmd)
 	cmd.Flags().StringVar(&to, "to", "", "version to restore (default: the release before the current one)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the history")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "give up after this long")
 	return cmd
+}
+
+// EnvStatusSchema identifies the JSON of status across environments.
+const EnvStatusSchema = "modelci.dev/environments-status/v1"
+
+// envStatusReport is status across the spec's environments.
+type envStatusReport struct {
+	Schema       string           `json:"schema"`
+	Name         string           `json:"name"`
+	Environments []envStatusEntry `json:"environments"`
+}
+
+// envStatusEntry is one environment's row: the release it serves and its health.
+type envStatusEntry struct {
+	Environment string     `json:"environment"`
+	Context     string     `json:"context,omitempty"`
+	Namespace   string     `json:"namespace"`
+	Version     string     `json:"version,omitempty"`
+	Image       string     `json:"image,omitempty"`
+	Digest      string     `json:"digest,omitempty"`
+	Verdict     string     `json:"verdict,omitempty"`
+	Since       *time.Time `json:"since,omitempty"`
+	// Health is healthy, degraded (ready/wanted replicas), no release, or unknown (Error says why).
+	Health    string            `json:"health"`
+	Workloads []deploy.Workload `json:"workloads,omitempty"`
+	Error     string            `json:"error,omitempty"`
+}
+
+// envStatus reports app in every environment of the spec, one row each. An environment
+// without a release is a row, not an error; one that cannot be read fails the command after
+// the rows are written.
+func envStatus(cmd *cobra.Command, cf *clusterFlags, app string) error {
+	spec, err := loadSpec(cf.dir, "")
+	if err != nil {
+		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required, or a modelci.yaml with environments: (%w)", err))
+	}
+	names := spec.EnvironmentNames()
+	if len(names) == 0 {
+		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required (%s defines no environments)", spec.File))
+	}
+	out := envStatusReport{Schema: EnvStatusSchema, Name: app}
+	targets := map[string]*deploy.Target{}
+	var errs []error
+	for _, n := range names {
+		e, _ := spec.Environment(n)
+		row, err := envStatusRow(cmd, cf, targets, app, e)
+		if err != nil {
+			row.Health, row.Error = "unknown", err.Error()
+			errs = append(errs, fmt.Errorf("environment %s: %w", n, err))
+		}
+		out.Environments = append(out.Environments, row)
+	}
+	w := cmd.OutOrStdout()
+	if cf.format == "json" {
+		b, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(w, string(b))
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ENVIRONMENT\tVERSION\tDIGEST\tVERDICT\tSINCE\tHEALTH")
+		for _, r := range out.Environments {
+			since := "-"
+			if r.Since != nil {
+				since = r.Since.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Environment, envDash(r.Version), envDash(shortDigest(r.Digest)), envDash(r.Verdict), since, r.Health)
+		}
+		tw.Flush()
+	}
+	return errors.Join(errs...)
+}
+
+func envStatusRow(cmd *cobra.Command, cf *clusterFlags, targets map[string]*deploy.Target, app string, e pipeline.Environment) (envStatusEntry, error) {
+	row := envStatusEntry{Environment: e.Name, Context: e.Context, Namespace: e.Namespace}
+	ctxName := e.Context
+	if cf.context != "" {
+		ctxName = cf.context
+	}
+	if ctxName == "" {
+		return row, fmt.Errorf("environments.%s.context is empty: name the kubeconfig context there or with --context", e.Name)
+	}
+	t, ok := targets[ctxName]
+	if !ok {
+		var err error
+		if t, err = deploy.NewTarget(cf.kubeconfig, ctxName); err != nil {
+			return row, err
+		}
+		targets[ctxName] = t
+	}
+	row.Context = t.Context
+	rep, err := t.Status(cmd.Context(), app, e.Namespace)
+	if errors.Is(err, deploy.ErrNoRelease) {
+		row.Health = "no release"
+		return row, nil
+	}
+	if err != nil {
+		return row, err
+	}
+	if c := rep.Current; c != nil {
+		row.Version, row.Image, row.Verdict = c.Version, c.Image, c.Verdict
+		if _, d, ok := strings.Cut(c.Image, "@"); ok {
+			row.Digest = d
+		}
+		since := c.Time
+		row.Since = &since
+	}
+	row.Workloads = rep.Workloads
+	row.Health = envHealth(rep.Workloads)
+	return row, nil
+}
+
+// envHealth is healthy when every Deployment has all its replicas available, else
+// "degraded (ready/wanted)".
+func envHealth(ws []deploy.Workload) string {
+	var want, avail int32
+	for _, w := range ws {
+		want += w.Replicas
+		avail += min(w.Available, w.Replicas)
+	}
+	if len(ws) == 0 {
+		return "no workloads"
+	}
+	if avail == want {
+		return "healthy"
+	}
+	return fmt.Sprintf("degraded (%d/%d ready)", avail, want)
+}
+
+// shortDigest is sha256: and the first 12 hex digits.
+func shortDigest(d string) string {
+	if alg, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return alg + ":" + hex[:12]
+	}
+	return d
+}
+
+func envDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -63,6 +63,11 @@ type Input struct {
 	// Analysis decides canary steps; nil means Prometheus when analysis.prometheus.url is
 	// set, else PodsReady.
 	Analysis Analysis
+	// Lease, when set, is the app's Lease the caller already holds (Target.Acquire): Deploy
+	// runs under it and leaves it held.
+	Lease *Lease
+	// Reason says why, for the history entry of a release that rolls out (a promotion's reason).
+	Reason string
 }
 
 // Report is the result of deploy, status, history and rollback (one JSON schema).
@@ -144,11 +149,17 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 	if err := t.ensureNamespace(ctx, ns, in.CreateNamespace); err != nil {
 		return rep, err
 	}
-	l, err := t.acquire(ctx, ns, rel.Name, rel.Who)
-	if err != nil {
-		return rep, err
+	if in.Lease != nil {
+		if err := in.Lease.check(t, ns, rel.Name); err != nil {
+			return rep, err
+		}
+	} else {
+		l, err := t.acquire(ctx, ns, rel.Name, rel.Who)
+		if err != nil {
+			return rep, err
+		}
+		defer l.release()
 	}
-	defer l.release()
 	h, err := t.loadHistory(ctx, ns, rel.Name)
 	if err != nil {
 		return rep, err
@@ -183,7 +194,7 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 	after, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ProgressDeadlineSeconds)*time.Second+time.Minute)
 	defer cancel()
 	if err == nil {
-		entry.Status = StatusDeployed
+		entry.Status, entry.Reason = StatusDeployed, in.Reason
 		e, rerr := t.record(after, ns, h, entry)
 		rep.Current, rep.Result = &e, ResultRolledOut
 		t.logf("%s %s rolled out in %s", rel.Name, rel.Version, ns)

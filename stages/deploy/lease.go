@@ -124,3 +124,37 @@ func (l *lease) release() {
 		l.t.logf("warning: releasing lease %s/%s: %v (it expires in %s)", l.ns, l.name, err, LeaseDuration)
 	}
 }
+
+// Lease is an app's Lease held across several calls: a promotion takes it before
+// its first registry write and deploys under it (Input.Lease), so a concurrent
+// writer is refused before anything changes.
+type Lease struct {
+	l    *lease
+	app  string
+	once sync.Once
+}
+
+// Acquire takes app's Lease in namespace ns for who; another writer's unexpired
+// Lease is ErrConflict. The caller must Release it.
+func (t *Target) Acquire(ctx context.Context, ns, app, who string) (*Lease, error) {
+	l, err := t.acquire(ctx, ns, app, who)
+	if err != nil {
+		return nil, err
+	}
+	return &Lease{l: l, app: app}, nil
+}
+
+// Release stops renewing the Lease and deletes it if this writer still holds it.
+// Calling it again does nothing.
+func (l *Lease) Release() { l.once.Do(l.l.release) }
+
+// Holder is the Lease's holder identity (who, and a random suffix).
+func (l *Lease) Holder() string { return l.l.holder }
+
+// check reports whether l is t's Lease of app in ns.
+func (l *Lease) check(t *Target, ns, app string) error {
+	if l.l.t != t || l.l.ns != ns || l.app != app {
+		return fmt.Errorf("deploy %s in namespace %s: lease %s/%s is another app's or target's", app, ns, l.l.ns, l.l.name)
+	}
+	return nil
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/promote"
+	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// promoteOutput is promote's JSON: the result, and the error when there was one.
+type promoteOutput struct {
+	*promote.Result
+	Error string `json:"error,omitempty"`
+}
+
+func newPromoteCmd() *cobra.Command {
+	var (
+		dir, specFile, from, to, reason, key, kubeconfig, format string
+		fulcioURL, rekorURL                                      string
+		approve, allowDowngrade, keyless                         bool
+		reg                                                      signRegistryFlags
+		timeout                                                  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "promote NAME@VERSION --from ENV --to ENV",
+		Short: "Promote a verified model from one environment to the next",
+		Long: `Promote NAME@VERSION from environment --from to --to, as the environments:
+section of modelci.yaml (in -C DIR) defines them. Under the target
+environment's Lease (a concurrent promote, deploy or rollback is refused
+before anything changes) it resolves the version in the source repository,
+verifies its signature and gate attestation with the spec's verify: block,
+checks the target's version constraint and required verdict (--approve with
+--reason accepts INCONCLUSIVE) and that the version moves forward
+(--allow-downgrade), copies the image by digest with its signatures,
+attestations and metrics, attests the promotion (signed with --key or
+--keyless, default the spec's sign: block) and deploys it to the target's
+kubeconfig context and namespace with its strategy. A re-run after an
+interruption converges. Prints the target reference by digest; exit 0
+promoted, 3 refused, 1 error, 2 usage.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			modelName, version, ok := strings.Cut(a[0], "@")
+			if !ok || modelName == "" || version == "" {
+				return usageError(fmt.Errorf("promote: %q: want NAME@VERSION", a[0]))
+			}
+			if _, err := modelgate.ParseVersion(version); err != nil {
+				return usageError(fmt.Errorf("promote: %w", err))
+			}
+			switch {
+			case from == "" || to == "":
+				return usageError(errors.New("promote: --from and --to are required"))
+			case from == to:
+				return usageError(fmt.Errorf("promote: --from and --to are both %s", from))
+			case key != "" && keyless:
+				return usageError(errors.New("promote: --key and --keyless are mutually exclusive"))
+			case approve && reason == "":
+				return usageError(errors.New("promote: --approve needs --reason"))
+			case format != "text" && format != "json":
+				return usageError(fmt.Errorf("promote: -o %q: want text or json", format))
+			}
+			spec, err := loadSpec(dir, specFile)
+			if err != nil {
+				return err
+			}
+			src, err := promoteEnv(spec, from)
+			if err != nil {
+				return err
+			}
+			dst, err := promoteEnv(spec, to)
+			if err != nil {
+				return err
+			}
+			signer, err := promoteSigner(cmd, spec, key, keyless, fulcioURL, rekorURL)
+			if err != nil {
+				return err
+			}
+			policy := spec.VerifyPolicy()
+			if policy.KeyPath == "" && policy.CertificateIdentity == "" {
+				return usageError(fmt.Errorf("promote: %s: verify: needs key or certificate_identity (promoted images are verified)", spec.File))
+			}
+			cfg := deploy.Defaults()
+			if spec.Deploy.Kind != 0 {
+				cfg = spec.DeployConfig
+			}
+			if dst.Context == "" {
+				// Never whatever context is current: prod must not be a typo away.
+				return usageError(fmt.Errorf("promote: %s: environments.%s.context is empty: name the kubeconfig context explicitly", spec.File, dst.Name))
+			}
+			t, err := deploy.NewTarget(kubeconfig, dst.Context)
+			if err != nil {
+				return err
+			}
+			t.Log = cmd.ErrOrStderr()
+
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			in := promote.In{
+				Name: modelName, Version: version,
+				From: promoteEnvironment(src), To: promoteEnvironment(dst),
+				Cluster: promote.NewKubeCluster(t, dst.Namespace, cfg),
+				Verify:  policy, Signer: signer,
+				Approve: approve, AllowDowngrade: allowDowngrade, Reason: reason,
+				SignOptions: reg.options(cmd),
+			}
+			if reg.insecure {
+				in.RegistryOptions = append(in.RegistryOptions, registry.WithInsecure())
+			}
+			res, err := promote.Promote(ctx, in)
+			if format == "json" && res != nil {
+				out := promoteOutput{Result: res}
+				if err != nil {
+					out.Error = err.Error()
+				}
+				b, jerr := json.MarshalIndent(out, "", "  ")
+				if jerr != nil {
+					return jerr
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			}
+			if err != nil {
+				if promote.Refused(err) {
+					return exitCode(3, err)
+				}
+				return err
+			}
+			for _, s := range res.Steps {
+				line := fmt.Sprintf("%-8s %s", s.Name, roundDuration(s.Duration))
+				if s.Skipped != "" {
+					line += " (" + s.Skipped + ")"
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), line)
+			}
+			if format == "text" {
+				fmt.Fprintln(cmd.OutOrStdout(), res.Image)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&dir, "dir", "C", ".", "project directory (holding modelci.yaml)")
+	f.StringVar(&specFile, "spec", "", "spec file (default: DIR/modelci.yaml)")
+	f.StringVar(&from, "from", "", "source environment")
+	f.StringVar(&to, "to", "", "target environment")
+	f.StringVar(&reason, "reason", "", "why, for the attestation and the release history")
+	f.BoolVar(&approve, "approve", false, "accept an INCONCLUSIVE verdict where the target requires PASS (needs --reason)")
+	f.BoolVar(&allowDowngrade, "allow-downgrade", false, "promote a version not greater than the one the target runs")
+	f.StringVar(&key, "key", "", "cosign private key (cosign.key) for the promotion attestation (default: the spec's sign.key)")
+	f.BoolVar(&keyless, "keyless", false, "sign the promotion attestation keyless (Fulcio, Rekor)")
+	f.StringVar(&fulcioURL, "fulcio-url", sign.DefaultFulcioURL, "Fulcio for --keyless")
+	f.StringVar(&rekorURL, "rekor-url", sign.DefaultRekorURL, "Rekor for --keyless")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+	f.StringVarP(&format, "output", "o", "text", "text (the target reference) or json (with the step durations)")
+	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
+	reg.register(cmd)
+	return cmd
+}
+
+// promoteEnv is the spec's environment name; an undefined one is a usage error.
+func promoteEnv(spec *pipeline.Spec, name string) (pipeline.Environment, error) {
+	e, err := spec.Environment(name)
+	if err != nil {
+		return e, usageError(fmt.Errorf("promote: %w", err))
+	}
+	return e, nil
+}
+
+func promoteEnvironment(e pipeline.Environment) promote.Environment {
+	return promote.Environment{Name: e.Name, Repository: e.Repository, Constraint: e.Constraint, Require: modelgate.Verdict(e.Require), Strategy: e.Strategy}
+}
+
+// promoteSigner signs the promotion attestation: --key or --keyless, else the spec's sign: block.
+func promoteSigner(cmd *cobra.Command, spec *pipeline.Spec, key string, keyless bool, fulcioURL, rekorURL string) (sign.SignerSource, error) {
+	if key == "" && !keyless {
+		key, keyless = spec.Sign.Key, spec.Sign.Keyless
+		if key != "" {
+			key = spec.Path(key)
+		}
+	}
+	if keyless {
+		return sign.Keyless(sign.KeylessOptions{FulcioURL: fulcioURL, RekorURL: rekorURL}), nil
+	}
+	if key == "" {
+		return nil, usageError(errors.New("promote: --key or --keyless is required (or sign.key / sign.keyless in the spec) to attest the promotion"))
+	}
+	pw, err := keyPassword(cmd, false)
+	if err != nil {
+		return nil, fmt.Errorf("promote: %w", err)
+	}
+	return sign.KeyFile(key, pw), nil
+}

@@ -1,0 +1,82 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/modelci/modelci/stages/deploy"
+)
+
+// NewKubeCluster adapts a stages/deploy Target to Cluster: the environment's
+// namespace ns, deployed with cfg (its Strategy replaced by the environment's).
+func NewKubeCluster(t *deploy.Target, ns string, cfg deploy.Config) Cluster {
+	return &kubeCluster{t: t, ns: ns, cfg: cfg}
+}
+
+type kubeCluster struct {
+	t   *deploy.Target
+	ns  string
+	cfg deploy.Config
+}
+
+func (c *kubeCluster) Lock(ctx context.Context, app, who string) (Locked, error) {
+	l, err := c.t.Acquire(ctx, c.ns, app, who)
+	if err != nil {
+		if errors.Is(err, deploy.ErrConflict) {
+			return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+		}
+		return nil, err
+	}
+	return &kubeLocked{kubeCluster: c, app: app, lease: l}, nil
+}
+
+type kubeLocked struct {
+	*kubeCluster
+	app   string
+	lease *deploy.Lease
+}
+
+func (l *kubeLocked) Current(ctx context.Context) (Release, error) {
+	rep, err := l.t.Status(ctx, l.app, l.ns)
+	if errors.Is(err, deploy.ErrNoRelease) {
+		return Release{}, nil
+	}
+	if err != nil {
+		return Release{}, err
+	}
+	c := rep.Current
+	if c == nil {
+		// Workloads without a history: nothing modelci released.
+		return Release{}, nil
+	}
+	return Release{Name: l.app, Version: c.Version, Image: c.Image, Verdict: c.Verdict, Who: c.Who, Reason: c.Reason}, nil
+}
+
+func (l *kubeLocked) Deploy(ctx context.Context, rel Release, strategy string) error {
+	cfg := l.cfg
+	if strategy != "" {
+		cfg.Strategy = strategy
+	}
+	_, err := l.t.Deploy(ctx, deploy.Input{
+		Config:    cfg,
+		Release:   deploy.Release{Name: rel.Name, Version: rel.Version, Image: rel.Image, Who: rel.Who},
+		Namespace: l.ns,
+		Verifier:  verified(rel),
+		Lease:     l.lease,
+		Reason:    rel.Reason,
+	})
+	return err
+}
+
+func (l *kubeLocked) Unlock() { l.lease.Release() }
+
+// verified is the verification Promote already did, handed to deploy as its Verifier.
+type verified Release
+
+func (v verified) Verify(_ context.Context, ref string) (deploy.Verification, error) {
+	if ref != v.Image {
+		return deploy.Verification{}, fmt.Errorf("image %s: %w: promote verified %s", ref, ErrNotVerified, v.Image)
+	}
+	return deploy.Verification{Verdict: v.Verdict, Name: v.Name, Version: v.Version}, nil
+}
