@@ -1,0 +1,234 @@
+// Package e2e drives the modelci Dagger module through a real engine with
+// the dagger CLI. It lives apart from the module's package, whose generated
+// client needs a Dagger session to start.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// These tests drive a real Dagger engine with the dagger CLI. tools/dagger/engine.sh
+// start prints the variables they need; .ci/run sets them.
+const linregSpec = "examples/linreg/modelci.yaml"
+
+func daggerCLI(t *testing.T) string {
+	t.Helper()
+	cli := os.Getenv("MODELCI_DAGGER_CLI")
+	if os.Getenv("MODELCI_DAGGER_ENGINE") == "" || cli == "" || os.Getenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST") == "" {
+		t.Skip("no Dagger engine: start one with `eval \"$(sudo tools/dagger/engine.sh start)\"` (sets MODELCI_DAGGER_ENGINE, MODELCI_DAGGER_CLI, _EXPERIMENTAL_DAGGER_RUNNER_HOST)")
+	}
+	return cli
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// call runs `dagger call ARGS…` on the module at the repository root and
+// returns its stdout.
+func call(t *testing.T, args ...string) string {
+	t.Helper()
+	cli := daggerCLI(t)
+	cmd := exec.Command(cli, append([]string{"--progress=plain", "-m", repoRoot(t), "call"}, args...)...)
+	cmd.Dir = repoRoot(t)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		tail := stderr.String()
+		if len(tail) > 6000 {
+			tail = tail[len(tail)-6000:]
+		}
+		t.Fatalf("dagger call %s: %v\n%s", strings.Join(args, " "), err, tail)
+	}
+	return stdout.String()
+}
+
+// localRun is `modelci run` on the same example, in process, into a
+// temporary output directory.
+func localRun(t *testing.T) *pipeline.Result {
+	t.Helper()
+	spec, err := pipeline.LoadSpec(filepath.Join(repoRoot(t), linregSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pipeline.Run(context.Background(), spec,
+		pipeline.WithOutput(t.TempDir()), pipeline.WithCreated(time.Unix(0, 0).UTC()))
+	if err != nil {
+		t.Fatalf("modelci run: %v", err)
+	}
+	return res
+}
+
+func TestFunctions(t *testing.T) {
+	daggerCLI(t)
+	local := localRun(t)
+	localMetrics, err := os.ReadFile(filepath.Join(local.RunDir, "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsPath := filepath.Join(t.TempDir(), "metrics.json")
+	if err := os.WriteFile(metricsPath, localMetrics, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	localModel, err := os.ReadFile(filepath.Join(local.RunDir, "model", "model.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, out string)
+	}{
+		{"train", []string{"train", "--spec", linregSpec, "file", "--path", "model/model.json", "contents"},
+			func(t *testing.T, out string) {
+				if out != string(localModel) {
+					t.Errorf("model.json differs from modelci run's:\n%s\nwant\n%s", out, localModel)
+				}
+			}},
+		{"evaluate", []string{"evaluate", "--spec", linregSpec, "contents"},
+			func(t *testing.T, out string) {
+				if out != string(localMetrics) {
+					t.Errorf("metrics.json differs from modelci run's:\n%.400s\nwant\n%.400s", out, localMetrics)
+				}
+			}},
+		{"gate", []string{"gate", "--metrics", metricsPath, "--spec", linregSpec, "verdict"},
+			func(t *testing.T, out string) {
+				if got := strings.TrimSpace(out); got != string(local.Verdict) {
+					t.Errorf("verdict %q, want %q", got, local.Verdict)
+				}
+			}},
+		{"gate report", []string{"gate", "--metrics", metricsPath, "--spec", linregSpec, "report"},
+			func(t *testing.T, out string) {
+				if want := local.Report.Markdown(); strings.TrimSpace(out) != strings.TrimSpace(want) {
+					t.Errorf("report differs from modelci's:\n%s\nwant\n%s", out, want)
+				}
+			}},
+		{"build", []string{"build", "--spec", linregSpec, "file", "--path", "/model/model.json", "contents"},
+			func(t *testing.T, out string) {
+				if out != string(localModel) {
+					t.Errorf("the image's /model/model.json differs from modelci run's")
+				}
+			}},
+		{"test", []string{"test", "--pkg", "./modelgate", "--run", "TestParseVersion|TestTag"},
+			func(t *testing.T, out string) {
+				if !strings.Contains(out, "ok  \tgithub.com/modelci/modelci/modelgate") {
+					t.Errorf("go test output lacks ok for ./modelgate:\n%s", out)
+				}
+			}},
+		{"doctor", []string{"doctor"},
+			func(t *testing.T, out string) {
+				// Without a GPU the engine refuses GPUs; with one every check says ok.
+				if !strings.Contains(out, "_EXPERIMENTAL_DAGGER_GPU_SUPPORT") {
+					t.Errorf("doctor does not mention the engine flag:\n%s", out)
+				}
+				if strings.Contains(out, "PROBLEM") && !strings.Contains(out, "fix: ") {
+					t.Errorf("doctor names a problem without its fix:\n%s", out)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.check(t, call(t, tt.args...))
+		})
+	}
+}
+
+// serveRegistry starts modelci's embedded registry on a loopback port.
+func serveRegistry(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- registry.Serve(ctx, "127.0.0.1:0", t.TempDir(), registry.OnListen(func(a net.Addr) { addrc <- a }))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-errc
+	})
+	select {
+	case a := <-addrc:
+		return a.String()
+	case err := <-errc:
+		t.Fatalf("registry: %v", err)
+	}
+	return ""
+}
+
+func TestRelease(t *testing.T) {
+	daggerCLI(t)
+	local := localRun(t)
+	addr := serveRegistry(t)
+
+	dir := t.TempDir()
+	priv, pub, err := sign.GenerateKeys([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, "cosign.key")
+	if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MODELCI_TEST_KEY_PASSWORD", "pw")
+
+	repo := addr + "/diabetes"
+	out := call(t, "release", "--spec", linregSpec,
+		"--address", repo, "--registry", "tcp://"+addr,
+		"--key", "file:"+keyPath, "--key-password", "env:MODELCI_TEST_KEY_PASSWORD", "json")
+	var rel struct {
+		Verdict, Version, Digest, Ref, ModelDigest, Signature, Summary string
+		ExitCode                                                       int
+	}
+	if err := json.Unmarshal([]byte(out), &rel); err != nil {
+		t.Fatalf("release output %q: %v", out, err)
+	}
+
+	if rel.Verdict != string(modelgate.Pass) || rel.ExitCode != 0 {
+		t.Errorf("verdict %s (exit %d), want PASS (0)", rel.Verdict, rel.ExitCode)
+	}
+	if rel.ModelDigest != local.Record.Outputs.Model.Digest {
+		t.Errorf("model digest %s, modelci run's %s", rel.ModelDigest, local.Record.Outputs.Model.Digest)
+	}
+	if rel.Digest != local.Record.Outputs.Image.Digest {
+		t.Errorf("image digest %s, modelci run's %s", rel.Digest, local.Record.Outputs.Image.Digest)
+	}
+	if want := repo + "@" + rel.Digest; rel.Ref != want {
+		t.Errorf("ref %s, want %s", rel.Ref, want)
+	}
+	if !strings.Contains(rel.Summary, "PASS") || !strings.Contains(rel.Summary, rel.Digest) {
+		t.Errorf("summary lacks the verdict or the digest:\n%s", rel.Summary)
+	}
+
+	// The registry holds the version tag at that digest, signed with the key.
+	ctx := context.Background()
+	got, err := registry.Resolve(ctx, repo+":1.0.0")
+	if err != nil {
+		t.Fatalf("resolve %s:1.0.0: %v", repo, err)
+	}
+	if got.String() != rel.Digest {
+		t.Errorf("%s:1.0.0 is %s, want %s", repo, got, rel.Digest)
+	}
+	if _, err := sign.Verify(ctx, rel.Ref, sign.VerifyPolicy{Key: pub, RequireGate: true}); err != nil {
+		t.Errorf("verify %s: %v", rel.Ref, err)
+	}
+}

@@ -1,0 +1,973 @@
+// The modelci Dagger module: `dagger call release …` runs the pipeline of
+// `modelci run` (split, train, evaluate, gate, image) with each step in a
+// container, then publishes, signs and deploys what it built.
+//
+// The functions are thin wiring: the steps are modelci's own stages,
+// compiled from the source being built (ci/stage and cmd/modelci), so a
+// release gives the same model and image digests as `modelci run` on the
+// same inputs with the same Go toolchain.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelci/modelci/ci/internal/dagger"
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/stages/evaluate"
+	"github.com/modelci/modelci/stages/sign"
+	"github.com/modelci/modelci/stages/train"
+)
+
+// Modelci builds, gates, publishes and deploys machine-learning models.
+type Modelci struct {
+	// modelci's own source: the stage binary and the serving runtime are
+	// compiled from it.
+	ModelciSource *dagger.Directory
+}
+
+// New returns the module. The project to build is each function's source
+// argument; modelciSource is modelci's own code (this module's repository).
+func New(
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/*.test", "examples", "docs", "bench"]
+	modelciSource *dagger.Directory,
+) *Modelci {
+	return &Modelci{ModelciSource: modelciSource}
+}
+
+// Paths inside step containers.
+const (
+	srcDir      = "/src"
+	stageBin    = "/usr/local/bin/stage"
+	runtimeBin  = "/usr/local/bin/modelci"
+	caBundle    = "/etc/ssl/certs/ca-certificates.crt"
+	dataMount   = "/modelci/data"
+	outMount    = "/modelci/out"
+	modelMount  = "/modelci/model"
+	splitMount  = "/modelci/split"
+	imageOut    = "/modelci/image"
+	secretsRoot = "/run/secrets"
+)
+
+// project is a spec read from a source directory.
+type project struct {
+	source *dagger.Directory
+	spec   *pipeline.Spec
+	dir    string // the spec's directory inside source ("." at its root)
+}
+
+func loadProject(ctx context.Context, source *dagger.Directory, specPath string) (*project, error) {
+	specPath = path.Clean(specPath)
+	b, err := source.File(specPath).Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read spec %s: %w", specPath, err)
+	}
+	dir := path.Dir(specPath)
+	s, err := pipeline.ParseSpec(path.Base(specPath), path.Join(srcDir, dir), []byte(b))
+	if err != nil {
+		return nil, err
+	}
+	return &project{source: source, spec: s, dir: dir}, nil
+}
+
+// rel is a path from the spec, relative to the source directory.
+func (p *project) rel(name string) string { return path.Join(p.dir, name) }
+
+// Train trains the model under trainer contract v1 in a container and
+// returns the trainer's output directory: model/ and train.json.
+//
+// The built-in trainer is compiled from source; a spec with
+// `train.command` runs that command in the trainer image (the `image`
+// argument, else the spec's `train.image`). Training is cached on its
+// inputs: the data, the parameters, the seed and the trainer.
+func (m *Modelci) Train(
+	ctx context.Context,
+	// The project: modelci.yaml, its data and, for an external trainer, its code.
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// The spec file, relative to source.
+	// +default="modelci.yaml"
+	spec string,
+	// Trainer image for an external trainer (default: the spec's train.image).
+	// +optional
+	image string,
+	// Trainer command (default: the spec's train.command).
+	// +optional
+	command []string,
+	// Give the trainer every GPU of the engine's host.
+	// +optional
+	gpu bool,
+) (*dagger.Directory, error) {
+	p, err := loadProject(ctx, source, spec)
+	if err != nil {
+		return nil, err
+	}
+	return m.train(ctx, p, image, command, gpu)
+}
+
+func (m *Modelci) train(ctx context.Context, p *project, img string, command []string, gpu bool) (*dagger.Directory, error) {
+	s := p.spec
+	params, err := s.ParamsMap()
+	if err != nil {
+		return nil, err
+	}
+	pj, err := json.Marshal(params)
+	if err != nil {
+		return nil, fmt.Errorf("encode train.params: %w", err)
+	}
+	split, err := m.split(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if len(command) == 0 {
+		command = s.Train.Command
+	}
+	var ctr *dagger.Container
+	if len(command) == 0 {
+		st, err := m.stageContainer(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ctr = withTrainEnv(st, split, string(pj), *s.Data.Seed).
+			WithExec([]string{stageBin, "train", "--name", s.Model.Name, "--version", s.Model.Version, "--target", s.Data.Target})
+	} else {
+		if img == "" {
+			img = s.Train.Image
+		}
+		if img == "" {
+			return nil, fmt.Errorf("train: an external trainer (%s) needs a trainer image: pass --image or set train.image", strings.Join(command, " "))
+		}
+		base := dag.Container().From(img).
+			WithMountedDirectory(srcDir, p.source).
+			WithWorkdir(path.Join(srcDir, p.dir))
+		if gpu || s.Train.GPU {
+			base = base.ExperimentalWithAllGPUs()
+		}
+		ctr = withTrainEnv(base, split, string(pj), *s.Data.Seed).WithExec(command)
+	}
+	out := ctr.Directory(outMount)
+	if _, err := out.File(train.TrainReport).Contents(ctx); err != nil {
+		return nil, fmt.Errorf("train: the trainer wrote no %s: %w", train.TrainReport, err)
+	}
+	return out, nil
+}
+
+func withTrainEnv(c *dagger.Container, split *dagger.Directory, params string, seed int64) *dagger.Container {
+	return c.
+		WithMountedDirectory(dataMount, split.Directory("train")).
+		WithDirectory(outMount, dag.Directory()).
+		WithEnvVariable(train.EnvData, dataMount).
+		WithEnvVariable(train.EnvOut, outMount).
+		WithEnvVariable(train.EnvParams, params).
+		WithEnvVariable(train.EnvSeed, strconv.FormatInt(seed, 10))
+}
+
+// split runs the data stage: train/train.csv, test/test.csv, split.json.
+func (m *Modelci) split(ctx context.Context, p *project) (*dagger.Directory, error) {
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := p.spec
+	return st.
+		WithMountedFile(path.Join(srcDir, p.rel(s.Data.Path)), p.source.File(p.rel(s.Data.Path))).
+		WithExec([]string{stageBin, "split",
+			"--data", path.Join(srcDir, p.rel(s.Data.Path)), "--target", s.Data.Target,
+			"--fraction", strconv.FormatFloat(*s.Data.TestFraction, 'g', -1, 64),
+			"--seed", strconv.FormatInt(*s.Data.Seed, 10), "--out", splitMount}).
+		Directory(splitMount), nil
+}
+
+// Evaluate evaluates a trained model on the test split in a container and
+// returns metrics.json (metrics.json v1), as `modelci run` writes it.
+func (m *Modelci) Evaluate(
+	ctx context.Context,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// +default="modelci.yaml"
+	spec string,
+	// Train's output (default: train with the spec's settings).
+	// +optional
+	trained *dagger.Directory,
+	// Evaluator image for an external evaluator (default: the trainer image).
+	// +optional
+	image string,
+	// Evaluator command (default: the spec's evaluate.command).
+	// +optional
+	command []string,
+) (*dagger.File, error) {
+	p, err := loadProject(ctx, source, spec)
+	if err != nil {
+		return nil, err
+	}
+	if trained == nil {
+		if trained, err = m.train(ctx, p, image, nil, false); err != nil {
+			return nil, err
+		}
+	}
+	_, f, err := m.evaluate(ctx, p, trained, image, command)
+	return f, err
+}
+
+func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Directory, img string, command []string) (*modelgate.Metrics, *dagger.File, error) {
+	s := p.spec
+	split, err := m.split(ctx, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(command) == 0 {
+		command = s.Evaluate.Command
+	}
+	var ctr *dagger.Container
+	if len(command) == 0 {
+		st, err := m.stageContainer(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		ctr = withEvalEnv(st, split, trained).WithExec([]string{stageBin, "evaluate", "--target", s.Data.Target})
+	} else {
+		if img == "" {
+			img = s.Train.Image
+		}
+		if img == "" {
+			return nil, nil, fmt.Errorf("evaluate: an external evaluator (%s) needs an image: pass --image or set train.image", strings.Join(command, " "))
+		}
+		ctr = withEvalEnv(dag.Container().From(img).
+			WithMountedDirectory(srcDir, p.source).
+			WithWorkdir(path.Join(srcDir, p.dir)), split, trained).WithExec(command)
+	}
+	preds, err := ctr.File(path.Join(outMount, evaluate.Predictions)).Contents(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("evaluate: the evaluator wrote no %s: %w", evaluate.Predictions, err)
+	}
+	var sp struct {
+		DatasetDigest string  `json:"dataset_digest"`
+		Rows          int     `json:"rows"`
+		Seed          int64   `json:"seed"`
+		TestFraction  float64 `json:"test_fraction"`
+		TestDigest    string  `json:"test_digest"`
+		TestRows      int     `json:"test_rows"`
+	}
+	if err := decodeFile(ctx, split.File("split.json"), &sp); err != nil {
+		return nil, nil, err
+	}
+	var pr struct {
+		PerExample []float64 `json:"per_example_loss"`
+	}
+	if err := json.Unmarshal([]byte(preds), &pr); err != nil {
+		return nil, nil, fmt.Errorf("evaluate: %s: %w: %w", evaluate.Predictions, evaluate.ErrBadPredictions, err)
+	}
+	if len(pr.PerExample) != sp.TestRows {
+		return nil, nil, fmt.Errorf("evaluate: %s has %d losses for %d test rows: %w", evaluate.Predictions, len(pr.PerExample), sp.TestRows, evaluate.ErrLossCount)
+	}
+	for i, v := range pr.PerExample {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, nil, fmt.Errorf("evaluate: per_example_loss[%d] is %v: %w", i, v, evaluate.ErrNonFiniteLoss)
+		}
+	}
+	var tr struct {
+		Loss []float64 `json:"loss"`
+	}
+	if err := decodeFile(ctx, trained.File(train.TrainReport), &tr); err != nil {
+		return nil, nil, err
+	}
+	params, err := s.ParamsMap()
+	if err != nil {
+		return nil, nil, err
+	}
+	metrics := &modelgate.Metrics{
+		Schema:  modelgate.MetricsSchema,
+		Train:   modelgate.TrainMetrics{Loss: tr.Loss},
+		Eval:    modelgate.EvalMetrics{Loss: evaluate.Mean(pr.PerExample), PerExample: pr.PerExample},
+		Params:  params,
+		Dataset: modelgate.DatasetInfo{Digest: sp.DatasetDigest, Rows: sp.Rows},
+		Split: modelgate.SplitInfo{TestDigest: sp.TestDigest, TestRows: sp.TestRows,
+			Seed: sp.Seed, TestFraction: sp.TestFraction},
+	}
+	b, err := json.MarshalIndent(metrics, "", "  ")
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode metrics.json: %w", err)
+	}
+	return metrics, dag.Directory().WithNewFile("metrics.json", string(b)+"\n").File("metrics.json"), nil
+}
+
+func withEvalEnv(c *dagger.Container, split, trained *dagger.Directory) *dagger.Container {
+	return c.
+		WithMountedDirectory(dataMount, split.Directory("test")).
+		WithMountedDirectory(modelMount, trained.Directory("model")).
+		WithDirectory(outMount, dag.Directory()).
+		WithEnvVariable(evaluate.EnvModel, modelMount).
+		WithEnvVariable(evaluate.EnvData, dataMount).
+		WithEnvVariable(evaluate.EnvOut, outMount)
+}
+
+func decodeFile(ctx context.Context, f *dagger.File, v any) error {
+	s, err := f.Contents(ctx)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(s), v)
+}
+
+// GateResult is the gate's decision on a candidate model.
+type GateResult struct {
+	// PASS, FAIL or INCONCLUSIVE.
+	Verdict string
+	// The report in Markdown, for a job summary or a pull request.
+	Report string
+	// The report as JSON (modelci gate -o json).
+	Json string
+	// 0 (pass), 3 (refused) or 4 (held for approval), as modelci's exit codes.
+	ExitCode int
+}
+
+// Gate evaluates the gate policy on metrics.json: the threshold on the mean
+// eval loss with its confidence interval, the comparison with a baseline
+// (the champion's metrics.json) when given, and the health checks.
+func (m *Modelci) Gate(
+	ctx context.Context,
+	// The candidate's metrics.json (Evaluate's output).
+	metrics *dagger.File,
+	// The champion's metrics.json, for a paired comparison.
+	// +optional
+	baseline *dagger.File,
+	// A file with the content of a gate: block (default: the spec's gate: block).
+	// +optional
+	policy *dagger.File,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// +default="modelci.yaml"
+	spec string,
+) (*GateResult, error) {
+	b, err := metrics.Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gate: read metrics: %w", err)
+	}
+	cand, err := modelgate.DecodeMetrics([]byte(b))
+	if err != nil {
+		return nil, fmt.Errorf("gate: metrics: %w", err)
+	}
+	var pol modelgate.Policy
+	if policy != nil {
+		pb, err := policy.Contents(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("gate: read policy: %w", err)
+		}
+		if pol, err = modelgate.DecodePolicy("policy", []byte(pb)); err != nil {
+			return nil, fmt.Errorf("gate: policy: %w", err)
+		}
+	} else {
+		p, err := loadProject(ctx, source, spec)
+		if err != nil {
+			return nil, err
+		}
+		pol = p.spec.Gate
+	}
+	var base *modelgate.Metrics
+	if baseline != nil {
+		bb, err := baseline.Contents(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("gate: read baseline: %w", err)
+		}
+		if base, err = modelgate.DecodeMetrics([]byte(bb)); err != nil {
+			return nil, fmt.Errorf("gate: baseline: %w", err)
+		}
+	}
+	return gate(pol, cand, base)
+}
+
+func gate(pol modelgate.Policy, cand, base *modelgate.Metrics) (*GateResult, error) {
+	g, _, err := gateReport(pol, cand, base)
+	return g, err
+}
+
+func gateReport(pol modelgate.Policy, cand, base *modelgate.Metrics) (*GateResult, *modelgate.Report, error) {
+	r, err := modelgate.Evaluate(pol, cand, base)
+	if err != nil {
+		return nil, nil, fmt.Errorf("gate: %w", err)
+	}
+	j, err := r.JSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &GateResult{Verdict: string(r.Verdict), Report: r.Markdown(), Json: string(j), ExitCode: r.ExitCode()}, r, nil
+}
+
+// Build builds the serving image, modelci's server and the model on
+// scratch, reproducibly (stages/image), and returns it as a container.
+func (m *Modelci) Build(
+	ctx context.Context,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// +default="modelci.yaml"
+	spec string,
+	// Train's output (default: train with the spec's settings).
+	// +optional
+	trained *dagger.Directory,
+	// Image creation time in seconds since the Unix epoch, as SOURCE_DATE_EPOCH.
+	// +optional
+	created int,
+) (*dagger.Container, error) {
+	p, err := loadProject(ctx, source, spec)
+	if err != nil {
+		return nil, err
+	}
+	if trained == nil {
+		if trained, err = m.train(ctx, p, "", nil, false); err != nil {
+			return nil, err
+		}
+	}
+	out, err := m.image(ctx, p, trained, created)
+	if err != nil {
+		return nil, err
+	}
+	return dag.Container().Import(out.File("image.tar")), nil
+}
+
+// image builds the image with `stage image` and returns its output
+// directory: oci/ (a layout holding it), image.tar and image.json.
+func (m *Modelci) image(ctx context.Context, p *project, trained *dagger.Directory, created int) (*dagger.Directory, error) {
+	s := p.spec
+	if s.Image.Base != "scratch" && s.Image.Base != "" {
+		return nil, fmt.Errorf("build: image.base %q: only scratch images are built by the module so far", s.Image.Base)
+	}
+	if len(s.Image.Platforms) != 1 || s.Image.Platforms[0] != "linux/amd64" {
+		return nil, fmt.Errorf("build: image.platforms %v: the module builds linux/amd64 only so far", s.Image.Platforms)
+	}
+	split, err := m.split(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	var sp struct {
+		DatasetDigest string `json:"dataset_digest"`
+	}
+	if err := decodeFile(ctx, split.File("split.json"), &sp); err != nil {
+		return nil, err
+	}
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := m.runtime(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st.
+		WithMountedFile(runtimeBin, rt).
+		WithMountedDirectory(modelMount, trained.Directory("model")).
+		WithExec([]string{stageBin, "image", "--model", modelMount, "--runtime", runtimeBin,
+			"--name", s.Model.Name, "--version", s.Model.Version, "--dataset-digest", sp.DatasetDigest,
+			"--created", strconv.Itoa(created), "--out", imageOut}).
+		Directory(imageOut), nil
+}
+
+// Publish builds the image and pushes it to a registry repository as
+// REPOSITORY:VERSION, returning REPOSITORY@sha256:…. The same version with
+// another digest is refused unless allowOverwrite.
+//
+// +cache="never"
+func (m *Modelci) Publish(
+	ctx context.Context,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// +default="modelci.yaml"
+	spec string,
+	// Repository to push to, HOST[:PORT]/PATH.
+	address string,
+	// A registry on the caller's host (tcp://localhost:PORT): reached through this tunnel, over plain HTTP.
+	// +optional
+	registry *dagger.Service,
+	// +optional
+	username string,
+	// +optional
+	password *dagger.Secret,
+	// Move an existing version tag to another digest.
+	// +optional
+	allowOverwrite bool,
+	// Image creation time in seconds since the Unix epoch, as SOURCE_DATE_EPOCH.
+	// +optional
+	created int,
+) (string, error) {
+	p, err := loadProject(ctx, source, spec)
+	if err != nil {
+		return "", err
+	}
+	trained, err := m.train(ctx, p, "", nil, false)
+	if err != nil {
+		return "", err
+	}
+	out, err := m.image(ctx, p, trained, created)
+	if err != nil {
+		return "", err
+	}
+	return m.publish(ctx, p, out, address, registry, username, password, allowOverwrite)
+}
+
+func (m *Modelci) publish(ctx context.Context, p *project, out *dagger.Directory, address string, registry *dagger.Service, username string, password *dagger.Secret, allowOverwrite bool) (string, error) {
+	var img struct{ Digest, Tag string }
+	if err := decodeFile(ctx, out.File("image.json"), &img); err != nil {
+		return "", err
+	}
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return "", err
+	}
+	st = once(st)
+	to, insecure := address, false
+	if registry != nil {
+		st, to = tunnel(st, registry, address)
+		insecure = true
+	}
+	args := []string{stageBin, "push", "--layout", "/modelci/oci", "--digest", img.Digest, "--to", to + ":" + img.Tag}
+	if insecure {
+		args = append(args, "--insecure")
+	}
+	if username != "" {
+		args = append(args, "--username", username)
+	}
+	if password != nil {
+		st = st.WithSecretVariable("MODELCI_REGISTRY_PASSWORD", password)
+	}
+	if allowOverwrite {
+		args = append(args, "--allow-overwrite")
+	}
+	if _, err := st.WithMountedDirectory("/modelci/oci", out.Directory("oci")).WithExec(args).Stdout(ctx); err != nil {
+		return "", fmt.Errorf("publish to %s: %w", address, err)
+	}
+	return address + "@" + img.Digest, nil
+}
+
+// tunnel binds a host service as "registry" and rewrites address's host to
+// it: HOST[:PORT]/PATH → registry:PORT/PATH.
+func tunnel(c *dagger.Container, svc *dagger.Service, address string) (*dagger.Container, string) {
+	host, rest, _ := strings.Cut(address, "/")
+	port := "80"
+	if _, p, ok := strings.Cut(host, ":"); ok {
+		port = p
+	}
+	return c.WithServiceBinding("registry", svc), "registry:" + port + "/" + rest
+}
+
+// once makes a side effect run on every call rather than come from the
+// engine's cache.
+func once(c *dagger.Container) *dagger.Container {
+	return c.WithEnvVariable("MODELCI_CALL", strconv.FormatInt(time.Now().UnixNano(), 10))
+}
+
+// Sign signs an image by digest: with a cosign key, or keyless with an OIDC
+// identity token (GitHub Actions passes the workflow's). Returns the tag
+// holding the signatures. (Release also attests the gate verdict and the
+// provenance, and attaches the signed metrics, as `modelci run` does.)
+//
+// +cache="never"
+func (m *Modelci) Sign(
+	ctx context.Context,
+	// The image, REPOSITORY@sha256:… (Publish's output).
+	ref string,
+	// A registry on the caller's host (tcp://localhost:PORT), reached through this tunnel.
+	// +optional
+	registry *dagger.Service,
+	// cosign private key (PEM).
+	// +optional
+	key *dagger.Secret,
+	// The key's password.
+	// +optional
+	password *dagger.Secret,
+	// OIDC identity token for keyless signing.
+	// +optional
+	oidcToken *dagger.Secret,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+) (string, error) {
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return "", err
+	}
+	return m.sign(ctx, once(st), ref, registry, key, password, oidcToken, nil)
+}
+
+// sign signs ref in the stage container; attest, when set, holds gate.json,
+// provenance.json and metrics.json to attest and attach as well.
+func (m *Modelci) sign(ctx context.Context, st *dagger.Container, ref string, registry *dagger.Service, key, password, oidcToken *dagger.Secret, attest *dagger.Directory) (string, error) {
+	if key == nil && oidcToken == nil {
+		return "", fmt.Errorf("sign %s: give a key or an OIDC token", ref)
+	}
+	target := ref
+	args := []string{stageBin, "sign"}
+	if registry != nil {
+		st, target = tunnel(st, registry, ref)
+		args = append(args, "--insecure")
+	}
+	if key != nil {
+		st = st.WithMountedSecret(secretsRoot+"/cosign.key", key)
+		args = append(args, "--key", secretsRoot+"/cosign.key")
+	}
+	if password != nil {
+		st = st.WithSecretVariable("MODELCI_KEY_PASSWORD", password)
+	}
+	if oidcToken != nil {
+		st = st.WithSecretVariable("SIGSTORE_ID_TOKEN", oidcToken)
+	}
+	if attest != nil {
+		const dir = "/modelci/attest"
+		st = st.WithMountedDirectory(dir, attest)
+		args = append(args, "--gate", dir+"/gate.json", "--provenance", dir+"/provenance.json", "--metrics", dir+"/metrics.json")
+	}
+	out, err := st.WithExec(append(args, "--ref", target)).Stdout(ctx)
+	if err != nil {
+		return "", fmt.Errorf("sign %s: %w", ref, err)
+	}
+	return strings.TrimSpace(out), nil
+}
+
+// Deploy rolls an image out to Kubernetes with `modelci deploy` (verified
+// first with publicKey), and returns its summary.
+//
+// +cache="never"
+func (m *Modelci) Deploy(
+	ctx context.Context,
+	// The image, REPOSITORY@sha256:….
+	ref string,
+	// A kubeconfig for the cluster.
+	kubeconfig *dagger.Secret,
+	// The kubeconfig context, named explicitly.
+	context string,
+	// +default="models"
+	namespace string,
+	// cosign public key the image's signature must verify against.
+	// +optional
+	publicKey *dagger.File,
+	// rolling or canary (default: the spec's deploy.strategy).
+	// +optional
+	strategy string,
+	// An API server on the caller's host (tcp://localhost:PORT), reached through this tunnel.
+	// +optional
+	apiServer *dagger.Service,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// +default="modelci.yaml"
+	spec string,
+) (string, error) {
+	args := []string{"deploy", ref, "--context", context, "-n", namespace, "--spec", path.Join(srcDir, spec)}
+	if strategy != "" {
+		args = append(args, "--strategy", strategy)
+	}
+	return m.cli(ctx, source, kubeconfig, publicKey, apiServer, args)
+}
+
+// Promote verifies an image and copies it by digest to the next
+// environment (`modelci promote`), re-attesting it there.
+//
+// +cache="never"
+func (m *Modelci) Promote(
+	ctx context.Context,
+	// The image, REPOSITORY@sha256:….
+	ref string,
+	// The environment to promote to (a key of the spec's environments:).
+	to string,
+	// A kubeconfig for the environment's cluster.
+	// +optional
+	kubeconfig *dagger.Secret,
+	// cosign public key the image's signature must verify against.
+	// +optional
+	publicKey *dagger.File,
+	// Why, for the promotion attestation.
+	// +optional
+	reason string,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// +default="modelci.yaml"
+	spec string,
+) (string, error) {
+	args := []string{"promote", ref, "--to", to, "--spec", path.Join(srcDir, spec)}
+	if reason != "" {
+		args = append(args, "--reason", reason)
+	}
+	return m.cli(ctx, source, kubeconfig, publicKey, nil, args)
+}
+
+// cli runs a modelci command, built from source, in a container.
+func (m *Modelci) cli(ctx context.Context, source *dagger.Directory, kubeconfig *dagger.Secret, publicKey *dagger.File, apiServer *dagger.Service, args []string) (string, error) {
+	rt, err := m.runtime(ctx)
+	if err != nil {
+		return "", err
+	}
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return "", err
+	}
+	c := once(st).WithFile(runtimeBin, rt).WithMountedDirectory(srcDir, source).WithWorkdir(srcDir)
+	if kubeconfig != nil {
+		c = c.WithMountedSecret(secretsRoot+"/kubeconfig", kubeconfig).WithEnvVariable("KUBECONFIG", secretsRoot+"/kubeconfig")
+	}
+	if publicKey != nil {
+		c = c.WithMountedFile(secretsRoot+"/cosign.pub", publicKey)
+		args = append(args, "--key", secretsRoot+"/cosign.pub")
+	}
+	if apiServer != nil {
+		c = c.WithServiceBinding("kubernetes", apiServer)
+	}
+	out, err := c.WithExec(append([]string{runtimeBin}, args...)).Stdout(ctx)
+	if err != nil {
+		return "", fmt.Errorf("modelci %s: %w", args[0], err)
+	}
+	return out, nil
+}
+
+// ReleaseResult is what a release did.
+type ReleaseResult struct {
+	// The gate's verdict: PASS, FAIL or INCONCLUSIVE.
+	Verdict string
+	// The model version.
+	Version string
+	// The image digest (empty when the gate refused).
+	Digest string
+	// The published reference, REPOSITORY@sha256:… (empty when not published).
+	Ref string
+	// The model directory's digest, as `modelci run` records it.
+	ModelDigest string
+	// The signature tag (empty when not signed).
+	Signature string
+	// The gate report and what was done, in Markdown for a job summary.
+	Summary string
+	// 0, 3 or 4, as modelci's exit codes.
+	ExitCode int
+	// All of the above as one JSON object, for a workflow step to parse.
+	Json string
+}
+
+// Release runs the whole pipeline: train, evaluate and gate; then, unless
+// the gate refused, build the image, publish it (with an address), sign it
+// (with a key or an OIDC token) and deploy it (with a kubeconfig).
+//
+// +cache="never"
+func (m *Modelci) Release(
+	ctx context.Context,
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
+	source *dagger.Directory,
+	// +default="modelci.yaml"
+	spec string,
+	// Give the trainer every GPU of the engine's host.
+	// +optional
+	gpu bool,
+	// The champion's metrics.json, for a paired comparison.
+	// +optional
+	baseline *dagger.File,
+	// Repository to push to, HOST[:PORT]/PATH (default: build only).
+	// +optional
+	address string,
+	// A registry on the caller's host (tcp://localhost:PORT), reached through this tunnel.
+	// +optional
+	registry *dagger.Service,
+	// +optional
+	username string,
+	// +optional
+	password *dagger.Secret,
+	// cosign private key (PEM).
+	// +optional
+	key *dagger.Secret,
+	// The key's password.
+	// +optional
+	keyPassword *dagger.Secret,
+	// OIDC identity token for keyless signing.
+	// +optional
+	oidcToken *dagger.Secret,
+	// A kubeconfig: deploy after publishing.
+	// +optional
+	kubeconfig *dagger.Secret,
+	// The kubeconfig context.
+	// +optional
+	kubeContext string,
+	// +default="models"
+	namespace string,
+	// cosign public key for verification before deploying.
+	// +optional
+	publicKey *dagger.File,
+	// An API server on the caller's host (tcp://localhost:PORT), reached through this tunnel.
+	// +optional
+	apiServer *dagger.Service,
+	// Image creation time in seconds since the Unix epoch, as SOURCE_DATE_EPOCH.
+	// +optional
+	created int,
+) (*ReleaseResult, error) {
+	p, err := loadProject(ctx, source, spec)
+	if err != nil {
+		return nil, err
+	}
+	res := &ReleaseResult{Version: p.spec.Model.Version}
+	started := time.Now().UTC()
+	var steps []string
+	trained, err := m.train(ctx, p, "", nil, gpu)
+	if err != nil {
+		return nil, err
+	}
+	if res.ModelDigest, err = m.treeDigest(ctx, trained.Directory("model")); err != nil {
+		return nil, err
+	}
+	cand, metricsFile, err := m.evaluate(ctx, p, trained, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	var base *modelgate.Metrics
+	if baseline != nil {
+		bb, err := baseline.Contents(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("release: read baseline: %w", err)
+		}
+		if base, err = modelgate.DecodeMetrics([]byte(bb)); err != nil {
+			return nil, fmt.Errorf("release: baseline: %w", err)
+		}
+	}
+	g, report, err := gateReport(p.spec.Gate, cand, base)
+	if err != nil {
+		return nil, err
+	}
+	res.Verdict, res.ExitCode = g.Verdict, g.ExitCode
+	if g.ExitCode != 3 {
+		out, err := m.image(ctx, p, trained, created)
+		if err != nil {
+			return nil, err
+		}
+		var img struct{ Digest, Tag string }
+		if err := decodeFile(ctx, out.File("image.json"), &img); err != nil {
+			return nil, err
+		}
+		res.Digest = img.Digest
+		steps = append(steps, fmt.Sprintf("- built `%s` (tag `%s`)", img.Digest, img.Tag))
+		if address != "" {
+			if res.Ref, err = m.publish(ctx, p, out, address, registry, username, password, false); err != nil {
+				return nil, err
+			}
+			steps = append(steps, fmt.Sprintf("- published `%s`", res.Ref))
+			if key != nil || oidcToken != nil {
+				st, err := m.stageContainer(ctx)
+				if err != nil {
+					return nil, err
+				}
+				attest, err := attestations(p, report, cand, metricsFile, started)
+				if err != nil {
+					return nil, err
+				}
+				if res.Signature, err = m.sign(ctx, once(st), res.Ref, registry, key, keyPassword, oidcToken, attest); err != nil {
+					return nil, err
+				}
+				steps = append(steps, fmt.Sprintf("- signed: `%s`", res.Signature))
+			}
+			if kubeconfig != nil {
+				args := []string{"deploy", res.Ref, "--context", kubeContext, "-n", namespace, "--spec", path.Join(srcDir, spec)}
+				out, err := m.cli(ctx, source, kubeconfig, publicKey, apiServer, args)
+				if err != nil {
+					return nil, err
+				}
+				steps = append(steps, fmt.Sprintf("- deployed to `%s`: %s", namespace, strings.TrimSpace(out)))
+			}
+		}
+	} else {
+		steps = append(steps, "- the gate refused the model: nothing was built")
+	}
+	res.Summary = fmt.Sprintf("## %s %s: %s\n\n%s\n\n%s", p.spec.Model.Name, res.Version, res.Verdict, strings.Join(steps, "\n"), g.Report)
+	b, err := json.Marshal(res)
+	if err != nil {
+		return nil, fmt.Errorf("encode the release result: %w", err)
+	}
+	res.Json = string(b)
+	return res, nil
+}
+
+// attestations are the predicates `modelci run` attests for a signed image
+// (the gate verdict, SLSA provenance) and the metrics it attaches.
+func attestations(p *project, report *modelgate.Report, metrics *modelgate.Metrics, metricsFile *dagger.File, started time.Time) (*dagger.Directory, error) {
+	s := p.spec
+	model := modelgate.ModelRef{Name: s.Model.Name, Version: s.Model.Version}
+	gb, err := json.Marshal(modelgate.NewGatePredicate(report, s.Gate, metrics, model, ""))
+	if err != nil {
+		return nil, fmt.Errorf("encode the gate attestation: %w", err)
+	}
+	in := sign.ProvenanceInput{
+		BuilderID:      "https://modelci.dev/builders/dagger@" + pipeline.Version(),
+		ModelciVersion: pipeline.Version(),
+		Model:          model,
+		DatasetURI:     s.Data.Path,
+		DatasetDigest:  metrics.Dataset.Digest,
+		Parameters: map[string]any{
+			"params": metrics.Params,
+			"split":  map[string]any{"seed": metrics.Split.Seed, "test_fraction": metrics.Split.TestFraction},
+		},
+		StartedOn:  started,
+		FinishedOn: time.Now().UTC(),
+	}
+	if s.Train.Builtin != "" {
+		in.BuiltinTrainer, in.BuiltinTrainerVersion = s.Train.Builtin, train.Version
+	} else {
+		in.TrainerImage = s.Train.Image
+	}
+	prov, err := sign.NewProvenance(in)
+	if err != nil {
+		return nil, err
+	}
+	pb, err := json.Marshal(prov)
+	if err != nil {
+		return nil, fmt.Errorf("encode the provenance: %w", err)
+	}
+	return dag.Directory().
+		WithNewFile("gate.json", string(gb)).
+		WithNewFile("provenance.json", string(pb)).
+		WithFile("metrics.json", metricsFile), nil
+}
+
+// Test runs modelci's unit tests in a container with the Go toolchain.
+func (m *Modelci) Test(
+	ctx context.Context,
+	// modelci's source.
+	// +defaultPath="/"
+	// +ignore=[".git", "**/.modelci"]
+	source *dagger.Directory,
+	// Only tests matching this -run pattern.
+	// +optional
+	run string,
+	// The packages to test.
+	// +default="./..."
+	pkg string,
+) (string, error) {
+	b, err := m.goBuilder(ctx)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"go", "test", "-count=1"}
+	if run != "" {
+		args = append(args, "-run", run)
+	}
+	return b.WithMountedDirectory(srcDir, source).WithWorkdir(srcDir).
+		WithExec(append(args, pkg)).Stdout(ctx)
+}
+
+// treeDigest is the model directory's digest as `modelci run` records it,
+// computed by `stage digest` so that binary model files count byte for byte.
+func (m *Modelci) treeDigest(ctx context.Context, d *dagger.Directory) (string, error) {
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return "", err
+	}
+	out, err := st.WithMountedDirectory(modelMount, d).WithExec([]string{stageBin, "digest", modelMount}).Stdout(ctx)
+	if err != nil {
+		return "", fmt.Errorf("digest the model: %w", err)
+	}
+	return strings.TrimSpace(out), nil
+}

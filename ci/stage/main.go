@@ -1,0 +1,384 @@
+// Command stage runs one modelci stage inside a Dagger function's
+// container: the module (package main in ci/) compiles it from the same
+// source as `modelci`, so each step calls the very stage code that
+// `modelci run` calls and produces the same bytes.
+//
+//	stage split     --data FILE --target COL --fraction F --seed S --out DIR
+//	stage train     --name NAME --version V   (trainer contract v1: MODELCI_DATA, MODELCI_OUT, MODELCI_PARAMS, MODELCI_SEED)
+//	stage evaluate                            (evaluator contract v1: MODELCI_MODEL, MODELCI_DATA, MODELCI_OUT)
+//	stage image     --model DIR --runtime FILE --name N --version V --dataset-digest D --out DIR [--created UNIX]
+//	stage push      --layout DIR --digest D --to HOST/REPO:TAG [--insecure] [--username U] [--allow-overwrite]
+//	stage sign      --ref REF [--key FILE] [--insecure] [--gate FILE] [--provenance FILE] [--metrics FILE]
+//	stage digest    DIR   (the model directory digest of a run record)
+//
+// Secrets come from the environment: MODELCI_REGISTRY_PASSWORD,
+// MODELCI_KEY_PASSWORD and SIGSTORE_ID_TOKEN.
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/evaluate"
+	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
+	"github.com/modelci/modelci/stages/train"
+)
+
+// Split is what `stage split` records next to train/ and test/: the same
+// facts `modelci run` puts in its run record and metrics.json.
+type Split struct {
+	DatasetDigest string   `json:"dataset_digest"`
+	Rows          int      `json:"rows"`
+	Features      []string `json:"features"`
+	Target        string   `json:"target"`
+	Seed          int64    `json:"seed"`
+	TestFraction  float64  `json:"test_fraction"`
+	TrainDigest   string   `json:"train_digest"`
+	TrainRows     int      `json:"train_rows"`
+	TestDigest    string   `json:"test_digest"`
+	TestRows      int      `json:"test_rows"`
+}
+
+// Image is what `stage image` records next to the layout.
+type Image struct {
+	Digest string `json:"digest"`
+	Tag    string `json:"tag"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: stage split|train|evaluate|image|push|sign [flags]")
+		os.Exit(2)
+	}
+	cmds := map[string]func(context.Context, []string) error{
+		"split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
+		"image": imageCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
+	}
+	run, ok := cmds[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "stage: unknown command %q\n", os.Args[1])
+		os.Exit(2)
+	}
+	if err := run(ctx, os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "stage %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func splitCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("split", flag.ContinueOnError)
+	path := fs.String("data", "", "CSV data set")
+	target := fs.String("target", "", "target column")
+	fraction := fs.Float64("fraction", 0.2, "test fraction")
+	seed := fs.Int64("seed", 42, "split seed")
+	out := fs.String("out", "", "output directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ds, err := data.Load(ctx, *path, *target)
+	if err != nil {
+		return err
+	}
+	trainSet, testSet, err := data.Split(ds, *fraction, *seed)
+	if err != nil {
+		return fmt.Errorf("split %s: %w", *path, err)
+	}
+	for dir, set := range map[string]*data.Dataset{"train": trainSet, "test": testSet} {
+		if err := writeCSV(filepath.Join(*out, dir, dir+".csv"), set); err != nil {
+			return err
+		}
+	}
+	return writeJSON(filepath.Join(*out, "split.json"), Split{
+		DatasetDigest: ds.Digest(), Rows: ds.Rows(), Features: ds.Features, Target: ds.Target,
+		Seed: *seed, TestFraction: *fraction,
+		TrainDigest: trainSet.Digest(), TrainRows: trainSet.Rows(),
+		TestDigest: testSet.Digest(), TestRows: testSet.Rows(),
+	})
+}
+
+func writeCSV(path string, d *data.Dataset) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := data.WriteCSV(f, d); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// trainCmd is the built-in trainer behind trainer contract v1, so that the
+// module runs it exactly as it runs a user's trainer image.
+func trainCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	name := fs.String("name", "", "model name")
+	version := fs.String("version", "", "model version")
+	target := fs.String("target", "", "target column of train.csv")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dataDir, out := os.Getenv(train.EnvData), os.Getenv(train.EnvOut)
+	if dataDir == "" || out == "" {
+		return fmt.Errorf("%s and %s must be set (trainer contract v1)", train.EnvData, train.EnvOut)
+	}
+	seed, err := strconv.ParseInt(os.Getenv(train.EnvSeed), 10, 64)
+	if err != nil {
+		return fmt.Errorf("%s: %w", train.EnvSeed, err)
+	}
+	var pm map[string]any
+	if err := json.Unmarshal([]byte(os.Getenv(train.EnvParams)), &pm); err != nil {
+		return fmt.Errorf("%s: %w", train.EnvParams, err)
+	}
+	p, err := train.DecodeParams(pm)
+	if err != nil {
+		return err
+	}
+	ds, err := data.Load(ctx, filepath.Join(dataDir, train.TrainCSV), *target)
+	if err != nil {
+		return err
+	}
+	res, err := train.Builtin(ctx, ds, p, seed)
+	if err != nil {
+		return err
+	}
+	res.Model.Name, res.Model.Version = *name, *version
+	if err := train.WriteModel(filepath.Join(out, "model"), res.Model); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(out, train.TrainReport), map[string][]float64{"loss": res.Loss})
+}
+
+// evaluateCmd is the built-in evaluator behind evaluator contract v1.
+func evaluateCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("evaluate", flag.ContinueOnError)
+	target := fs.String("target", "", "target column of test.csv")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	modelDir, dataDir, out := os.Getenv(evaluate.EnvModel), os.Getenv(evaluate.EnvData), os.Getenv(evaluate.EnvOut)
+	if modelDir == "" || dataDir == "" || out == "" {
+		return fmt.Errorf("%s, %s and %s must be set (evaluator contract v1)", evaluate.EnvModel, evaluate.EnvData, evaluate.EnvOut)
+	}
+	b, err := os.ReadFile(filepath.Join(modelDir, model.FileName))
+	if err != nil {
+		return err
+	}
+	m, err := model.Decode(b)
+	if err != nil {
+		return fmt.Errorf("model %s: %w", modelDir, err)
+	}
+	test, err := data.Load(ctx, filepath.Join(dataDir, evaluate.TestCSV), *target)
+	if err != nil {
+		return err
+	}
+	loss, err := evaluate.Builtin(m, test)
+	if err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(out, evaluate.Predictions), map[string][]float64{"per_example_loss": loss})
+}
+
+func imageCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("image", flag.ContinueOnError)
+	modelDir := fs.String("model", "", "model directory")
+	runtimeBin := fs.String("runtime", "", "modelci runtime binary for linux/"+runtime.GOARCH)
+	name := fs.String("name", "", "model name")
+	version := fs.String("version", "", "model version")
+	dataset := fs.String("dataset-digest", "", "sha256:… of the data set")
+	created := fs.Int64("created", 0, "creation time, seconds since the Unix epoch (SOURCE_DATE_EPOCH)")
+	out := fs.String("out", "", "output directory: oci/ (layout), image.tar, image.json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	lay := filepath.Join(*out, "oci")
+	res, err := image.Run(ctx, image.Input{
+		ModelDir: *modelDir, Name: *name, Version: *version, DatasetDigest: *dataset,
+		Base: "scratch", Platforms: []string{"linux/" + runtime.GOARCH},
+		Created: time.Unix(*created, 0).UTC(),
+		Runtime: func(context.Context, v1.Platform) (string, error) { return *runtimeBin, nil },
+		Layout:  lay,
+	})
+	if err != nil {
+		return err
+	}
+	// A tarball of the one image, for Container.Import.
+	p, err := layout.FromPath(lay)
+	if err != nil {
+		return err
+	}
+	img, err := p.Image(res.Digest)
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", res.Digest, err)
+	}
+	if err := tarball.WriteToFile(filepath.Join(*out, "image.tar"), nil, img); err != nil {
+		return fmt.Errorf("write image tarball: %w", err)
+	}
+	return writeJSON(filepath.Join(*out, "image.json"), Image{Digest: res.Digest.String(), Tag: res.Tag})
+}
+
+func pushCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("push", flag.ContinueOnError)
+	lay := fs.String("layout", "", "OCI layout directory")
+	digest := fs.String("digest", "", "digest of the image in the layout")
+	to := fs.String("to", "", "HOST/REPO:TAG")
+	insecure := fs.Bool("insecure", false, "plain HTTP (a registry reached through a tunnel)")
+	username := fs.String("username", "", "registry user (password in MODELCI_REGISTRY_PASSWORD)")
+	overwrite := fs.Bool("allow-overwrite", false, "move an existing tag to another digest")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var opts []registry.Option
+	if *insecure {
+		opts = append(opts, registry.WithInsecure())
+	}
+	if *username != "" {
+		opts = append(opts, registry.WithCredentials(*username, os.Getenv("MODELCI_REGISTRY_PASSWORD")))
+	}
+	if *overwrite {
+		opts = append(opts, registry.WithAllowOverwrite())
+	}
+	abs, err := filepath.Abs(*lay)
+	if err != nil {
+		return err
+	}
+	pushed, err := registry.Copy(ctx, image.LayoutScheme+abs+"@"+*digest, *to, opts...)
+	if err != nil {
+		return err
+	}
+	fmt.Println(pushed.Ref)
+	return nil
+}
+
+func signCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
+	ref := fs.String("ref", "", "image reference with its digest")
+	key := fs.String("key", "", "cosign private key file (password in MODELCI_KEY_PASSWORD); keyless without")
+	insecure := fs.Bool("insecure", false, "plain HTTP (a registry reached through a tunnel)")
+	gate := fs.String("gate", "", "gate attestation predicate (JSON) to attest")
+	provenance := fs.String("provenance", "", "SLSA provenance predicate (JSON) to attest")
+	metrics := fs.String("metrics", "", "metrics.json to attach, signed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var src sign.SignerSource
+	if *key != "" {
+		src = sign.KeyFile(*key, []byte(os.Getenv("MODELCI_KEY_PASSWORD")))
+	} else {
+		src = sign.Keyless(sign.KeylessOptions{IDToken: os.Getenv("SIGSTORE_ID_TOKEN")})
+	}
+	var opts []sign.Option
+	if *insecure {
+		opts = append(opts, sign.WithInsecure())
+	}
+	res, err := sign.Sign(ctx, *ref, src, opts...)
+	if err != nil {
+		return err
+	}
+	// The same attestations `modelci run` makes, so that deploy and promote
+	// accept what the module signed.
+	for _, a := range []struct{ path, predicateType string }{
+		{*gate, modelgate.GatePredicateType},
+		{*provenance, sign.ProvenancePredicateType},
+	} {
+		if a.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(a.path)
+		if err != nil {
+			return err
+		}
+		if _, err := sign.Attest(ctx, *ref, a.predicateType, json.RawMessage(b), src, opts...); err != nil {
+			return err
+		}
+	}
+	if *metrics != "" {
+		b, err := os.ReadFile(*metrics)
+		if err != nil {
+			return err
+		}
+		if _, err := sign.AttachMetrics(ctx, *ref, b, src, opts...); err != nil {
+			return err
+		}
+	}
+	fmt.Println(res.Tag)
+	return nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// digestCmd prints a directory's digest the way pipeline records the model
+// directory: sha256 over each regular file's slash path, size and bytes, in
+// walk order. The Dagger tests compare it with `modelci run`'s record, so a
+// drift between the two shows up there.
+func digestCmd(_ context.Context, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("want one directory, got %d arguments", len(args))
+	}
+	dir := args[0]
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s: not a regular file", p)
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		io.WriteString(h, filepath.ToSlash(rel)+"\x00"+strconv.FormatInt(st.Size(), 10)+"\x00")
+		_, err = io.Copy(h, f)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("digest %s: %w", dir, err)
+	}
+	fmt.Printf("sha256:%x\n", h.Sum(nil))
+	return nil
+}
