@@ -499,13 +499,10 @@ func recvName(d *ast.FuncDecl) string {
 }
 
 // awaiting is what the workflows use that the Dagger module does not have
-// yet (asked of the module in issue [9/9]'s report): a release's result as
-// one JSON document (Release is never cached, so each field selected by
-// another `dagger call` would release again), and the source environment
-// and registry and signing credentials for promote. The test fails once
+// yet: the source environment and the registry and signing credentials
+// for promote. The test fails once
 // the module has one, so that it leaves this list.
 var awaiting = map[string]bool{
-	"release .json":        true,
 	"promote --from":       true,
 	"promote --username":   true,
 	"promote --password":   true,
