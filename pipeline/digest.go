@@ -16,9 +16,10 @@ func digestBytes(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// digestTree digests a directory's regular files: for each, in lexical
-// order, its slash path, its size and its content.
-func digestTree(dir string) (string, error) {
+// DigestTree digests a directory's regular files: for each, in lexical
+// order, its slash path, its size and its content. It is the model digest
+// of run records.
+func DigestTree(dir string) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -278,7 +278,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 			}
 			trainLoss = res.Loss
 		}
-		d, err := digestTree(modelDir)
+		d, err := DigestTree(modelDir)
 		if err != nil {
 			return "", err
 		}

@@ -17,12 +17,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -37,6 +34,7 @@ import (
 
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/image"
@@ -343,42 +341,16 @@ func writeJSON(path string, v any) error {
 }
 
 // digestCmd prints a directory's digest the way pipeline records the model
-// directory: sha256 over each regular file's slash path, size and bytes, in
-// walk order. The Dagger tests compare it with `modelci run`'s record, so a
-// drift between the two shows up there.
+// directory (pipeline.DigestTree). The Dagger tests compare it with
+// `modelci run`'s record.
 func digestCmd(_ context.Context, args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("want one directory, got %d arguments", len(args))
 	}
-	dir := args[0]
-	h := sha256.New()
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return fmt.Errorf("%s: not a regular file", p)
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		io.WriteString(h, filepath.ToSlash(rel)+"\x00"+strconv.FormatInt(st.Size(), 10)+"\x00")
-		_, err = io.Copy(h, f)
-		return err
-	})
+	d, err := pipeline.DigestTree(args[0])
 	if err != nil {
-		return fmt.Errorf("digest %s: %w", dir, err)
+		return err
 	}
-	fmt.Printf("sha256:%x\n", h.Sum(nil))
+	fmt.Println(d)
 	return nil
 }
