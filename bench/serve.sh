@@ -15,6 +15,9 @@
 # Needs go, python3 and Debian's wrk, gunicorn, python3-flask, python3-numpy;
 # vegeta is installed from the Go module proxy into the cache on first use.
 # Knobs: DURATION (each run, default 10s), CONNECTIONS (wrk, default 64),
+# VEGETA_WORKERS (vegeta's fixed worker count, default 16: uncapped, vegeta answers
+# any lag on its one core by opening thousands of connections and then
+# measures its own backlog, 30 s timeouts, not the server),
 # MODELCI (a prebuilt modelci binary), MODEL_DIR (default serve/testdata),
 # PYTHON (default Debian's /usr/bin/python3, the one gunicorn runs),
 # SERVER_CPUS and CLIENT_CPUS (taskset lists; default the two halves).
@@ -23,6 +26,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 duration=${DURATION:-10s}
 connections=${CONNECTIONS:-64}
+vegeta_workers=${VEGETA_WORKERS:-16}
 model_dir=${MODEL_DIR:-$root/serve/testdata}
 bin=${XDG_CACHE_HOME:-$HOME/.cache}/modelci/bin
 vegeta_version=v12.13.0
@@ -84,7 +88,7 @@ MODELCI_MODEL=$model_dir taskset -c "$server_cpus" gunicorn -w "$workers" -b "12
 pids+=($!)
 
 # Wait (up to 20 s) for the modelci log's "listening" line and Flask's health.
-modelci_url= flask_url=http://127.0.0.1:$flask_port
+modelci_url='' flask_url=http://127.0.0.1:$flask_port
 for _ in $(seq 200); do
 	if [[ -z $modelci_url ]]; then
 		addr=$(sed -n 's/.*"msg":"listening","addr":"\([^"]*\)".*/\1/p' "$work/modelci.log")
@@ -137,20 +141,21 @@ peak() {
 		END {printf "%.0f %.0f %.3f %.3f\n", rps, n / (ticks / hz), ms(p50), ms(p99)}' <<<"$out"
 }
 
-# fixed URL N RATE: vegeta's p50 and p99 (ms) and success ratio at RATE req/s.
+# fixed URL N RATE: vegeta's p50 and p99 (ms), success ratio and the rate it
+# achieved (req/s) when asked for RATE req/s.
 fixed() {
 	printf 'POST %s/predict\nContent-Type: application/json\n@%s\n' "$1" "$work/body$2.json" >"$work/targets"
 	# Results go to a file and are summarised afterwards, so that the report
 	# takes no CPU from the attack.
 	taskset -c "$client_cpus" "$vegeta" attack -targets="$work/targets" -rate="$3" -duration="$duration" \
-		-output="$work/results.bin"
+		-workers="$vegeta_workers" -max-workers="$vegeta_workers" -output="$work/results.bin"
 	"$vegeta" report -type=json "$work/results.bin" |
 		"$python" -c 'import json, sys; r = json.load(sys.stdin); l = r["latencies"]
-print("%.3f %.3f %.4f" % (l["50th"] / 1e6, l["99th"] / 1e6, r["success"]))'
+print("%.3f %.3f %.4f %.0f" % (l["50th"] / 1e6, l["99th"] / 1e6, r["success"], r["throughput"]))'
 }
 
-echo "machine: $ncpu cores, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPUs $server_cpus, load generators on $client_cpus; flask: $workers gunicorn sync workers; wrk: 2 threads, $connections connections; $duration per run"
-printf '%-4s %-8s %10s %10s %10s %10s %8s %10s %10s %8s\n' rows server 'peak req/s' 'req/CPU-s' 'p50@peak' 'p99@peak' 'rate' 'p50@rate' 'p99@rate' success
+echo "machine: $ncpu cores, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPUs $server_cpus, load generators on $client_cpus; flask: $workers gunicorn sync workers; wrk: 2 threads, $connections connections; vegeta: $vegeta_workers workers; $duration per run"
+printf '%-4s %-8s %10s %10s %10s %10s %8s %8s %10s %10s %8s\n' rows server 'peak req/s' 'req/CPU-s' 'p50@peak' 'p99@peak' 'rate' 'achieved' 'p50@rate' 'p99@rate' success
 for n in 1 32; do
 	declare -A rps cpu p99h
 	for server in modelci flask; do
@@ -158,9 +163,9 @@ for n in 1 32; do
 		[[ $server == flask ]] && url=$flask_url pid=${pids[1]}
 		read -r r c p50 p99 < <(peak "$url" "$pid" "$n")
 		rate=$((r / 2))
-		read -r f50 f99 ok < <(fixed "$url" "$n" "$rate")
+		read -r f50 f99 ok got < <(fixed "$url" "$n" "$rate")
 		rps[$server]=$r cpu[$server]=$c p99h[$server]=$f99
-		printf '%-4s %-8s %10s %10s %8sms %8sms %8s %8sms %8sms %8s\n' "$n" "$server" "$r" "$c" "$p50" "$p99" "$rate" "$f50" "$f99" "$ok"
+		printf '%-4s %-8s %10s %10s %8sms %8sms %8s %8s %8sms %8sms %8s\n' "$n" "$server" "$r" "$c" "$p50" "$p99" "$rate" "$got" "$f50" "$f99" "$ok"
 	done
 	"$python" -c '
 import sys
