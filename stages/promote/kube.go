@@ -50,7 +50,7 @@ func (l *kubeLocked) Current(ctx context.Context) (Release, error) {
 		// Workloads without a history: nothing modelci released.
 		return Release{}, nil
 	}
-	return Release{Name: l.app, Version: c.Version, Image: c.Image, Verdict: c.Verdict, Who: c.Who, Reason: c.Reason}, nil
+	return Release{Name: l.app, Version: c.Version, Image: c.Image, Verdict: c.Verdict, Who: c.Who, Reason: c.Reason, Revision: c.Revision}, nil
 }
 
 func (l *kubeLocked) Deploy(ctx context.Context, rel Release, strategy string) error {

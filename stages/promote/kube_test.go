@@ -212,14 +212,44 @@ func TestKubePromoteRerun(t *testing.T) {
 			if err != nil || got.String() != d {
 				t.Fatalf("prod 1.0.0 = %v, %v", got, err)
 			}
-			// The stopped run's attestation (if it got that far) and the rerun's both verify.
-			wantAtts := 1
-			if step != promote.StepCopy {
-				wantAtts = 2
+			// One promotion, one attestation: the rerun keeps the stopped run's (if it got that far).
+			if ps := promotions(t, res.Image, w.key.pub); len(ps) != 1 || ps[0].To.Environment != "prod" {
+				t.Fatalf("promotion attestations = %+v, want one to prod", ps)
 			}
-			if ps := promotions(t, res.Image, w.key.pub); len(ps) != wantAtts || ps[len(ps)-1].To.Environment != "prod" {
-				t.Fatalf("promotion attestations = %+v, want %d", ps, wantAtts)
+			if attest := res.Steps[3]; attest.Name != promote.StepAttest || (attest.Skipped != "") != (step != promote.StepCopy) {
+				t.Fatalf("rerun attest step = %+v after stopping after %s", attest, step)
 			}
 		})
+	}
+}
+
+// TestKubePromoteAfterRollback: promoting a digest again after prod rolled
+// back from it is a new promotion with an attestation of its own.
+func TestKubePromoteAfterRollback(t *testing.T) {
+	w := newKubeWorld(t)
+	w.publish(t, "1.0.0", modelgate.Pass, true)
+	w.publish(t, "1.1.0", modelgate.Pass, true)
+	ctx := promoteCtx(t)
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		if _, err := promote.Promote(ctx, w.in(v)); err != nil {
+			t.Fatalf("promote %s: %v", v, err)
+		}
+	}
+	if _, err := w.tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: w.prodNS, Reason: "incident", Who: "tester"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := promote.Promote(ctx, w.in("1.1.0"))
+	if err != nil {
+		t.Fatalf("promote 1.1.0 again: %v", err)
+	}
+	if attest := res.Steps[3]; attest.Skipped != "" {
+		t.Fatalf("attest step of the second promotion = %+v, want it done", attest)
+	}
+	ps := promotions(t, res.Image, w.key.pub)
+	if len(ps) != 2 || ps[0].PreviousVersion != "1.0.0" || ps[1].PreviousVersion != "1.0.0" || ps[0].PreviousRevision == ps[1].PreviousRevision {
+		t.Fatalf("promotion attestations of 1.1.0 = %+v, want two from distinct 1.0.0 revisions", ps)
+	}
+	if w.prodImage(t) != res.Image {
+		t.Fatalf("prod runs %s, want %s", w.prodImage(t), res.Image)
 	}
 }

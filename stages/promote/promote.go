@@ -9,6 +9,7 @@ package promote
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -52,6 +53,9 @@ type Release struct {
 	Verdict string
 	Who     string
 	Reason  string
+	// Revision is the release's number in the cluster's history (0 when
+	// unknown); a rollback is a new revision.
+	Revision int
 }
 
 // Cluster is the target environment's cluster, as promote needs it.
@@ -137,6 +141,10 @@ type Predicate struct {
 	Approved        bool               `json:"approved,omitempty"`
 	PreviousVersion string             `json:"previous_version,omitempty"`
 	PreviousImage   string             `json:"previous_image,omitempty"`
+	// PreviousRevision is the previous release's revision in the target's
+	// history, so that a re-run can tell its own attestation from one made
+	// before a rollback.
+	PreviousRevision int `json:"previous_revision,omitempty"`
 }
 
 // Place is an environment and its repository, in the predicate.
@@ -339,17 +347,36 @@ func cosignTags(d v1.Hash) []string {
 }
 
 func (p *promotion) attest(ctx context.Context) (string, error) {
+	// A re-run of an interrupted promotion finds its own attestation: one
+	// for this target naming the current release's revision as the previous
+	// one (the run stopped before deploying), or, when the target already
+	// serves this digest, any for this target. A later promotion of the same
+	// digest (after a rollback, a new revision) attests anew.
+	done, err := sign.Statements(ctx, p.res.Image, PredicateType, p.SignOptions...)
+	if err != nil {
+		return "", err
+	}
+	for _, st := range done {
+		var prev Predicate
+		if json.Unmarshal(st.Predicate, &prev) != nil || prev.To.Environment != p.To.Name || prev.Model.Version != p.Version {
+			continue
+		}
+		if p.serving || (prev.PreviousRevision == p.current.Revision && prev.PreviousImage == p.current.Image) {
+			return fmt.Sprintf("attested by an earlier run at %s", prev.When.Format(time.RFC3339)), nil
+		}
+	}
 	pred := Predicate{
-		Model:           modelgate.ModelRef{Name: p.Name, Version: p.Version},
-		From:            Place{Environment: p.From.Name, Repository: p.From.Repository},
-		To:              Place{Environment: p.To.Name, Repository: p.To.Repository},
-		Who:             p.Who,
-		When:            p.Now().UTC().Truncate(time.Second),
-		Reason:          p.Reason,
-		Verdict:         p.res.Verdict,
-		Approved:        p.Approve && p.res.Verdict == modelgate.Inconclusive,
-		PreviousVersion: p.current.Version,
-		PreviousImage:   p.current.Image,
+		Model:            modelgate.ModelRef{Name: p.Name, Version: p.Version},
+		From:             Place{Environment: p.From.Name, Repository: p.From.Repository},
+		To:               Place{Environment: p.To.Name, Repository: p.To.Repository},
+		Who:              p.Who,
+		When:             p.Now().UTC().Truncate(time.Second),
+		Reason:           p.Reason,
+		Verdict:          p.res.Verdict,
+		Approved:         p.Approve && p.res.Verdict == modelgate.Inconclusive,
+		PreviousVersion:  p.current.Version,
+		PreviousImage:    p.current.Image,
+		PreviousRevision: p.current.Revision,
 	}
 	r, err := sign.Attest(ctx, p.res.Image, PredicateType, pred, p.Signer, append(p.SignOptions, sign.WithAppend())...)
 	if err != nil {

@@ -1,0 +1,47 @@
+package sign
+
+import (
+	"context"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+)
+
+// Statements returns the in-toto statements of predicateType attached to
+// ref's digest and about it, oldest first, WITHOUT checking who signed them.
+// It answers "was this already recorded?" for an idempotent writer (a
+// promote re-run after an interruption); anything that trusts a statement's
+// content must use Verify. An image without attestations has none.
+func Statements(ctx context.Context, ref, predicateType string, opts ...Option) ([]Statement, error) {
+	o := makeOptions(opts)
+	t, err := o.resolve(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("statements of %s: %w", ref, err)
+	}
+	h, err := v1.NewHash(t.digest.DigestStr())
+	if err != nil {
+		return nil, err
+	}
+	se, err := ociremote.SignedEntity(t.digest, o.ociremote(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("statements of %s: %w", t.digest, err)
+	}
+	atts, err := se.Attestations()
+	if err != nil {
+		return nil, fmt.Errorf("attestations of %s: %w", t.digest, err)
+	}
+	list, err := atts.Get()
+	if err != nil {
+		return nil, fmt.Errorf("attestations of %s: %w", t.digest, err)
+	}
+	var out []Statement
+	for _, a := range list {
+		st, err := statementOf(a)
+		if err != nil || st.PredicateType != predicateType || !st.about(h) {
+			continue // not ours to judge here; Verify reports unreadable ones
+		}
+		out = append(out, *st)
+	}
+	return out, nil
+}
