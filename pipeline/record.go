@@ -84,8 +84,16 @@ type TrainerInput struct {
 
 // BaselineInput is the champion's metrics the gate compared against.
 type BaselineInput struct {
-	Source string `json:"source"` // a path, or "run:<id>"
+	Source string `json:"source"` // a path, "run:<id>" or "environment:<name>"
 	Digest string `json:"digest"`
+	// Image and Version name an environment's champion.
+	Image   string `json:"image,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Rescored: the champion was scored on another test split, so its model
+	// was re-scored on this run's; RescoredDigest is of those metrics
+	// (champion/metrics.json in the run directory).
+	Rescored       bool   `json:"rescored,omitempty"`
+	RescoredDigest string `json:"rescored_digest,omitempty"`
 }
 
 // Artifact is a file or tree identified by its digest.

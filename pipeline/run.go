@@ -328,7 +328,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	// gate
 	var report *modelgate.Report
 	if err := r.stage("gate", func() (string, error) {
-		baseline, err := r.baseline(metrics)
+		baseline, err := r.baseline(ctx, metrics, testSet)
 		if err != nil {
 			return "", err
 		}
@@ -432,8 +432,12 @@ func (r *run) writeReports(report *modelgate.Report, m *modelgate.Metrics) error
 }
 
 // baseline finds the champion's metrics: gate.baseline.metrics when set,
-// else the last passing run in the output directory on the same test split.
-func (r *run) baseline(candidate *modelgate.Metrics) (*modelgate.Metrics, error) {
+// the champion of gate.baseline.from's environment, else the last passing
+// run in the output directory on the same test split.
+func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics, test *data.Dataset) (*modelgate.Metrics, error) {
+	if r.spec.Gate.Baseline.From != "" {
+		return r.championBaseline(ctx, candidate, test)
+	}
 	if p := r.spec.Gate.Baseline.Metrics; p != "" {
 		path := r.spec.Path(p)
 		b, err := os.ReadFile(path)

@@ -201,9 +201,6 @@ func (s *Spec) validate() error {
 	if err := s.Gate.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: gate: %w", s.File, err))
 	}
-	if s.Gate.Baseline.From != "" {
-		errs = append(errs, fmt.Errorf("%s: gate.baseline.from: %w: champions from environments arrive with issue [7/9]", s.File, ErrNotSupported))
-	}
 	if s.Image.Repository != "" {
 		if err := registry.CheckRepository(s.Image.Repository); err != nil {
 			bad("image.repository", "%v", err)
@@ -217,6 +214,7 @@ func (s *Spec) validate() error {
 	errs = append(errs, s.validateSign()...)
 	errs = append(errs, s.validateDeploy()...)
 	errs = append(errs, s.validateEnvironments()...)
+	errs = append(errs, s.validateBaselineFrom()...)
 	return errors.Join(errs...)
 }
 

@@ -47,6 +47,10 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 			if baselinePath == "" && policy.Baseline.Metrics != "" {
 				baselinePath = policy.Baseline.Metrics
 			}
+			if baselinePath == "" && policy.Baseline.From != "" {
+				// Fetching a champion needs the cluster and registry: modelci run does it.
+				return usageError(fmt.Errorf("gate: gate.baseline.from is %q, and modelci gate compares files: pass the champion's metrics.json with --baseline", policy.Baseline.From))
+			}
 			var baseline *modelgate.Metrics
 			if baselinePath != "" {
 				if baseline, err = readMetrics(inDir(dir, baselinePath)); err != nil {
@@ -127,9 +131,6 @@ func gatePolicyFile(dir, policyPath string) (modelgate.Policy, error) {
 	p, err := modelgate.DecodePolicy(path, b)
 	if err != nil {
 		return modelgate.Policy{}, err
-	}
-	if p.Baseline.From != "" {
-		return modelgate.Policy{}, fmt.Errorf("gate policy %s: baseline.from: champions from environments are not supported yet (issue [7/9])", path)
 	}
 	return p, nil
 }

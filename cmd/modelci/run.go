@@ -13,7 +13,7 @@ import (
 )
 
 func newRunCmd() *cobra.Command {
-	var dir, specFile, output, repository string
+	var dir, specFile, output, repository, kubeconfig string
 	var allowOverwrite, allowDowngrade bool
 	var reg *registryOpts
 	cmd := &cobra.Command{
@@ -49,6 +49,9 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 			}
 			if allowDowngrade {
 				opts = append(opts, pipeline.WithAllowDowngrade())
+			}
+			if kubeconfig != "" {
+				opts = append(opts, pipeline.WithKubeconfig(kubeconfig))
 			}
 			res, err := pipeline.Run(cmd.Context(), spec, append(opts,
 				pipeline.WithOutput(output),
@@ -86,6 +89,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 	cmd.Flags().StringVar(&repository, "repository", "", "push the image to HOST[:PORT]/PATH (default image.repository; empty keeps the OCI layout only)")
 	cmd.Flags().BoolVar(&allowOverwrite, "allow-overwrite", false, "move a version tag the repository holds on another digest")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "publish a version that is not greater than the repository's greatest")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for deploy.enabled and gate.baseline.from (default $KUBECONFIG, ~/.kube/config; the context is always named in the spec)")
 	reg = registryFlags(cmd.Flags())
 	return cmd
 }

@@ -1,0 +1,164 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/evaluate"
+	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// validateBaselineFrom checks gate.baseline.from: an environment of the
+// spec, with an explicit kubeconfig context (the champion is what its
+// cluster runs) and a verify: block (the champion and its metrics are
+// verified before they are trusted).
+func (s *Spec) validateBaselineFrom() []error {
+	from := s.Gate.Baseline.From
+	if from == "" {
+		return nil
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: gate.baseline.from: %w: %s", s.File, ErrSpec, fmt.Sprintf(format, args...))
+	}
+	e, ok := s.Environments[from]
+	if !ok {
+		return []error{bad("%q is not an environment (defined: %v)", from, s.EnvironmentNames())}
+	}
+	var errs []error
+	if e.Context == "" {
+		errs = append(errs, bad("environments.%s.context is empty: the champion is what that context's cluster runs, named explicitly", from))
+	}
+	if s.Verify.Key == "" && s.Verify.CertificateIdentity == "" {
+		errs = append(errs, bad("needs verify.key or verify.certificate_identity (the champion's signed metrics are verified)"))
+	}
+	return errs
+}
+
+// championBaseline is the baseline of gate.baseline.from: ENV: the release
+// ENV's cluster runs now, its signature and gate attestation verified, and
+// its signed metrics artifact. When the champion was scored on another
+// test split than the candidate's, its model is taken out of its image and
+// re-scored on the candidate's test split with the spec's evaluator, so
+// that the paired comparison pairs the same rows. An environment with no
+// release yet has no champion: nil, with a warning.
+func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics, test *data.Dataset) (*modelgate.Metrics, error) {
+	env, err := r.spec.Environment(r.spec.Gate.Baseline.From)
+	if err != nil {
+		return nil, err
+	}
+	where := fmt.Sprintf("champion of %s (%s/%s)", env.Name, env.Context, env.Namespace)
+	t, err := deploy.NewTarget(r.o.kubeconfig, env.Context)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	st, err := t.Status(ctx, r.spec.Model.Name, env.Namespace)
+	if errors.Is(err, deploy.ErrNoRelease) || (err == nil && st.Current == nil) {
+		r.warnf("warning: %s has no release of %s yet; no baseline comparison", env.Name, r.spec.Model.Name)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	ref := st.Current.Image
+	where = fmt.Sprintf("champion %s@%s of %s (%s)", r.spec.Model.Name, st.Current.Version, env.Name, ref)
+
+	policy := r.spec.VerifyPolicy()
+	policy.RequireGate, policy.AllowInconclusive = true, true
+	if _, err := sign.Verify(ctx, ref, policy, r.o.sign...); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	champion, err := sign.FetchMetrics(ctx, ref, policy, r.o.sign...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	raw, err := champion.Encode()
+	if err != nil {
+		return nil, err
+	}
+	in := &BaselineInput{Source: "environment:" + env.Name, Image: ref, Version: st.Current.Version, Digest: digestBytes(raw)}
+	r.rec.Inputs.Baseline = in
+	if champion.Split.TestDigest == candidate.Split.TestDigest {
+		return champion, nil
+	}
+
+	// Another split: score the champion's model on the candidate's rows.
+	dir := filepath.Join(r.tmp, "champion", "model")
+	if err := r.championModel(ctx, ref, dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	perExample, err := r.score(ctx, dir, test, filepath.Join(r.tmp, "champion", "evaluate"))
+	if err != nil {
+		return nil, fmt.Errorf("re-score %s on the candidate's test split: %w", where, err)
+	}
+	r.warnf("%s was scored on test split %s; re-scored on this run's split %s", where, short(champion.Split.TestDigest), short(candidate.Split.TestDigest))
+	rescored := *champion
+	rescored.Eval = modelgate.EvalMetrics{Loss: evaluate.Mean(perExample), PerExample: perExample}
+	rescored.Dataset, rescored.Split = candidate.Dataset, candidate.Split
+	raw, err = rescored.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(r.tmp, "champion", "metrics.json"), raw, 0o644); err != nil {
+		return nil, err
+	}
+	in.Rescored, in.RescoredDigest = true, digestBytes(raw)
+	return &rescored, nil
+}
+
+// championModel pulls ref and extracts its model directory into dir. The
+// model files are the same in every platform's image; the first is used.
+func (r *run) championModel(ctx context.Context, ref, dir string) error {
+	a, err := registry.Pull(ctx, ref, r.o.registry...)
+	if err != nil {
+		return err
+	}
+	var img v1.Image
+	switch a := a.(type) {
+	case v1.Image:
+		img = a
+	case v1.ImageIndex:
+		m, err := a.IndexManifest()
+		if err != nil {
+			return err
+		}
+		if len(m.Manifests) == 0 {
+			return fmt.Errorf("%s: an empty image index", ref)
+		}
+		if img, err = a.Image(m.Manifests[0].Digest); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("%s: neither an image nor an index (%T)", ref, a)
+	}
+	return image.ExtractModel(img, dir)
+}
+
+// score runs the spec's evaluator on the model in modelDir.
+func (r *run) score(ctx context.Context, modelDir string, test *data.Dataset, outDir string) ([]float64, error) {
+	if len(r.spec.Evaluate.Command) > 0 {
+		return evaluate.External(ctx, evaluate.ExternalInput{
+			Command: r.spec.Evaluate.Command, Dir: r.spec.Dir, ModelDir: modelDir, Test: test,
+			OutDir: outDir, Log: r.o.log,
+		})
+	}
+	b, err := os.ReadFile(filepath.Join(modelDir, model.FileName))
+	if err != nil {
+		return nil, fmt.Errorf("built-in evaluator: %w", err)
+	}
+	lin, err := model.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("built-in evaluator: %s: %w", model.FileName, err)
+	}
+	return evaluate.Builtin(lin, test)
+}
