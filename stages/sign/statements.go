@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 )
 
@@ -40,6 +41,42 @@ func Statements(ctx context.Context, ref, predicateType string, opts ...Option) 
 		st, err := statementOf(a)
 		if err != nil || st.PredicateType != predicateType || !st.about(h) {
 			continue // not ours to judge here; Verify reports unreadable ones
+		}
+		out = append(out, *st)
+	}
+	return out, nil
+}
+
+// VerifiedStatements returns the statements of predicateType about ref's
+// digest whose signatures verify with p's signer, oldest first; none is an
+// empty list, not an error (an image promoted by someone else). Unlike
+// Verify it requires nothing else of the image.
+func VerifiedStatements(ctx context.Context, ref, predicateType string, p VerifyPolicy, opts ...Option) ([]Statement, error) {
+	o := makeOptions(opts)
+	t, err := o.resolve(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("statements of %s: %w", ref, err)
+	}
+	h, err := v1.NewHash(t.digest.DigestStr())
+	if err != nil {
+		return nil, err
+	}
+	co, _, err := o.checkOpts(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	atts, _, err := cosign.VerifyImageAttestations(ctx, t.digest, co)
+	if err != nil {
+		if isRefusal(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("attestations of %s: %w", t.digest, err)
+	}
+	var out []Statement
+	for _, a := range atts {
+		st, err := statementOf(a)
+		if err != nil || st.PredicateType != predicateType || !st.about(h) {
+			continue
 		}
 		out = append(out, *st)
 	}
