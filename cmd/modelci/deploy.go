@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -25,6 +26,8 @@ type clusterFlags struct {
 	namespace, kubeconfig, context, format string
 	// env names an environment of the spec in dir (status, history, rollback).
 	env, dir string
+	// spec is the spec loaded for env.
+	spec *pipeline.Spec
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
@@ -60,6 +63,7 @@ func (f *clusterFlags) resolveEnv(cmd string) error {
 	if err != nil {
 		return usageError(fmt.Errorf("%s: %w", cmd, err))
 	}
+	f.spec = spec
 	f.namespace = e.Namespace
 	if f.context == "" {
 		f.context = e.Context
@@ -413,6 +417,14 @@ func newHistoryCmd() *cobra.Command {
 				return err
 			}
 			rep, err := t.History(cmd.Context(), a[0], cf.namespace)
+			if err == nil && cf.spec != nil {
+				// The registry's side of the audit trail: who promoted each release, from where, why.
+				if p := cf.spec.VerifyPolicy(); p.KeyPath != "" || p.CertificateIdentity != "" {
+					if aerr := promote.Audit(cmd.Context(), rep.History, cf.env, p); aerr != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", aerr)
+					}
+				}
+			}
 			return cf.finish(cmd, rep, err, showHistory)
 		},
 	}
@@ -423,13 +435,21 @@ func newHistoryCmd() *cobra.Command {
 
 func showHistory(w io.Writer, rep *deploy.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REVISION\tVERSION\tACTION\tSTATUS\tVERDICT\tTIME\tWHO\tRUN\tREASON")
+	fmt.Fprintln(tw, "REVISION\tVERSION\tACTION\tSTATUS\tVERDICT\tTIME\tWHO\tRUN\tPROMOTED\tREASON")
 	for _, e := range rep.History {
 		reason := e.Reason
 		if len(reason) > 80 {
 			reason = reason[:77] + "..."
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Revision, e.Version, e.Action, e.Status, e.Verdict, e.Time.Format(time.RFC3339), e.Who, e.RunID, strings.ReplaceAll(reason, "\n", " "))
+		promoted := "-"
+		if p := e.Promotion; p != nil {
+			promoted = "from " + p.From + " by " + p.Who + " (signed"
+			if p.Approved {
+				promoted += ", approved"
+			}
+			promoted += ")"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Revision, e.Version, e.Action, e.Status, e.Verdict, e.Time.Format(time.RFC3339), e.Who, e.RunID, promoted, strings.ReplaceAll(reason, "\n", " "))
 	}
 	tw.Flush()
 }

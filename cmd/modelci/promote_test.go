@@ -163,6 +163,17 @@ func TestPromoteCLI(t *testing.T) {
 	if code != 0 || rep.Namespace != p.prodNS || len(rep.History) != 2 || rep.History[0].Reason != "first release" || rep.History[1].Reason != "promoted from staging" {
 		t.Fatalf("history --env prod: exit %d, %+v\n%s", code, rep.History, stderr)
 	}
+	// The registry's signed promotion attestations join the cluster's records.
+	for i, want := range []struct{ reason, previous string }{{"first release", ""}, {"", "1.0.0"}} {
+		pr := rep.History[i].Promotion
+		if pr == nil || pr.From != "staging" || pr.Who == "" || pr.Reason != want.reason || pr.PreviousVersion != want.previous || pr.When.IsZero() {
+			t.Fatalf("history entry %d promotion = %+v, want from staging, reason %q, previous %q", i, pr, want.reason, want.previous)
+		}
+	}
+	code, stdout, _ = run(t, append([]string{"history", "diabetes", "--env", "prod"}, env...)...)
+	if code != 0 || !strings.Contains(stdout, "PROMOTED") || strings.Count(stdout, "from staging by ") != 2 {
+		t.Fatalf("history --env prod (text): exit %d\n%s", code, stdout)
+	}
 
 	code, stdout, stderr = run(t, append([]string{"rollback", "diabetes", "--env", "prod", "--reason", "p99 latency"}, env...)...)
 	if code != 0 || strings.TrimSpace(stdout) != p.prod+"@"+d1 {

@@ -47,6 +47,20 @@ type Entry struct {
 	// Config is the deploy configuration the release ran with, so that a rollback from any
 	// machine restores it exactly.
 	Config Config `json:"config"`
+	// Promotion is the registry's signed promotion attestation that brought
+	// this release in (history --env adds it; the cluster never stores it).
+	Promotion *Promotion `json:"promotion,omitempty"`
+}
+
+// Promotion is the audit record a promotion attestation holds.
+type Promotion struct {
+	From     string    `json:"from"`
+	Who      string    `json:"who"`
+	When     time.Time `json:"when"`
+	Reason   string    `json:"reason,omitempty"`
+	Approved bool      `json:"approved,omitempty"`
+	// PreviousVersion is the version the target ran before.
+	PreviousVersion string `json:"previous_version,omitempty"`
 }
 
 func (e Entry) release(app string) Release {
