@@ -116,3 +116,37 @@ func TestExtractModelRefuses(t *testing.T) {
 		})
 	}
 }
+
+// FuzzExtractModel: any layer bytes either extract or fail; nothing is
+// ever written outside the destination, and nothing panics.
+func FuzzExtractModel(f *testing.F) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "model/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "model/model.json", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2})
+	tw.Write([]byte("{}"))
+	tw.WriteHeader(&tar.Header{Name: "model/../escape", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+	tw.Write([]byte("x"))
+	tw.Close()
+	f.Add(buf.Bytes())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+		if err != nil {
+			return
+		}
+		img, err := mutate.AppendLayers(empty.Image, l)
+		if err != nil {
+			return
+		}
+		root := t.TempDir()
+		dst := filepath.Join(root, "m")
+		image.ExtractModel(img, dst)
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && p != root && p != dst && !strings.HasPrefix(p, dst+string(filepath.Separator)) {
+				t.Fatalf("%s was written outside %s", p, dst)
+			}
+			return nil
+		})
+	})
+}
