@@ -122,14 +122,7 @@ func TestChampionFromEnvironment(t *testing.T) {
 		if b == nil || !b.Rescored || b.RescoredDigest == "" || b.Image != w.champion.Ref {
 			t.Fatalf("record baseline = %+v, want the champion re-scored", b)
 		}
-		raw, err := os.ReadFile(filepath.Join(res.RunDir, "champion", "metrics.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := modelgate.DecodeMetrics(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := rescored(t, res)
 		if got.Split.TestDigest != res.Metrics.Split.TestDigest || got.Split.TestDigest == w.champion.Metrics.Split.TestDigest {
 			t.Fatalf("re-scored split %s; candidate %s, champion %s", got.Split.TestDigest, res.Metrics.Split.TestDigest, w.champion.Metrics.Split.TestDigest)
 		}
@@ -161,14 +154,7 @@ func TestChampionFromEnvironment(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := os.ReadFile(filepath.Join(res.RunDir, "champion", "metrics.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := modelgate.DecodeMetrics(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := rescored(t, res)
 		want := scoreModel(t, filepath.Join(w.champion.RunDir, "model", model.FileName), 7)
 		if !res.Record.Inputs.Baseline.Rescored || len(got.Eval.PerExample) != len(want) {
 			t.Fatalf("re-scored %d losses (record %+v), want %d", len(got.Eval.PerExample), res.Record.Inputs.Baseline, len(want))
@@ -205,6 +191,20 @@ func TestChampionFromEnvironment(t *testing.T) {
 			t.Fatalf("a refused champion left runs %v", ids)
 		}
 	})
+}
+
+// rescored is the champion's metrics re-scored by the run res.
+func rescored(t *testing.T, res *pipeline.Result) *modelgate.Metrics {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(res.RunDir, "champion", "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := modelgate.DecodeMetrics(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // scoreModel evaluates the model document at path on the example's test

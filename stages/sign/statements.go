@@ -6,6 +6,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/cosign/v2/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 )
 
@@ -13,14 +14,11 @@ import (
 // ref's digest and about it, oldest first, WITHOUT checking who signed them.
 // It answers "was this already recorded?" for an idempotent writer (a
 // promote re-run after an interruption); anything that trusts a statement's
-// content must use Verify. An image without attestations has none.
+// content must use Verify or VerifiedStatements. An image without
+// attestations has none.
 func Statements(ctx context.Context, ref, predicateType string, opts ...Option) ([]Statement, error) {
 	o := makeOptions(opts)
-	t, err := o.resolve(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("statements of %s: %w", ref, err)
-	}
-	h, err := v1.NewHash(t.digest.DigestStr())
+	t, h, err := o.subject(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -36,15 +34,7 @@ func Statements(ctx context.Context, ref, predicateType string, opts ...Option) 
 	if err != nil {
 		return nil, fmt.Errorf("attestations of %s: %w", t.digest, err)
 	}
-	var out []Statement
-	for _, a := range list {
-		st, err := statementOf(a)
-		if err != nil || st.PredicateType != predicateType || !st.about(h) {
-			continue // not ours to judge here; Verify reports unreadable ones
-		}
-		out = append(out, *st)
-	}
-	return out, nil
+	return statementsOf(list, predicateType, h), nil
 }
 
 // VerifiedStatements returns the statements of predicateType about ref's
@@ -53,11 +43,7 @@ func Statements(ctx context.Context, ref, predicateType string, opts ...Option) 
 // Verify it requires nothing else of the image.
 func VerifiedStatements(ctx context.Context, ref, predicateType string, p VerifyPolicy, opts ...Option) ([]Statement, error) {
 	o := makeOptions(opts)
-	t, err := o.resolve(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("statements of %s: %w", ref, err)
-	}
-	h, err := v1.NewHash(t.digest.DigestStr())
+	t, h, err := o.subject(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +58,22 @@ func VerifiedStatements(ctx context.Context, ref, predicateType string, p Verify
 		}
 		return nil, fmt.Errorf("attestations of %s: %w", t.digest, err)
 	}
+	return statementsOf(atts, predicateType, h), nil
+}
+
+// subject resolves ref to its digest.
+func (o *options) subject(ctx context.Context, ref string) (target, v1.Hash, error) {
+	t, err := o.resolve(ctx, ref)
+	if err != nil {
+		return t, v1.Hash{}, fmt.Errorf("statements of %s: %w", ref, err)
+	}
+	h, err := v1.NewHash(t.digest.DigestStr())
+	return t, h, err
+}
+
+// statementsOf decodes the statements of predicateType about h; others,
+// and unreadable ones (Verify reports those), are left out.
+func statementsOf(atts []oci.Signature, predicateType string, h v1.Hash) []Statement {
 	var out []Statement
 	for _, a := range atts {
 		st, err := statementOf(a)
@@ -80,5 +82,5 @@ func VerifiedStatements(ctx context.Context, ref, predicateType string, p Verify
 		}
 		out = append(out, *st)
 	}
-	return out, nil
+	return out
 }
