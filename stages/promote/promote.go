@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -183,7 +184,7 @@ func Promote(ctx context.Context, in In) (*Result, error) {
 		return nil, err
 	}
 	if in.Who == "" {
-		in.Who = who()
+		in.Who = deploy.Who()
 	}
 	if in.Now == nil {
 		in.Now = time.Now
