@@ -14,7 +14,8 @@
 # the engine in a private mount namespace (its bind mount over
 # /etc/resolv.conf stays there), waits for its socket and records its PID.
 # Everything it writes outside the build cache lives under $MODELCI_DAGGER_STATE
-# (default /run/modelci-dagger) and the engine's --root.
+# (default /run/modelci-dagger) and the engine's --root ($MODELCI_DAGGER_ROOT,
+# default /var/lib/dagger), whose size MODELCI_DAGGER_MAX_CACHE caps.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -74,18 +75,31 @@ sdk_image() {
 	key="$(
 		{
 			go version
-			sha256sum "$repo/go.sum" "$repo/ci/go.sum" "$bin/codegen" "$here/sdkimage/main.go"
+			sha256sum "$repo/go.sum" "$repo/ci/go.sum" "$here/go.sum" "$bin/codegen" "$here/sdkimage/main.go"
 		} | sha256sum | cut -c1-16
 	)"
 	marker="$content/modelci-sdk-$key"
 	if [[ ! -s $marker ]]; then
 		log "building the Go SDK runtime image (module cache seeded from this host)"
-		(cd "$repo" && go mod download && cd ci && go mod download) >&2
 		local work
 		work="$(mktemp -d)"
-		(cd "$here" && go build -o "$work/sdkimage" ./sdkimage)
-		"$work/sdkimage" -layout "$content" -codegen "$bin/codegen" -busybox /bin/busybox \
-			-module "$repo,$repo/ci" -work "$work" >"$work/digests"
+		# go mod download and go mod graph record the go.mod hashes they
+		# read in go.sum: keep the committed go.sums as they are.
+		cp "$repo/go.sum" "$work/root.go.sum"
+		cp "$repo/ci/go.sum" "$work/ci.go.sum"
+		local rc=0
+		{
+			(cd "$repo" && go mod download && cd ci && go mod download) >&2 &&
+				(cd "$here" && go build -o "$work/sdkimage" ./sdkimage) &&
+				# -graph: the go.mod files of the Go SDK's requirements (this
+				# tools module requires the SDK), which the codegen's go mod
+				# tidy reads.
+				"$work/sdkimage" -layout "$content" -codegen "$bin/codegen" -busybox /bin/busybox \
+					-module "$repo,$repo/ci" -graph "$here" -work "$work" >"$work/digests"
+		} || rc=$?
+		cp "$work/root.go.sum" "$repo/go.sum"
+		cp "$work/ci.go.sum" "$repo/ci/go.sum"
+		((rc == 0)) || exit "$rc"
 		mv "$work/digests" "$marker"
 		rm -rf "$work"
 	fi
@@ -119,8 +133,13 @@ start() {
 	digest="$(sdk_image "$bin")"
 	mkdir -p "$state" "$root"
 	rm -f "$sock"
-	# An empty config: the defaults, with our constants, are what we want.
+	# The defaults, with our constants, are what we want; with
+	# MODELCI_DAGGER_MAX_CACHE (e.g. 10GB) the engine's garbage collector
+	# keeps its build cache under that size instead of a share of the disk.
 	: >"$state/engine.toml"
+	if [[ -n ${MODELCI_DAGGER_MAX_CACHE:-} ]]; then
+		printf '[worker.oci]\n  maxUsedSpace = "%s"\n' "$MODELCI_DAGGER_MAX_CACHE" >"$state/engine.toml"
+	fi
 	local gpu=()
 	if command -v nvidia-smi >/dev/null 2>&1; then
 		gpu=(_EXPERIMENTAL_DAGGER_GPU_SUPPORT=1)

@@ -17,7 +17,7 @@
 //
 // Usage:
 //
-//	sdkimage -layout DIR -codegen PATH -busybox PATH -module DIR[,DIR…]
+//	sdkimage -layout DIR -codegen PATH -busybox PATH -module DIR[,DIR…] [-graph DIR[,DIR…]]
 package main
 
 import (
@@ -58,6 +58,7 @@ func main() {
 		codegen   = flag.String("codegen", "", "the codegen binary built by build.sh")
 		busybox   = flag.String("busybox", "/bin/busybox", "a static busybox binary")
 		modDirs   = flag.String("module", ".", "comma-separated Go module directories whose dependencies seed /go/pkg/mod")
+		graphDirs = flag.String("graph", "", "comma-separated Go module directories whose module graphs (go.mod files only) seed /go/pkg/mod too")
 		certs     = flag.String("certs", "/etc/ssl/certs/ca-certificates.crt", "CA certificate bundle")
 		work      = flag.String("work", os.TempDir(), "scratch directory for layer files")
 	)
@@ -66,7 +67,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sdkimage: -codegen is required")
 		os.Exit(2)
 	}
-	builder, sdk, err := build(*layoutDir, *codegen, *busybox, strings.Split(*modDirs, ","), *certs, *work)
+	var graphs []string
+	if *graphDirs != "" {
+		graphs = strings.Split(*graphDirs, ",")
+	}
+	builder, sdk, err := build(*layoutDir, *codegen, *busybox, strings.Split(*modDirs, ","), graphs, *certs, *work)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sdkimage: %v\n", err)
 		os.Exit(1)
@@ -74,7 +79,7 @@ func main() {
 	fmt.Printf("builder %s\nsdk %s\n", builder, sdk)
 }
 
-func build(layoutDir, codegen, busybox string, modDirs []string, certs, work string) (v1.Hash, v1.Hash, error) {
+func build(layoutDir, codegen, busybox string, modDirs, graphDirs []string, certs, work string) (v1.Hash, v1.Hash, error) {
 	var zero v1.Hash
 	modDir := modDirs[0]
 	goroot, err := goEnv(modDir, "GOROOT")
@@ -85,7 +90,7 @@ func build(layoutDir, codegen, busybox string, modDirs []string, certs, work str
 	if err != nil {
 		return zero, zero, err
 	}
-	seed, err := moduleFiles(modDirs, modcache)
+	seed, err := moduleFiles(modDirs, graphDirs, modcache)
 	if err != nil {
 		return zero, zero, err
 	}
@@ -291,11 +296,14 @@ func systemEntries(busybox, certs string) ([]entry, error) {
 }
 
 // moduleFiles lists the module cache's download files for every module in
-// the module graphs of dirs (.info and .mod) and their build lists (.zip
-// too), so that `go mod tidy` and `go build` find them with GOPROXY=off.
-func moduleFiles(dirs []string, modcache string) ([]entry, error) {
+// the module graphs of dirs and graphDirs (.info and .mod) and the build
+// lists of dirs (.zip too), so that `go mod tidy` and `go build` find them
+// with GOPROXY=off. The Go SDK's codegen merges the SDK's own requirements
+// into the module's go.mod before `go mod tidy` prunes them again: tidy
+// then reads their go.mod files, which a graphDir requiring the SDK holds.
+func moduleFiles(dirs, graphDirs []string, modcache string) ([]entry, error) {
 	mods := map[string]bool{} // path@version → needs the zip
-	for _, dir := range dirs {
+	for _, dir := range append(append([]string(nil), dirs...), graphDirs...) {
 		graph, err := command(dir, "go", "mod", "graph")
 		if err != nil {
 			return nil, err
@@ -309,6 +317,8 @@ func moduleFiles(dirs []string, modcache string) ([]entry, error) {
 				}
 			}
 		}
+	}
+	for _, dir := range dirs {
 		list, err := command(dir, "go", "list", "-m", "-f", "{{if .Version}}{{.Path}}@{{.Version}}{{end}}", "all")
 		if err != nil {
 			return nil, err
