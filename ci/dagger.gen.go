@@ -117,6 +117,7 @@ func (r ReleaseResult) MarshalJSON() ([]byte, error) {
 		Signature   string
 		Summary     string
 		ExitCode    int
+		Json        string
 	}
 	concrete.Verdict = r.Verdict
 	concrete.Version = r.Version
@@ -126,6 +127,7 @@ func (r ReleaseResult) MarshalJSON() ([]byte, error) {
 	concrete.Signature = r.Signature
 	concrete.Summary = r.Summary
 	concrete.ExitCode = r.ExitCode
+	concrete.Json = r.Json
 	return json.Marshal(&concrete)
 }
 
@@ -139,6 +141,7 @@ func (r *ReleaseResult) UnmarshalJSON(bs []byte) error {
 		Signature   string
 		Summary     string
 		ExitCode    int
+		Json        string
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -152,6 +155,7 @@ func (r *ReleaseResult) UnmarshalJSON(bs []byte) error {
 	r.Signature = concrete.Signature
 	r.Summary = concrete.Summary
 	r.ExitCode = concrete.ExitCode
+	r.Json = concrete.Json
 	return nil
 }
 
@@ -364,6 +368,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiServer", err))
 				}
 			}
+			var registry *dagger.Service
+			if inputArgs["registry"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["registry"]), &registry)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registry", err))
+				}
+			}
+			var username string
+			if inputArgs["username"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["username"]), &username)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg username", err))
+				}
+			}
+			var password *dagger.Secret
+			if inputArgs["password"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["password"]), &password)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
+				}
+			}
 			var source *dagger.Directory
 			if inputArgs["source"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
@@ -378,7 +403,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg spec", err))
 				}
 			}
-			return (*Modelci).Deploy(&parent, ctx, ref, kubeconfig, context, namespace, publicKey, strategy, apiServer, source, spec)
+			return (*Modelci).Deploy(&parent, ctx, ref, kubeconfig, context, namespace, publicKey, strategy, apiServer, registry, username, password, source, spec)
 		case "Doctor":
 			var parent Modelci
 			err = json.Unmarshal(parentJSON, &parent)
@@ -483,11 +508,18 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 			if err != nil {
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
-			var ref string
-			if inputArgs["ref"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["ref"]), &ref)
+			var model string
+			if inputArgs["model"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["model"]), &model)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg ref", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg model", err))
+				}
+			}
+			var from string
+			if inputArgs["from"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["from"]), &from)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg from", err))
 				}
 			}
 			var to string
@@ -504,18 +536,88 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg kubeconfig", err))
 				}
 			}
-			var publicKey *dagger.File
-			if inputArgs["publicKey"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["publicKey"]), &publicKey)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg publicKey", err))
-				}
-			}
 			var reason string
 			if inputArgs["reason"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["reason"]), &reason)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg reason", err))
+				}
+			}
+			var approve bool
+			if inputArgs["approve"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["approve"]), &approve)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg approve", err))
+				}
+			}
+			var allowDowngrade bool
+			if inputArgs["allowDowngrade"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["allowDowngrade"]), &allowDowngrade)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg allowDowngrade", err))
+				}
+			}
+			var apiServer *dagger.Service
+			if inputArgs["apiServer"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["apiServer"]), &apiServer)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiServer", err))
+				}
+			}
+			var registry *dagger.Service
+			if inputArgs["registry"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["registry"]), &registry)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg registry", err))
+				}
+			}
+			var username string
+			if inputArgs["username"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["username"]), &username)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg username", err))
+				}
+			}
+			var password *dagger.Secret
+			if inputArgs["password"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["password"]), &password)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg password", err))
+				}
+			}
+			var key *dagger.Secret
+			if inputArgs["key"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["key"]), &key)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg key", err))
+				}
+			}
+			var keyPassword *dagger.Secret
+			if inputArgs["keyPassword"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["keyPassword"]), &keyPassword)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg keyPassword", err))
+				}
+			}
+			var oidcToken *dagger.Secret
+			if inputArgs["oidcToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["oidcToken"]), &oidcToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg oidcToken", err))
+				}
+			}
+			var fulcioUrl string
+			if inputArgs["fulcioURL"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["fulcioURL"]), &fulcioUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg fulcioURL", err))
+				}
+			}
+			var rekorUrl string
+			if inputArgs["rekorURL"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["rekorURL"]), &rekorUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg rekorURL", err))
 				}
 			}
 			var source *dagger.Directory
@@ -532,7 +634,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg spec", err))
 				}
 			}
-			return (*Modelci).Promote(&parent, ctx, ref, to, kubeconfig, publicKey, reason, source, spec)
+			return (*Modelci).Promote(&parent, ctx, model, from, to, kubeconfig, reason, approve, allowDowngrade, apiServer, registry, username, password, key, keyPassword, oidcToken, fulcioUrl, rekorUrl, source, spec)
 		case "Publish":
 			var parent Modelci
 			err = json.Unmarshal(parentJSON, &parent)

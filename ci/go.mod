@@ -25,6 +25,7 @@ require (
 	go.opentelemetry.io/otel/trace v1.41.0
 	golang.org/x/sync v0.24.0
 	google.golang.org/grpc v1.77.0
+	k8s.io/apimachinery v0.37.2
 )
 
 require (
@@ -42,7 +43,6 @@ require (
 	gopkg.in/evanphx/json-patch.v4 v4.13.0 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	k8s.io/api v0.37.2 // indirect
-	k8s.io/apimachinery v0.37.2 // indirect
 	k8s.io/client-go v0.37.2 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 	k8s.io/kube-openapi v0.0.0-20260721132016-d427ff9ee9ad // indirect

@@ -634,100 +634,295 @@ func (m *Modelci) sign(ctx context.Context, st *dagger.Container, ref string, re
 	return strings.TrimSpace(out), nil
 }
 
-// Deploy rolls an image out to Kubernetes with `modelci deploy` (verified
-// first with publicKey), and returns its summary.
+// Deploy verifies an image and rolls it out to Kubernetes with `modelci
+// deploy`, and returns the deployed reference. The spec's deploy: section
+// configures the rollout (replicas, strategy, services, autoscaling,
+// analysis) and its verify: section the verification, unless publicKey
+// says otherwise. The Deployments run the image by ref, as given.
 //
 // +cache="never"
 func (m *Modelci) Deploy(
 	ctx context.Context,
-	// The image, REPOSITORY@sha256:….
+	// The image, REPOSITORY@sha256:… (signed, with its gate attestation).
 	ref string,
 	// A kubeconfig for the cluster.
 	kubeconfig *dagger.Secret,
-	// The kubeconfig context, named explicitly.
+	// The kubeconfig context (default: the spec's deploy.context, else the kubeconfig's current one).
+	// +optional
 	context string,
-	// +default="models"
+	// The namespace (default: the spec's deploy.namespace).
+	// +optional
 	namespace string,
-	// cosign public key the image's signature must verify against.
+	// cosign public key the image must be signed with (default: the spec's verify: section).
 	// +optional
 	publicKey *dagger.File,
 	// rolling or canary (default: the spec's deploy.strategy).
 	// +optional
 	strategy string,
-	// An API server on the caller's host (tcp://localhost:PORT), reached through this tunnel.
+	// An API server on the caller's host (tcp://127.0.0.1:PORT), reached through this tunnel: it answers at 127.0.0.1:PORT in the step too, so the kubeconfig works unchanged.
 	// +optional
 	apiServer *dagger.Service,
+	// A registry on the caller's host (tcp://127.0.0.1:PORT) holding ref, reached through this tunnel: it answers at 127.0.0.1:PORT in the step too, so ref works unchanged.
+	// +optional
+	registry *dagger.Service,
+	// Registry user name, for the verification.
+	// +optional
+	username string,
+	// Registry password or token.
+	// +optional
+	password *dagger.Secret,
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
+	// The spec file, relative to source.
 	// +default="modelci.yaml"
 	spec string,
 ) (string, error) {
-	args := []string{"deploy", ref, "--context", context, "-n", namespace, "--spec", path.Join(srcDir, spec)}
+	out, err := m.deploy(ctx, source, spec, ref, context, namespace, strategy, publicKey,
+		access{kubeconfig: kubeconfig, apiServer: apiServer, registry: registry, username: username, password: password})
+	return strings.TrimSpace(out), err
+}
+
+func (m *Modelci) deploy(ctx context.Context, source *dagger.Directory, spec, ref, kubeContext, namespace, strategy string, publicKey *dagger.File, a access) (string, error) {
+	c, err := m.cliContainer(ctx, source, spec)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"deploy", ref, "--spec", path.Join(srcDir, spec)}
+	if kubeContext != "" {
+		args = append(args, "--context", kubeContext)
+	}
+	if namespace != "" {
+		args = append(args, "-n", namespace)
+	}
 	if strategy != "" {
 		args = append(args, "--strategy", strategy)
 	}
-	return m.cli(ctx, source, kubeconfig, publicKey, apiServer, args)
+	if publicKey != nil {
+		// deploy's --key is the public key to verify with.
+		c = c.WithMountedFile(secretsRoot+"/cosign.pub", publicKey)
+		args = append(args, "--key", secretsRoot+"/cosign.pub")
+	}
+	c, routes, args, err := a.apply(ctx, c, args)
+	if err != nil {
+		return "", err
+	}
+	return runCLI(ctx, c, routes, args)
 }
 
-// Promote verifies an image and copies it by digest to the next
-// environment (`modelci promote`), re-attesting it there.
+// Promote promotes a released model version from one environment to the
+// next with `modelci promote`, as the spec's environments: section defines
+// them (repository, kubeconfig context, namespace, version constraint,
+// required verdict, strategy). Under the target's Lease it resolves the
+// version in the source repository, verifies it with the spec's verify:
+// section, checks the constraint, the verdict and that the version moves
+// forward, copies the image by digest with its signatures and attestations,
+// attests the promotion (signed with key, or keyless with oidcToken, else
+// as the spec's sign: section says) and deploys it to the target's
+// namespace. A re-run after an interruption converges.
+//
+// Returns promote's JSON result: the digest, the source and target
+// references, the tags copied, the attestation tag and the steps. A refusal
+// (verification, constraint, verdict, downgrade) is an error saying why.
 //
 // +cache="never"
 func (m *Modelci) Promote(
 	ctx context.Context,
-	// The image, REPOSITORY@sha256:….
-	ref string,
-	// The environment to promote to (a key of the spec's environments:).
+	// The model version to promote, NAME@VERSION (model.name and model.version as released).
+	model string,
+	// The environment it runs in now (a key of the spec's environments:).
+	from string,
+	// The environment to promote it to.
 	to string,
-	// A kubeconfig for the environment's cluster.
-	// +optional
+	// A kubeconfig with the target environment's context: promote deploys there.
 	kubeconfig *dagger.Secret,
-	// cosign public key the image's signature must verify against.
-	// +optional
-	publicKey *dagger.File,
-	// Why, for the promotion attestation.
+	// Why, for the promotion attestation and the release history.
 	// +optional
 	reason string,
+	// Accept an INCONCLUSIVE gate verdict where the target requires PASS (needs a reason).
+	// +optional
+	approve bool,
+	// Promote a version not greater than the one the target runs.
+	// +optional
+	allowDowngrade bool,
+	// An API server on the caller's host (tcp://127.0.0.1:PORT), reached through this tunnel: it answers at 127.0.0.1:PORT in the step too, so the kubeconfig works unchanged.
+	// +optional
+	apiServer *dagger.Service,
+	// A registry on the caller's host (tcp://127.0.0.1:PORT) holding the environments' repositories, reached through this tunnel (a local-testing aid): it answers at 127.0.0.1:PORT in the step too, so the spec's repositories work unchanged.
+	// +optional
+	registry *dagger.Service,
+	// Registry user name, for both repositories.
+	// +optional
+	username string,
+	// Registry password or token.
+	// +optional
+	password *dagger.Secret,
+	// cosign private key (PEM) to sign the promotion attestation with.
+	// +optional
+	key *dagger.Secret,
+	// The key's password.
+	// +optional
+	keyPassword *dagger.Secret,
+	// OIDC identity token: sign the promotion attestation keyless (Fulcio, Rekor).
+	// +optional
+	oidcToken *dagger.Secret,
+	// Fulcio for keyless signing (default: the public Sigstore instance).
+	// +optional
+	fulcioURL string,
+	// Rekor for keyless signing (default: the public Sigstore instance).
+	// +optional
+	rekorURL string,
+	// The project: its spec, and the files the spec names (verify.key).
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
+	// The spec file, relative to source.
 	// +default="modelci.yaml"
 	spec string,
 ) (string, error) {
-	args := []string{"promote", ref, "--to", to, "--spec", path.Join(srcDir, spec)}
+	if key != nil && oidcToken != nil {
+		return "", fmt.Errorf("promote %s: give a key or an OIDC token, not both", model)
+	}
+	c, err := m.cliContainer(ctx, source, spec)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"promote", model, "--from", from, "--to", to, "--spec", path.Join(srcDir, spec), "-o", "json"}
 	if reason != "" {
 		args = append(args, "--reason", reason)
 	}
-	return m.cli(ctx, source, kubeconfig, publicKey, nil, args)
-}
-
-// cli runs a modelci command, built from source, in a container.
-func (m *Modelci) cli(ctx context.Context, source *dagger.Directory, kubeconfig *dagger.Secret, publicKey *dagger.File, apiServer *dagger.Service, args []string) (string, error) {
-	rt, err := m.runtime(ctx)
+	if approve {
+		args = append(args, "--approve")
+	}
+	if allowDowngrade {
+		args = append(args, "--allow-downgrade")
+	}
+	if key != nil {
+		c = c.WithMountedSecret(secretsRoot+"/cosign.key", key)
+		args = append(args, "--key", secretsRoot+"/cosign.key")
+	}
+	if keyPassword != nil {
+		c = c.WithSecretVariable("MODELCI_KEY_PASSWORD", keyPassword)
+	}
+	if oidcToken != nil {
+		c = c.WithSecretVariable("SIGSTORE_ID_TOKEN", oidcToken)
+		args = append(args, "--keyless")
+	}
+	if fulcioURL != "" {
+		args = append(args, "--fulcio-url", fulcioURL)
+	}
+	if rekorURL != "" {
+		args = append(args, "--rekor-url", rekorURL)
+	}
+	c, routes, args, err := access{kubeconfig: kubeconfig, apiServer: apiServer, registry: registry, username: username, password: password}.apply(ctx, c, args)
 	if err != nil {
 		return "", err
+	}
+	return runCLI(ctx, c, routes, args)
+}
+
+// cliContainer has modelci, built from source, and the project at /src,
+// and works in the spec's directory: paths in the spec and in flags mean
+// what they mean to `modelci -C DIR`.
+func (m *Modelci) cliContainer(ctx context.Context, source *dagger.Directory, spec string) (*dagger.Container, error) {
+	rt, err := m.runtime(ctx)
+	if err != nil {
+		return nil, err
 	}
 	st, err := m.stageContainer(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	c := once(st).WithFile(runtimeBin, rt).WithMountedDirectory(srcDir, source).WithWorkdir(srcDir)
-	if kubeconfig != nil {
-		c = c.WithMountedSecret(secretsRoot+"/kubeconfig", kubeconfig).WithEnvVariable("KUBECONFIG", secretsRoot+"/kubeconfig")
+	return once(st).WithFile(runtimeBin, rt).
+		WithMountedDirectory(srcDir, source).
+		WithWorkdir(path.Join(srcDir, path.Dir(path.Clean(spec)))), nil
+}
+
+// access is how a modelci command in a container reaches the registry and
+// the cluster.
+type access struct {
+	kubeconfig          *dagger.Secret
+	apiServer, registry *dagger.Service
+	username            string
+	password            *dagger.Secret
+}
+
+// apply mounts the credentials into c and binds the tunnels. It returns
+// the `stage forward` routes that make each tunnel answer at 127.0.0.1 on
+// its ports, as it does on the caller's host, and args with --kubeconfig.
+func (a access) apply(ctx context.Context, c *dagger.Container, args []string) (*dagger.Container, []string, []string, error) {
+	if a.kubeconfig != nil {
+		c = c.WithMountedSecret(secretsRoot+"/kubeconfig", a.kubeconfig)
+		args = append(args, "--kubeconfig", secretsRoot+"/kubeconfig")
 	}
-	if publicKey != nil {
-		c = c.WithMountedFile(secretsRoot+"/cosign.pub", publicKey)
-		args = append(args, "--key", secretsRoot+"/cosign.pub")
+	if a.username != "" {
+		c = c.WithEnvVariable("MODELCI_REGISTRY_USERNAME", a.username)
 	}
-	if apiServer != nil {
-		c = c.WithServiceBinding("kubernetes", apiServer)
+	if a.password != nil {
+		c = c.WithSecretVariable("MODELCI_REGISTRY_PASSWORD", a.password)
 	}
-	out, err := c.WithExec(append([]string{runtimeBin}, args...)).Stdout(ctx)
+	var routes []string
+	seen := map[int]string{}
+	for _, t := range []struct {
+		alias string
+		svc   *dagger.Service
+	}{{"kubernetes", a.apiServer}, {"registry", a.registry}} {
+		if t.svc == nil {
+			continue
+		}
+		ports, err := t.svc.Ports(ctx)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("the %s tunnel's ports: %w", t.alias, err)
+		}
+		for _, p := range ports {
+			n, err := p.Port(ctx)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("the %s tunnel's ports: %w", t.alias, err)
+			}
+			if other, ok := seen[n]; ok {
+				return nil, nil, nil, fmt.Errorf("the %s and %s tunnels both use port %d", other, t.alias, n)
+			}
+			seen[n] = t.alias
+			routes = append(routes, "--listen", fmt.Sprintf("127.0.0.1:%d=%s:%d", n, t.alias, n))
+		}
+		c = c.WithServiceBinding(t.alias, t.svc)
+	}
+	return c, routes, args, nil
+}
+
+// exitMeanings are modelci's exit codes (ARCHITECTURE.md, "Exit codes").
+var exitMeanings = map[int]string{1: "failed", 2: "usage error", 3: "refused", 4: "held for approval"}
+
+// runCLI runs `modelci ARGS` in c under `stage forward` with routes, and
+// returns its stdout. A non-zero exit is an error with modelci's stderr.
+func runCLI(ctx context.Context, c *dagger.Container, routes, args []string) (string, error) {
+	argv := append(append([]string{stageBin, "forward"}, routes...), "--", runtimeBin)
+	r := c.WithExec(append(argv, args...), dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
+	code, err := r.ExitCode(ctx)
 	if err != nil {
 		return "", fmt.Errorf("modelci %s: %w", args[0], err)
 	}
-	return out, nil
+	out, err := r.Stdout(ctx)
+	if err != nil {
+		return "", fmt.Errorf("modelci %s: %w", args[0], err)
+	}
+	if code == 0 {
+		return out, nil
+	}
+	stderr, err := r.Stderr(ctx)
+	if err != nil {
+		return "", fmt.Errorf("modelci %s: exit %d: %w", args[0], code, err)
+	}
+	meaning := exitMeanings[code]
+	if meaning == "" {
+		meaning = "failed"
+	}
+	// The end of stderr says why; progress lines come before it.
+	stderr = strings.TrimSpace(stderr)
+	if len(stderr) > 4000 {
+		stderr = "…" + stderr[len(stderr)-4000:]
+	}
+	return "", fmt.Errorf("modelci %s %s (exit %d):\n%s", args[0], meaning, code, stderr)
 }
 
 // ReleaseResult is what a release did.
@@ -800,7 +995,7 @@ func (m *Modelci) Release(
 	// cosign public key for verification before deploying.
 	// +optional
 	publicKey *dagger.File,
-	// An API server on the caller's host (tcp://localhost:PORT), reached through this tunnel.
+	// An API server on the caller's host (tcp://127.0.0.1:PORT), reached through this tunnel: it answers at 127.0.0.1:PORT in the deploy step too, so the kubeconfig works unchanged.
 	// +optional
 	apiServer *dagger.Service,
 	// Image creation time in seconds since the Unix epoch, as SOURCE_DATE_EPOCH.
@@ -871,8 +1066,8 @@ func (m *Modelci) Release(
 				steps = append(steps, fmt.Sprintf("- signed: `%s`", res.Signature))
 			}
 			if kubeconfig != nil {
-				args := []string{"deploy", res.Ref, "--context", kubeContext, "-n", namespace, "--spec", path.Join(srcDir, spec)}
-				out, err := m.cli(ctx, source, kubeconfig, publicKey, apiServer, args)
+				out, err := m.deploy(ctx, source, spec, res.Ref, kubeContext, namespace, "", publicKey,
+					access{kubeconfig: kubeconfig, apiServer: apiServer, registry: registry, username: username, password: password})
 				if err != nil {
 					return nil, err
 				}

@@ -7,7 +7,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,11 +17,19 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
+
+// The deploy and promote tests share one control plane (MODELCI_K8S_BIN).
+func TestMain(m *testing.M) { k8stest.Main(m) }
 
 // These tests drive a real Dagger engine with the dagger CLI. tools/dagger/engine.sh
 // start prints the variables they need; .ci/run sets them.
@@ -175,6 +185,10 @@ func serveRegistry(t *testing.T) string {
 	return ""
 }
 
+// TestRelease releases the example into a staging repository of the
+// embedded registry, then deploys it to a namespace of the test control
+// plane and promotes it to a prod repository and namespace, each with one
+// `dagger call` through the module's registry and API server tunnels.
 func TestRelease(t *testing.T) {
 	daggerCLI(t)
 	local := localRun(t)
@@ -185,15 +199,17 @@ func TestRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPath := filepath.Join(dir, "cosign.key")
-	if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
-		t.Fatal(err)
+	keyPath, pubPath := filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")
+	for path, b := range map[string][]byte{keyPath: priv, pubPath: pub} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Setenv("MODELCI_TEST_KEY_PASSWORD", "pw")
 
-	repo := addr + "/diabetes"
+	staging, prod := addr+"/staging/diabetes", addr+"/prod/diabetes"
 	out := call(t, "release", "--spec", linregSpec,
-		"--address", repo, "--registry", "tcp://"+addr,
+		"--address", staging, "--registry", "tcp://"+addr,
 		"--key", "file:"+keyPath, "--key-password", "env:MODELCI_TEST_KEY_PASSWORD", "json")
 	var rel struct {
 		Verdict, Version, Digest, Ref, ModelDigest, Signature, Summary string
@@ -212,8 +228,8 @@ func TestRelease(t *testing.T) {
 	if rel.Digest != local.Record.Outputs.Image.Digest {
 		t.Errorf("image digest %s, modelci run's %s", rel.Digest, local.Record.Outputs.Image.Digest)
 	}
-	if want := repo + "@" + rel.Digest; rel.Ref != want {
-		t.Errorf("ref %s, want %s", rel.Ref, want)
+	if want := staging + "@" + rel.Digest; rel.Ref != want {
+		t.Fatalf("ref %s, want %s", rel.Ref, want)
 	}
 	if !strings.Contains(rel.Summary, "PASS") || !strings.Contains(rel.Summary, rel.Digest) {
 		t.Errorf("summary lacks the verdict or the digest:\n%s", rel.Summary)
@@ -221,14 +237,126 @@ func TestRelease(t *testing.T) {
 
 	// The registry holds the version tag at that digest, signed with the key.
 	ctx := context.Background()
-	got, err := registry.Resolve(ctx, repo+":1.0.0")
+	got, err := registry.Resolve(ctx, staging+":1.0.0")
 	if err != nil {
-		t.Fatalf("resolve %s:1.0.0: %v", repo, err)
+		t.Fatalf("resolve %s:1.0.0: %v", staging, err)
 	}
 	if got.String() != rel.Digest {
-		t.Errorf("%s:1.0.0 is %s, want %s", repo, got, rel.Digest)
+		t.Errorf("%s:1.0.0 is %s, want %s", staging, got, rel.Digest)
 	}
 	if _, err := sign.Verify(ctx, rel.Ref, sign.VerifyPolicy{Key: pub, RequireGate: true}); err != nil {
-		t.Errorf("verify %s: %v", rel.Ref, err)
+		t.Fatalf("verify %s: %v", rel.Ref, err)
+	}
+
+	t.Run("deploy", func(t *testing.T) {
+		c := k8stest.Start(t)
+		ns := c.Namespace(t)
+		out := call(t, "deploy", "--ref", rel.Ref, "--spec", linregSpec,
+			"--kubeconfig", "file:"+c.Kubeconfig, "--context", k8stest.Context, "--namespace", ns,
+			"--api-server", apiServerTunnel(t, c), "--registry", "tcp://"+addr, "--public-key", pubPath)
+		if got := strings.TrimSpace(out); got != rel.Ref {
+			t.Errorf("deploy printed %q, want %s", got, rel.Ref)
+		}
+		checkRunning(t, c, ns, rel.Ref)
+	})
+
+	t.Run("promote", func(t *testing.T) {
+		c := k8stest.Start(t)
+		stagingNS, prodNS := c.Namespace(t), c.Namespace(t)
+		project := promoteProject(t, pub, fmt.Sprintf(`
+verify:
+  key: cosign.pub
+deploy:
+  replicas: 2
+environments:
+  staging: {repository: %s, context: %s, namespace: %s}
+  prod: {repository: %s, context: %s, namespace: %s, constraint: ">= 1.0, < 2.0"}
+`, staging, k8stest.Context, stagingNS, prod, k8stest.Context, prodNS))
+
+		out := call(t, "promote", "--source", project, "--model", "diabetes@1.0.0", "--from", "staging", "--to", "prod",
+			"--reason", "e2e", "--kubeconfig", "file:"+c.Kubeconfig, "--api-server", apiServerTunnel(t, c),
+			"--registry", "tcp://"+addr, "--key", "file:"+keyPath, "--key-password", "env:MODELCI_TEST_KEY_PASSWORD")
+		var res promote.Result
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("promote output %q: %v", out, err)
+		}
+		want := prod + "@" + rel.Digest
+		if res.Digest != rel.Digest || res.Image != want || res.Source != rel.Ref {
+			t.Errorf("promoted %s (%s) from %s, want %s from %s", res.Image, res.Digest, res.Source, want, rel.Ref)
+		}
+
+		// The prod repository holds the same digest under the version tag,
+		// signed as in staging, with a promotion attestation signed by the key.
+		got, err := registry.Resolve(ctx, prod+":1.0.0")
+		if err != nil || got.String() != rel.Digest {
+			t.Fatalf("%s:1.0.0 is %v (%v), want %s", prod, got, err, rel.Digest)
+		}
+		if _, err := sign.Verify(ctx, want, sign.VerifyPolicy{Key: pub, RequireGate: true}); err != nil {
+			t.Errorf("verify %s: %v", want, err)
+		}
+		sts, err := sign.VerifiedStatements(ctx, want, promote.PredicateType, sign.VerifyPolicy{Key: pub})
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("promotion attestations of %s: %d (%v), want 1", want, len(sts), err)
+		}
+		var pred promote.Predicate
+		if err := json.Unmarshal(sts[0].Predicate, &pred); err != nil {
+			t.Fatal(err)
+		}
+		if pred.From.Repository != staging || pred.To.Repository != prod || pred.Reason != "e2e" {
+			t.Errorf("promotion attestation from %+v to %+v (reason %q), want %s to %s (e2e)", pred.From, pred.To, pred.Reason, staging, prod)
+		}
+		checkRunning(t, c, prodNS, want)
+	})
+}
+
+// apiServerTunnel is the --api-server argument for c's API server.
+func apiServerTunnel(t *testing.T, c *k8stest.Cluster) string {
+	t.Helper()
+	u, err := url.Parse(c.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "tcp://" + u.Host
+}
+
+// promoteProject is a source directory for `dagger call promote`: the
+// example's spec with extra sections, and the public key verify: names.
+func promoteProject(t *testing.T, pub []byte, extra string) string {
+	t.Helper()
+	spec, err := os.ReadFile(filepath.Join(repoRoot(t), linregSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "modelci.yaml"), append(spec, extra...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// checkRunning fails unless ns has the model's Deployments, every
+// container running ref.
+func checkRunning(t *testing.T, c *k8stest.Cluster, ns, ref string) {
+	t.Helper()
+	ds, err := c.Client.AppsV1().Deployments(ns).List(context.Background(),
+		metav1.ListOptions{LabelSelector: deploy.LabelName + "=diabetes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Items) == 0 {
+		t.Fatalf("no Deployment of diabetes in %s", ns)
+	}
+	for _, d := range ds.Items {
+		for _, ctr := range d.Spec.Template.Spec.Containers {
+			if ctr.Image != ref {
+				t.Errorf("Deployment %s/%s runs %s, want %s", ns, d.Name, ctr.Image, ref)
+			}
+		}
+		if d.Status.AvailableReplicas == 0 {
+			t.Errorf("Deployment %s/%s has no available replica", ns, d.Name)
+		}
 	}
 }

@@ -10,6 +10,7 @@
 //	stage push      --layout DIR --digest D --to HOST/REPO:TAG [--insecure] [--username U] [--allow-overwrite]
 //	stage sign      --ref REF [--key FILE] [--insecure] [--gate FILE] [--provenance FILE] [--metrics FILE]
 //	stage digest    DIR   (the model directory digest of a run record)
+//	stage forward   --listen LOCAL=TARGET… -- CMD ARGS…   (relays LOCAL to TARGET while CMD runs; exits with CMD's status)
 //
 // Secrets come from the environment: MODELCI_REGISTRY_PASSWORD,
 // MODELCI_KEY_PASSWORD and SIGSTORE_ID_TOKEN.
@@ -18,9 +19,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -68,12 +71,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: stage split|train|evaluate|image|push|sign [flags]")
+		fmt.Fprintln(os.Stderr, "usage: stage split|train|evaluate|image|push|sign|digest|forward [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func(context.Context, []string) error{
 		"split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
 		"image": imageCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
+		"forward": forwardCmd,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
@@ -81,6 +85,11 @@ func main() {
 		os.Exit(2)
 	}
 	if err := run(ctx, os.Args[2:]); err != nil {
+		// forward's command has spoken for itself: keep its exit status.
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() > 0 {
+			os.Exit(exit.ExitCode())
+		}
 		fmt.Fprintf(os.Stderr, "stage %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
