@@ -237,7 +237,7 @@ func TestPromoteUsesEnvironmentApprovals(t *testing.T) {
 		t.Errorf("promote concurrency %+v: want one group per model and environment, never cancelled", w.Concurrency)
 	}
 	c := daggerCalls(callStep(t, j, "promote").Run)[0]
-	for _, f := range []string{"ref", "to", "reason"} {
+	for _, f := range []string{"model", "from", "to", "reason", "kubeconfig"} {
 		if c.flags[f] == "" {
 			t.Errorf("dagger call promote without --%s", f)
 		}
@@ -499,15 +499,8 @@ func recvName(d *ast.FuncDecl) string {
 }
 
 // awaiting is what the workflows use that the Dagger module does not have
-// yet: the source environment and the registry and signing credentials
-// for promote. The test fails once
-// the module has one, so that it leaves this list.
-var awaiting = map[string]bool{
-	"promote --from":       true,
-	"promote --username":   true,
-	"promote --password":   true,
-	"promote --oidc-token": true,
-}
+// yet. The test fails once the module has one, so that it leaves this list.
+var awaiting = map[string]bool{}
 
 // TestWorkflowsMatchTheDaggerModule checks every `dagger call` in the
 // workflows against the module's source: the function exists, takes each
