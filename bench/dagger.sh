@@ -51,7 +51,11 @@ done
 local_digest=$(sed -n 's/.*@//p' "$work/local-ref" | tail -1)
 dagger_digest=$(tr -d '[:space:]' <"$work/digest")
 printf '%-28s %10s\n' "modelci run (local)" "${local_s}s"
-printf '%-28s %10s\n' "dagger call release, cold" "${cold_s}s"
+if [[ $cold_s == - ]]; then
+	printf '%-28s %10s\n' "dagger call release, cold" "skipped"
+else
+	printf '%-28s %10s\n' "dagger call release, cold" "${cold_s}s"
+fi
 printf '%-28s %10s  (best of %d)\n' "dagger call release, warm" "${best}s" "$warm_runs"
 if [[ $cold_s != - ]]; then
 	awk -v c="$cold_s" -v l="$local_s" 'BEGIN { printf "cold / local  %8.1fx\n", c / l }'
