@@ -86,7 +86,7 @@ func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics
 	if err != nil {
 		return nil, err
 	}
-	in := &BaselineInput{Source: "environment:" + env.Name, Image: ref, Version: st.Current.Version, Digest: digestBytes(raw)}
+	in := &BaselineInput{Source: "environment:" + env.Name, Image: ref, Version: st.Current.Version, Digest: DigestBytes(raw)}
 	r.rec.Inputs.Baseline = in
 	if champion.Split.TestDigest == candidate.Split.TestDigest {
 		return champion, nil
@@ -112,7 +112,7 @@ func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics
 	if err := os.WriteFile(filepath.Join(r.tmp, "champion", "metrics.json"), raw, 0o644); err != nil {
 		return nil, err
 	}
-	in.Rescored, in.RescoredDigest = true, digestBytes(raw)
+	in.Rescored, in.RescoredDigest = true, DigestBytes(raw)
 	return &rescored, nil
 }
 

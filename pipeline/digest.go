@@ -11,7 +11,8 @@ import (
 	"strconv"
 )
 
-func digestBytes(b []byte) string {
+// DigestBytes is "sha256:<hex>" of b, the digest run records give files.
+func DigestBytes(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -40,7 +40,7 @@ func Rebuild(ctx context.Context, spec *Spec, output, id string, opts ...Option)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild %s: %w", id, err)
 	}
-	if d := digestBytes(b); d != rec.Spec.Digest {
+	if d := DigestBytes(b); d != rec.Spec.Digest {
 		return nil, fmt.Errorf("rebuild %s: %s: %w (recorded %s, now %s)", id, spec.File, ErrSpecChanged, short(rec.Spec.Digest), short(d))
 	}
 	scratch, err := os.MkdirTemp("", "modelci-rebuild-")

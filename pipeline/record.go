@@ -214,5 +214,5 @@ func writeJSON(path string, v any) (string, error) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return "", err
 	}
-	return digestBytes(b), nil
+	return DigestBytes(b), nil
 }

@@ -196,7 +196,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	specBytes, err := os.ReadFile(spec.Path(spec.File))
 	specDigest := ""
 	if err == nil {
-		specDigest = digestBytes(specBytes)
+		specDigest = DigestBytes(specBytes)
 	}
 	params, err := spec.ParamsMap()
 	if err != nil {
@@ -305,15 +305,12 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
-		metrics = &modelgate.Metrics{
-			Schema:  modelgate.MetricsSchema,
-			Train:   modelgate.TrainMetrics{Loss: trainLoss},
-			Eval:    modelgate.EvalMetrics{Loss: evaluate.Mean(perExample), PerExample: perExample},
-			Params:  params,
-			Dataset: modelgate.DatasetInfo{Digest: r.rec.Inputs.Dataset.Digest, Rows: ds.Rows()},
-			Split: modelgate.SplitInfo{TestDigest: r.rec.Inputs.Split.TestDigest, TestRows: testSet.Rows(),
-				Seed: *spec.Data.Seed, TestFraction: *spec.Data.TestFraction},
-		}
+		metrics = NewMetrics(MetricsInput{
+			Params: params, DatasetDigest: r.rec.Inputs.Dataset.Digest, Rows: ds.Rows(),
+			TestDigest: r.rec.Inputs.Split.TestDigest, TestRows: testSet.Rows(),
+			Seed: *spec.Data.Seed, TestFraction: *spec.Data.TestFraction,
+			TrainLoss: trainLoss, PerExample: perExample,
+		})
 		d, err := writeJSON(filepath.Join(tmp, "metrics.json"), metrics)
 		if err != nil {
 			return "", err
@@ -415,7 +412,7 @@ func (r *run) writeReports(report *modelgate.Report, m *modelgate.Metrics) error
 	if err := os.WriteFile(filepath.Join(r.tmp, "gate.json"), b, 0o644); err != nil {
 		return err
 	}
-	r.rec.Outputs.Gate = Artifact{Path: "gate.json", Digest: digestBytes(b)}
+	r.rec.Outputs.Gate = Artifact{Path: "gate.json", Digest: DigestBytes(b)}
 	if err := os.WriteFile(filepath.Join(r.tmp, "gate.md"), []byte(report.Markdown()), 0o644); err != nil {
 		return err
 	}
@@ -448,7 +445,7 @@ func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics, test *
 		if err != nil {
 			return nil, fmt.Errorf("gate.baseline.metrics %s: %w", p, err)
 		}
-		r.rec.Inputs.Baseline = &BaselineInput{Source: p, Digest: digestBytes(b)}
+		r.rec.Inputs.Baseline = &BaselineInput{Source: p, Digest: DigestBytes(b)}
 		return m, nil
 	}
 	ids, err := ListRuns(r.out)
@@ -472,7 +469,7 @@ func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics, test *
 		if err != nil {
 			return nil, fmt.Errorf("baseline run %s: %w", ids[i], err)
 		}
-		r.rec.Inputs.Baseline = &BaselineInput{Source: "run:" + ids[i], Digest: digestBytes(b)}
+		r.rec.Inputs.Baseline = &BaselineInput{Source: "run:" + ids[i], Digest: DigestBytes(b)}
 		return m, nil
 	}
 	return nil, nil

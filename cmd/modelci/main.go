@@ -53,7 +53,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(fmt.Errorf("%w\n%s", err, c.UsageString()))
 	})
-	root.AddCommand(newRunCmd(), newInitCmd(), newVersionCmd(), newServeCmd(), newGateCmd(), newGCCmd(), newRebuildCmd(), newRegistryCmd(), newCopyCmd(), newDoctorCmd(), newKeygenCmd(), newSignCmd(), newVerifyCmd(), newDeployCmd(), newStatusCmd(), newHistoryCmd(), newRollbackCmd(), newPromoteCmd())
+	root.AddCommand(newRunCmd(), newInitCmd(), newVersionCmd(), newServeCmd(), newGateCmd(), newGCCmd(), newRebuildCmd(), newRegistryCmd(), newCopyCmd(), newDoctorCmd(), newKeygenCmd(), newSignCmd(), newVerifyCmd(), newDeployCmd(), newStatusCmd(), newHistoryCmd(), newRollbackCmd(), newPromoteCmd(), newStageCmd())
 	return root
 }
 

@@ -156,24 +156,35 @@ func External(ctx context.Context, in ExternalInput) ([]float64, error) {
 		return nil, fmt.Errorf("external evaluator: %w", err)
 	}
 
-	report := filepath.Join(out, Predictions)
-	b, err := os.ReadFile(report)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("external evaluator: %s does not exist: %w", report, ErrNoPredictions)
-	}
+	loss, err := ReadPredictions(filepath.Join(out, Predictions), in.Test.Rows())
 	if err != nil {
 		return nil, fmt.Errorf("external evaluator: %w", err)
 	}
+	return loss, nil
+}
+
+// ReadPredictions reads an evaluator's predictions.json (evaluator contract
+// v1): one finite loss for each of rows test rows. The Dagger module's steps
+// read it here too, so an evaluator in a container is held to the same
+// contract.
+func ReadPredictions(path string, rows int) ([]float64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: %w", path, ErrNoPredictions)
+	}
+	if err != nil {
+		return nil, err
+	}
 	loss, err := proc.DecodeFloats(b, "per_example_loss")
 	if err != nil {
-		return nil, fmt.Errorf("external evaluator: %s: %w: %w", report, ErrBadPredictions, err)
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrBadPredictions, err)
 	}
-	if len(loss) != in.Test.Rows() {
-		return nil, fmt.Errorf("external evaluator: %s has %d losses for %d test rows: %w", report, len(loss), in.Test.Rows(), ErrLossCount)
+	if len(loss) != rows {
+		return nil, fmt.Errorf("%s has %d losses for %d test rows: %w", path, len(loss), rows, ErrLossCount)
 	}
 	for i, v := range loss {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("external evaluator: %s: per_example_loss[%d] is %v: %w", report, i, v, ErrNonFiniteLoss)
+			return nil, fmt.Errorf("%s: per_example_loss[%d] is %v: %w", path, i, v, ErrNonFiniteLoss)
 		}
 	}
 	return loss, nil

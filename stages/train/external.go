@@ -135,25 +135,35 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 		return nil, fmt.Errorf("external trainer: %s is empty: %w", modelDir, ErrNoModelDir)
 	}
 
-	report := filepath.Join(out, TrainReport)
-	b, err := os.ReadFile(report)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("external trainer: %s does not exist: %w", report, ErrNoTrainReport)
-	}
+	loss, err := ReadTrainReport(filepath.Join(out, TrainReport))
 	if err != nil {
 		return nil, fmt.Errorf("external trainer: %w", err)
 	}
+	return &ExternalResult{ModelDir: modelDir, Loss: loss}, nil
+}
+
+// ReadTrainReport reads a trainer's train.json (trainer contract v1): at
+// least one loss, every one finite. The Dagger module's steps read it here
+// too, so a trainer in a container is held to the same contract.
+func ReadTrainReport(path string) ([]float64, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: %w", path, ErrNoTrainReport)
+	}
+	if err != nil {
+		return nil, err
+	}
 	loss, err := proc.DecodeFloats(b, "loss")
 	if err != nil {
-		return nil, fmt.Errorf("external trainer: %s: %w: %w", report, ErrBadTrainReport, err)
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrBadTrainReport, err)
 	}
 	if len(loss) == 0 {
-		return nil, fmt.Errorf("external trainer: %s: no loss values: %w", report, ErrBadTrainReport)
+		return nil, fmt.Errorf("%s: no loss values: %w", path, ErrBadTrainReport)
 	}
 	for i, v := range loss {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("external trainer: %s: loss[%d] is %v: %w", report, i, v, ErrNonFiniteLoss)
+			return nil, fmt.Errorf("%s: loss[%d] is %v: %w", path, i, v, ErrNonFiniteLoss)
 		}
 	}
-	return &ExternalResult{ModelDir: modelDir, Loss: loss}, nil
+	return loss, nil
 }

@@ -1,20 +1,27 @@
-// Command stage runs one modelci stage inside a Dagger function's
-// container: the module (package main in ci/) compiles it from the same
-// source as `modelci`, so each step calls the very stage code that
-// `modelci run` calls and produces the same bytes.
+// Package stage runs one modelci pipeline step inside a Dagger function's
+// container, as `modelci stage STEP [flags]` (a hidden command). The module
+// in ci/ imports none of modelci's packages: it wires containers, and every
+// decision (the spec, the split, training and evaluation under the
+// contracts, metrics.json, the gate, the attestation predicates, the image)
+// is made here by the very code `modelci run` calls, so the two produce the
+// same bytes and cannot drift apart.
 //
-//	stage split     --data FILE --target COL --fraction F --seed S --out DIR
-//	stage train     --name NAME --version V   (trainer contract v1: MODELCI_DATA, MODELCI_OUT, MODELCI_PARAMS, MODELCI_SEED)
-//	stage evaluate                            (evaluator contract v1: MODELCI_MODEL, MODELCI_DATA, MODELCI_OUT)
-//	stage image     --model DIR --runtime FILE --name N --version V --dataset-digest D --out DIR [--created UNIX]
-//	stage push      --layout DIR --digest D --to HOST/REPO:TAG [--insecure] [--username U] [--allow-overwrite]
-//	stage sign      --ref REF [--key FILE] [--insecure] [--gate FILE] [--provenance FILE] [--metrics FILE]
-//	stage digest    DIR   (the model directory digest of a run record)
-//	stage forward   --listen LOCAL=TARGET… -- CMD ARGS…   (relays LOCAL to TARGET while CMD runs; exits with CMD's status)
+//	stage plan       --spec FILE   (the spec's facts the module wires containers with, as JSON)
+//	stage split      --data FILE --target COL --fraction F --seed S --out DIR
+//	stage train      --name NAME --version V --target COL   (trainer contract v1: MODELCI_DATA, MODELCI_OUT, MODELCI_PARAMS, MODELCI_SEED)
+//	stage evaluate   --target COL   (evaluator contract v1: MODELCI_MODEL, MODELCI_DATA, MODELCI_OUT)
+//	stage metrics    --spec FILE --split split.json --train train.json --predictions predictions.json --out FILE
+//	stage gate       --metrics FILE [--baseline FILE] (--spec FILE | --policy FILE) --out DIR
+//	stage predicates --spec FILE --metrics FILE [--baseline FILE] --started RFC3339 --out DIR
+//	stage image      --model DIR --runtime FILE --name N --version V --dataset-digest D --out DIR [--created UNIX]
+//	stage push       --layout DIR --digest D --to HOST/REPO:TAG [--insecure] [--username U] [--allow-overwrite]
+//	stage sign       --ref REF [--key FILE] [--insecure] [--gate FILE] [--provenance FILE] [--metrics FILE]
+//	stage digest     DIR   (the model directory digest of a run record)
+//	stage forward    --listen LOCAL=TARGET… -- CMD ARGS…   (relays LOCAL to TARGET while CMD runs; exits with CMD's status)
 //
 // Secrets come from the environment: MODELCI_REGISTRY_PASSWORD,
 // MODELCI_KEY_PASSWORD and SIGSTORE_ID_TOKEN.
-package main
+package stage
 
 import (
 	"context"
@@ -24,11 +31,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -67,32 +72,37 @@ type Image struct {
 	Tag    string `json:"tag"`
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: stage split|train|evaluate|image|push|sign|digest|forward [flags]")
-		os.Exit(2)
+// Usage lists the steps.
+const Usage = "usage: modelci stage plan|split|train|evaluate|metrics|gate|predicates|image|push|sign|digest|forward [flags]"
+
+// ErrUsage is returned for an unknown step or malformed flags.
+var ErrUsage = errors.New(Usage)
+
+// Run runs the step args[0] with the flags args[1:]. An error wrapping an
+// *exec.ExitError is forward's command speaking for itself: its exit status
+// is the step's.
+func Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return ErrUsage
 	}
 	cmds := map[string]func(context.Context, []string) error{
-		"split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
+		"plan": planCmd, "split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
+		"metrics": metricsCmd, "gate": gateCmd, "predicates": predicatesCmd,
 		"image": imageCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
 		"forward": forwardCmd,
 	}
-	run, ok := cmds[os.Args[1]]
+	run, ok := cmds[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "stage: unknown command %q\n", os.Args[1])
-		os.Exit(2)
+		return fmt.Errorf("unknown step %q: %w", args[0], ErrUsage)
 	}
-	if err := run(ctx, os.Args[2:]); err != nil {
-		// forward's command has spoken for itself: keep its exit status.
+	if err := run(ctx, args[1:]); err != nil {
 		var exit *exec.ExitError
-		if errors.As(err, &exit) && exit.ExitCode() > 0 {
-			os.Exit(exit.ExitCode())
+		if errors.As(err, &exit) {
+			return err
 		}
-		fmt.Fprintf(os.Stderr, "stage %s: %v\n", os.Args[1], err)
-		os.Exit(1)
+		return fmt.Errorf("stage %s: %w", args[0], err)
 	}
+	return nil
 }
 
 func splitCmd(ctx context.Context, args []string) error {
