@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Times `dagger call release` on examples/linreg against `modelci run` on
 # the same example, and prints the ratios:
-#   cold   the engine's cache pruned first: the module, the stage binary and
-#          the runtime are compiled, every step runs;
+#   cold   the engine's cache pruned first: the module and modelci (the step
+#          runner and the runtime) are compiled, every step runs;
 #   warm   the same call again with unchanged inputs: training, evaluation
 #          and the image come from the engine's cache;
 #   local  `modelci run` (a prebuilt binary, its runtime build cached).

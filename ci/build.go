@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path"
 	"runtime"
 	"strings"
 
@@ -56,11 +55,10 @@ func builtinContainer(ctx context.Context, digest string) (*dagger.Container, er
 	return dag.LoadContainerFromID(data.Container.ID), nil
 }
 
-// goBuild compiles a package of modelci's source (in the Go module at dir,
-// relative to the repository) into a static linux binary with the flags
-// stages/image uses for the runtime, so that the same source and toolchain
-// give the same bytes here and under `modelci run`.
-func (m *Modelci) goBuild(ctx context.Context, dir, pkg string) (*dagger.File, error) {
+// goBuild compiles a package of modelci's source into a static linux
+// binary with the flags stages/image uses for the runtime, so that the same
+// source and toolchain give the same bytes here and under `modelci run`.
+func (m *Modelci) goBuild(ctx context.Context, pkg string) (*dagger.File, error) {
 	b, err := m.goBuilder(ctx)
 	if err != nil {
 		return nil, err
@@ -68,24 +66,37 @@ func (m *Modelci) goBuild(ctx context.Context, dir, pkg string) (*dagger.File, e
 	const out = "/modelci/bin/out"
 	return b.
 		WithMountedDirectory(srcDir, m.ModelciSource).
-		WithWorkdir(path.Join(srcDir, dir)).
+		WithWorkdir(srcDir).
 		WithEnvVariable("CGO_ENABLED", "0").
 		WithEnvVariable("GOOS", "linux").
 		WithEnvVariable("GOARCH", runtime.GOARCH).
 		WithEnvVariable("GOWORK", "off").
+		// The builder's GOFLAGS=-mod=mod is for the SDK's codegen; a build
+		// of modelci uses its go.sum as committed.
+		WithEnvVariable("GOFLAGS", "-mod=readonly").
 		WithExec([]string{"go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg}).
 		File(out), nil
 }
 
-// runtime is modelci's server binary, as stages/image builds it.
-func (m *Modelci) runtime(ctx context.Context) (*dagger.File, error) {
-	return m.goBuild(ctx, ".", "./cmd/modelci")
+// binary is modelci: the caller's prebuilt one, else built from source.
+// It runs every step and is the image's server.
+func (m *Modelci) binary(ctx context.Context) (*dagger.File, error) {
+	if m.ModelciBinary != nil {
+		return m.ModelciBinary, nil
+	}
+	return m.goBuild(ctx, "./cmd/modelci")
 }
 
-// stageContainer is a scratch container with the stage binary (ci/stage)
-// and CA certificates.
+// ModelciBin returns the modelci binary the steps run: the one passed to
+// the module, else the one it builds from modelciSource. A caller can
+// check it against its own build of the same source.
+func (m *Modelci) ModelciBin(ctx context.Context) (*dagger.File, error) {
+	return m.binary(ctx)
+}
+
+// stageContainer is a scratch container with modelci and CA certificates.
 func (m *Modelci) stageContainer(ctx context.Context) (*dagger.Container, error) {
-	bin, err := m.goBuild(ctx, "ci", "./stage")
+	bin, err := m.binary(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +105,7 @@ func (m *Modelci) stageContainer(ctx context.Context) (*dagger.Container, error)
 		return nil, err
 	}
 	return dag.Container().
-		WithFile(stageBin, bin).
+		WithFile(cliBin, bin, dagger.ContainerWithFileOpts{Permissions: 0o755}).
 		WithFile(caBundle, b.File(caBundle)).
 		WithDirectory("/tmp", dag.Directory()).
 		WithEnvVariable("TMPDIR", "/tmp"), nil

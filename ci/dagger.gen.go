@@ -58,20 +58,24 @@ func convertSlice[I any, O any](in []I, f func(I) O) []O {
 func (r Modelci) MarshalJSON() ([]byte, error) {
 	var concrete struct {
 		ModelciSource *dagger.Directory
+		ModelciBinary *dagger.File
 	}
 	concrete.ModelciSource = r.ModelciSource
+	concrete.ModelciBinary = r.ModelciBinary
 	return json.Marshal(&concrete)
 }
 
 func (r *Modelci) UnmarshalJSON(bs []byte) error {
 	var concrete struct {
 		ModelciSource *dagger.Directory
+		ModelciBinary *dagger.File
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
 		return err
 	}
 	r.ModelciSource = concrete.ModelciSource
+	r.ModelciBinary = concrete.ModelciBinary
 	return nil
 }
 
@@ -502,6 +506,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				}
 			}
 			return (*Modelci).Gate(&parent, ctx, metrics, baseline, policy, source, spec)
+		case "ModelciBin":
+			var parent Modelci
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*Modelci).ModelciBin(&parent, ctx)
 		case "Promote":
 			var parent Modelci
 			err = json.Unmarshal(parentJSON, &parent)
@@ -956,7 +967,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelciSource", err))
 				}
 			}
-			return New(modelciSource), nil
+			var modelciBinary *dagger.File
+			if inputArgs["modelciBinary"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["modelciBinary"]), &modelciBinary)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelciBinary", err))
+				}
+			}
+			return New(modelciSource, modelciBinary), nil
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

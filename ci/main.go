@@ -2,92 +2,160 @@
 // `modelci run` (split, train, evaluate, gate, image) with each step in a
 // container, then publishes, signs and deploys what it built.
 //
-// The functions are thin wiring: the steps are modelci's own stages,
-// compiled from the source being built (ci/stage and cmd/modelci), so a
-// release gives the same model and image digests as `modelci run` on the
-// same inputs with the same Go toolchain.
+// The module imports none of modelci's packages. It wires containers, and
+// each step runs `modelci stage STEP` (internal/stage) from a modelci
+// binary built from the source being released: the spec is read by
+// modelci's own reader, metrics, the gate and the attestation predicates
+// are made by the code `modelci run` calls, so a release gives the same
+// model and image digests as `modelci run` on the same inputs with the
+// same Go toolchain, and the module cannot drift from it. It also keeps
+// the module's own build small and independent of modelci's source: a
+// change there rebuilds modelci, not the module.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/modelci/modelci/ci/internal/dagger"
-	"github.com/modelci/modelci/modelgate"
-	"github.com/modelci/modelci/pipeline"
-	"github.com/modelci/modelci/stages/evaluate"
-	"github.com/modelci/modelci/stages/sign"
-	"github.com/modelci/modelci/stages/train"
 )
 
 // Modelci builds, gates, publishes and deploys machine-learning models.
 type Modelci struct {
-	// modelci's own source: the stage binary and the serving runtime are
-	// compiled from it.
+	// modelci's own source: the modelci binary that runs the steps and
+	// serves in the image is compiled from it.
 	ModelciSource *dagger.Directory
+	// A modelci binary built from ModelciSource, when the caller has one.
+	ModelciBinary *dagger.File
 }
 
 // New returns the module. The project to build is each function's source
 // argument; modelciSource is modelci's own code (this module's repository).
 func New(
+	// modelci's source, from which the step runner and the image's server are built.
 	// +defaultPath="/"
-	// +ignore=[".git", "**/.modelci", "**/*.test", "examples", "docs", "bench"]
+	// +ignore=[".git", "**/.modelci", "**/*.test", "examples", "docs", "bench", "ci"]
 	modelciSource *dagger.Directory,
+	// modelci for linux/amd64, already built from modelciSource with `CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w" ./cmd/modelci` (what `modelci run` builds as its runtime): the module then compiles nothing. The caller vouches that it was built from that source. Without it the module builds it in the engine, with Go's caches in cache volumes.
+	// +optional
+	modelciBinary *dagger.File,
 ) *Modelci {
-	return &Modelci{ModelciSource: modelciSource}
+	return &Modelci{ModelciSource: modelciSource, ModelciBinary: modelciBinary}
 }
 
 // Paths inside step containers.
 const (
 	srcDir      = "/src"
-	stageBin    = "/usr/local/bin/stage"
-	runtimeBin  = "/usr/local/bin/modelci"
+	cliBin      = "/usr/local/bin/modelci"
 	caBundle    = "/etc/ssl/certs/ca-certificates.crt"
 	dataMount   = "/modelci/data"
 	outMount    = "/modelci/out"
 	modelMount  = "/modelci/model"
 	splitMount  = "/modelci/split"
 	imageOut    = "/modelci/image"
+	stepOut     = "/modelci/step"
 	secretsRoot = "/run/secrets"
 )
 
-// project is a spec read from a source directory.
-type project struct {
-	source *dagger.Directory
-	spec   *pipeline.Spec
-	dir    string // the spec's directory inside source ("." at its root)
+// Trainer and evaluator contract v1 (the environment and files modelci
+// gives a trainer and an evaluator; README, "Trainer contract v1").
+const (
+	envData        = "MODELCI_DATA"
+	envOut         = "MODELCI_OUT"
+	envParams      = "MODELCI_PARAMS"
+	envSeed        = "MODELCI_SEED"
+	envModel       = "MODELCI_MODEL"
+	trainReport    = "train.json"
+	predictionFile = "predictions.json"
+)
+
+// stage runs `modelci stage ARGS…` in c.
+func stage(c *dagger.Container, args ...string) *dagger.Container {
+	return c.WithExec(append([]string{cliBin, "stage"}, args...))
 }
 
-func loadProject(ctx context.Context, source *dagger.Directory, specPath string) (*project, error) {
+// plan is `modelci stage plan`'s document (internal/stage.Plan,
+// modelci.dev/stage-plan/v1): what the module needs of a spec.
+type plan struct {
+	Schema string `json:"schema"`
+	Model  struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"model"`
+	Data struct {
+		Path         string  `json:"path"`
+		Target       string  `json:"target"`
+		TestFraction float64 `json:"test_fraction"`
+		Seed         int64   `json:"seed"`
+	} `json:"data"`
+	Train struct {
+		Builtin string         `json:"builtin"`
+		Command []string       `json:"command"`
+		Image   string         `json:"image"`
+		GPU     bool           `json:"gpu"`
+		Params  map[string]any `json:"params"`
+	} `json:"train"`
+	Evaluate struct {
+		Command []string `json:"command"`
+	} `json:"evaluate"`
+	Image struct {
+		Base      string   `json:"base"`
+		Platforms []string `json:"platforms"`
+	} `json:"image"`
+}
+
+const planSchema = "modelci.dev/stage-plan/v1"
+
+// project is a spec in a source directory, read by modelci.
+type project struct {
+	source *dagger.Directory
+	spec   string // the spec's path inside source
+	dir    string // the spec's directory inside source ("." at its root)
+	plan   plan
+}
+
+func (m *Modelci) loadProject(ctx context.Context, source *dagger.Directory, specPath string) (*project, error) {
 	specPath = path.Clean(specPath)
-	b, err := source.File(specPath).Contents(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read spec %s: %w", specPath, err)
-	}
-	dir := path.Dir(specPath)
-	s, err := pipeline.ParseSpec(path.Base(specPath), path.Join(srcDir, dir), []byte(b))
+	st, err := m.stageContainer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &project{source: source, spec: s, dir: dir}, nil
+	out, err := stage(st.WithMountedDirectory(srcDir, source), "plan", "--spec", path.Join(srcDir, specPath)).Stdout(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read spec %s: %w", specPath, err)
+	}
+	p := &project{source: source, spec: specPath, dir: path.Dir(specPath)}
+	if err := json.Unmarshal([]byte(out), &p.plan); err != nil {
+		return nil, fmt.Errorf("read spec %s: the plan: %w", specPath, err)
+	}
+	if p.plan.Schema != planSchema {
+		return nil, fmt.Errorf("read spec %s: plan schema %q, want %s: modelciBinary is from another modelci", specPath, p.plan.Schema, planSchema)
+	}
+	return p, nil
 }
 
 // rel is a path from the spec, relative to the source directory.
 func (p *project) rel(name string) string { return path.Join(p.dir, name) }
 
+// withSource mounts the project at /src, the spec at specFile().
+func (p *project) withSource(c *dagger.Container) *dagger.Container {
+	return c.WithMountedDirectory(srcDir, p.source)
+}
+
+func (p *project) specFile() string { return path.Join(srcDir, p.spec) }
+
 // Train trains the model under trainer contract v1 in a container and
 // returns the trainer's output directory: model/ and train.json.
 //
-// The built-in trainer is compiled from source; a spec with
-// `train.command` runs that command in the trainer image (the `image`
-// argument, else the spec's `train.image`). Training is cached on its
-// inputs: the data, the parameters, the seed and the trainer.
+// The built-in trainer is modelci's own; a spec with `train.command` runs
+// that command in the trainer image (the `image` argument, else the spec's
+// `train.image`). Training is cached on its inputs: the data, the
+// parameters, the seed and the trainer.
 func (m *Modelci) Train(
 	ctx context.Context,
 	// The project: modelci.yaml, its data and, for an external trainer, its code.
@@ -107,7 +175,7 @@ func (m *Modelci) Train(
 	// +optional
 	gpu bool,
 ) (*dagger.Directory, error) {
-	p, err := loadProject(ctx, source, spec)
+	p, err := m.loadProject(ctx, source, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -115,12 +183,8 @@ func (m *Modelci) Train(
 }
 
 func (m *Modelci) train(ctx context.Context, p *project, img string, command []string, gpu bool) (*dagger.Directory, error) {
-	s := p.spec
-	params, err := s.ParamsMap()
-	if err != nil {
-		return nil, err
-	}
-	pj, err := json.Marshal(params)
+	pl := p.plan
+	pj, err := json.Marshal(pl.Train.Params)
 	if err != nil {
 		return nil, fmt.Errorf("encode train.params: %w", err)
 	}
@@ -129,7 +193,7 @@ func (m *Modelci) train(ctx context.Context, p *project, img string, command []s
 		return nil, err
 	}
 	if len(command) == 0 {
-		command = s.Train.Command
+		command = pl.Train.Command
 	}
 	var ctr *dagger.Container
 	if len(command) == 0 {
@@ -137,11 +201,11 @@ func (m *Modelci) train(ctx context.Context, p *project, img string, command []s
 		if err != nil {
 			return nil, err
 		}
-		ctr = withTrainEnv(st, split, string(pj), *s.Data.Seed).
-			WithExec([]string{stageBin, "train", "--name", s.Model.Name, "--version", s.Model.Version, "--target", s.Data.Target})
+		ctr = stage(withTrainEnv(st, split, string(pj), pl.Data.Seed),
+			"train", "--name", pl.Model.Name, "--version", pl.Model.Version, "--target", pl.Data.Target)
 	} else {
 		if img == "" {
-			img = s.Train.Image
+			img = pl.Train.Image
 		}
 		if img == "" {
 			return nil, fmt.Errorf("train: an external trainer (%s) needs a trainer image: pass --image or set train.image", strings.Join(command, " "))
@@ -149,14 +213,14 @@ func (m *Modelci) train(ctx context.Context, p *project, img string, command []s
 		base := dag.Container().From(img).
 			WithMountedDirectory(srcDir, p.source).
 			WithWorkdir(path.Join(srcDir, p.dir))
-		if gpu || s.Train.GPU {
+		if gpu || pl.Train.GPU {
 			base = base.ExperimentalWithAllGPUs()
 		}
-		ctr = withTrainEnv(base, split, string(pj), *s.Data.Seed).WithExec(command)
+		ctr = withTrainEnv(base, split, string(pj), pl.Data.Seed).WithExec(command)
 	}
 	out := ctr.Directory(outMount)
-	if _, err := out.File(train.TrainReport).Contents(ctx); err != nil {
-		return nil, fmt.Errorf("train: the trainer wrote no %s: %w", train.TrainReport, err)
+	if _, err := out.File(trainReport).Contents(ctx); err != nil {
+		return nil, fmt.Errorf("train: the trainer wrote no %s: %w", trainReport, err)
 	}
 	return out, nil
 }
@@ -165,10 +229,10 @@ func withTrainEnv(c *dagger.Container, split *dagger.Directory, params string, s
 	return c.
 		WithMountedDirectory(dataMount, split.Directory("train")).
 		WithDirectory(outMount, dag.Directory()).
-		WithEnvVariable(train.EnvData, dataMount).
-		WithEnvVariable(train.EnvOut, outMount).
-		WithEnvVariable(train.EnvParams, params).
-		WithEnvVariable(train.EnvSeed, strconv.FormatInt(seed, 10))
+		WithEnvVariable(envData, dataMount).
+		WithEnvVariable(envOut, outMount).
+		WithEnvVariable(envParams, params).
+		WithEnvVariable(envSeed, strconv.FormatInt(seed, 10))
 }
 
 // split runs the data stage: train/train.csv, test/test.csv, split.json.
@@ -177,13 +241,12 @@ func (m *Modelci) split(ctx context.Context, p *project) (*dagger.Directory, err
 	if err != nil {
 		return nil, err
 	}
-	s := p.spec
-	return st.
-		WithMountedFile(path.Join(srcDir, p.rel(s.Data.Path)), p.source.File(p.rel(s.Data.Path))).
-		WithExec([]string{stageBin, "split",
-			"--data", path.Join(srcDir, p.rel(s.Data.Path)), "--target", s.Data.Target,
-			"--fraction", strconv.FormatFloat(*s.Data.TestFraction, 'g', -1, 64),
-			"--seed", strconv.FormatInt(*s.Data.Seed, 10), "--out", splitMount}).
+	d := p.plan.Data
+	data := path.Join(srcDir, p.rel(d.Path))
+	return stage(st.WithMountedFile(data, p.source.File(p.rel(d.Path))), "split",
+		"--data", data, "--target", d.Target,
+		"--fraction", strconv.FormatFloat(d.TestFraction, 'g', -1, 64),
+		"--seed", strconv.FormatInt(d.Seed, 10), "--out", splitMount).
 		Directory(splitMount), nil
 }
 
@@ -191,9 +254,11 @@ func (m *Modelci) split(ctx context.Context, p *project) (*dagger.Directory, err
 // returns metrics.json (metrics.json v1), as `modelci run` writes it.
 func (m *Modelci) Evaluate(
 	ctx context.Context,
+	// The project: modelci.yaml, its data and, for an external evaluator, its code.
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
+	// The spec file, relative to source.
 	// +default="modelci.yaml"
 	spec string,
 	// Train's output (default: train with the spec's settings).
@@ -206,7 +271,7 @@ func (m *Modelci) Evaluate(
 	// +optional
 	command []string,
 ) (*dagger.File, error) {
-	p, err := loadProject(ctx, source, spec)
+	p, err := m.loadProject(ctx, source, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -215,90 +280,51 @@ func (m *Modelci) Evaluate(
 			return nil, err
 		}
 	}
-	_, f, err := m.evaluate(ctx, p, trained, image, command)
-	return f, err
+	return m.evaluate(ctx, p, trained, image, command)
 }
 
-func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Directory, img string, command []string) (*modelgate.Metrics, *dagger.File, error) {
-	s := p.spec
+// evaluate runs the evaluator, then `stage metrics`, which holds its
+// predictions.json and the trainer's train.json to their contracts and
+// assembles metrics.json.
+func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Directory, img string, command []string) (*dagger.File, error) {
 	split, err := m.split(ctx, p)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if len(command) == 0 {
-		command = s.Evaluate.Command
+		command = p.plan.Evaluate.Command
+	}
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var ctr *dagger.Container
 	if len(command) == 0 {
-		st, err := m.stageContainer(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		ctr = withEvalEnv(st, split, trained).WithExec([]string{stageBin, "evaluate", "--target", s.Data.Target})
+		ctr = stage(withEvalEnv(st, split, trained), "evaluate", "--target", p.plan.Data.Target)
 	} else {
 		if img == "" {
-			img = s.Train.Image
+			img = p.plan.Train.Image
 		}
 		if img == "" {
-			return nil, nil, fmt.Errorf("evaluate: an external evaluator (%s) needs an image: pass --image or set train.image", strings.Join(command, " "))
+			return nil, fmt.Errorf("evaluate: an external evaluator (%s) needs an image: pass --image or set train.image", strings.Join(command, " "))
 		}
 		ctr = withEvalEnv(dag.Container().From(img).
 			WithMountedDirectory(srcDir, p.source).
 			WithWorkdir(path.Join(srcDir, p.dir)), split, trained).WithExec(command)
 	}
-	preds, err := ctr.File(path.Join(outMount, evaluate.Predictions)).Contents(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("evaluate: the evaluator wrote no %s: %w", evaluate.Predictions, err)
+	const in = "/modelci/in"
+	metrics := path.Join(stepOut, "metrics.json")
+	f := stage(p.withSource(st).
+		WithMountedDirectory(in+"/split", split).
+		WithMountedDirectory(in+"/trained", trained).
+		WithMountedDirectory(in+"/eval", ctr.Directory(outMount)),
+		"metrics", "--spec", p.specFile(), "--split", in+"/split/split.json",
+		"--train", in+"/trained/"+trainReport, "--predictions", in+"/eval/"+predictionFile,
+		"--out", metrics).File(metrics)
+	if _, err := f.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("evaluate: %w", err)
 	}
-	var sp struct {
-		DatasetDigest string  `json:"dataset_digest"`
-		Rows          int     `json:"rows"`
-		Seed          int64   `json:"seed"`
-		TestFraction  float64 `json:"test_fraction"`
-		TestDigest    string  `json:"test_digest"`
-		TestRows      int     `json:"test_rows"`
-	}
-	if err := decodeFile(ctx, split.File("split.json"), &sp); err != nil {
-		return nil, nil, err
-	}
-	var pr struct {
-		PerExample []float64 `json:"per_example_loss"`
-	}
-	if err := json.Unmarshal([]byte(preds), &pr); err != nil {
-		return nil, nil, fmt.Errorf("evaluate: %s: %w: %w", evaluate.Predictions, evaluate.ErrBadPredictions, err)
-	}
-	if len(pr.PerExample) != sp.TestRows {
-		return nil, nil, fmt.Errorf("evaluate: %s has %d losses for %d test rows: %w", evaluate.Predictions, len(pr.PerExample), sp.TestRows, evaluate.ErrLossCount)
-	}
-	for i, v := range pr.PerExample {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, nil, fmt.Errorf("evaluate: per_example_loss[%d] is %v: %w", i, v, evaluate.ErrNonFiniteLoss)
-		}
-	}
-	var tr struct {
-		Loss []float64 `json:"loss"`
-	}
-	if err := decodeFile(ctx, trained.File(train.TrainReport), &tr); err != nil {
-		return nil, nil, err
-	}
-	params, err := s.ParamsMap()
-	if err != nil {
-		return nil, nil, err
-	}
-	metrics := &modelgate.Metrics{
-		Schema:  modelgate.MetricsSchema,
-		Train:   modelgate.TrainMetrics{Loss: tr.Loss},
-		Eval:    modelgate.EvalMetrics{Loss: evaluate.Mean(pr.PerExample), PerExample: pr.PerExample},
-		Params:  params,
-		Dataset: modelgate.DatasetInfo{Digest: sp.DatasetDigest, Rows: sp.Rows},
-		Split: modelgate.SplitInfo{TestDigest: sp.TestDigest, TestRows: sp.TestRows,
-			Seed: sp.Seed, TestFraction: sp.TestFraction},
-	}
-	b, err := json.MarshalIndent(metrics, "", "  ")
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode metrics.json: %w", err)
-	}
-	return metrics, dag.Directory().WithNewFile("metrics.json", string(b)+"\n").File("metrics.json"), nil
+	return f, nil
 }
 
 func withEvalEnv(c *dagger.Container, split, trained *dagger.Directory) *dagger.Container {
@@ -306,17 +332,9 @@ func withEvalEnv(c *dagger.Container, split, trained *dagger.Directory) *dagger.
 		WithMountedDirectory(dataMount, split.Directory("test")).
 		WithMountedDirectory(modelMount, trained.Directory("model")).
 		WithDirectory(outMount, dag.Directory()).
-		WithEnvVariable(evaluate.EnvModel, modelMount).
-		WithEnvVariable(evaluate.EnvData, dataMount).
-		WithEnvVariable(evaluate.EnvOut, outMount)
-}
-
-func decodeFile(ctx context.Context, f *dagger.File, v any) error {
-	s, err := f.Contents(ctx)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal([]byte(s), v)
+		WithEnvVariable(envModel, modelMount).
+		WithEnvVariable(envData, dataMount).
+		WithEnvVariable(envOut, outMount)
 }
 
 // GateResult is the gate's decision on a candidate model.
@@ -333,7 +351,9 @@ type GateResult struct {
 
 // Gate evaluates the gate policy on metrics.json: the threshold on the mean
 // eval loss with its confidence interval, the comparison with a baseline
-// (the champion's metrics.json) when given, and the health checks.
+// (the champion's metrics.json) when given, and the health checks. A policy
+// with gate.baseline.from (an environment's champion) needs the baseline:
+// without it the gate refuses to decide rather than skip the comparison.
 func (m *Modelci) Gate(
 	ctx context.Context,
 	// The candidate's metrics.json (Evaluate's output).
@@ -344,73 +364,75 @@ func (m *Modelci) Gate(
 	// A file with the content of a gate: block (default: the spec's gate: block).
 	// +optional
 	policy *dagger.File,
+	// The project holding the spec.
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
+	// The spec file, relative to source.
 	// +default="modelci.yaml"
 	spec string,
 ) (*GateResult, error) {
-	b, err := metrics.Contents(ctx)
+	st, err := m.stageContainer(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("gate: read metrics: %w", err)
+		return nil, err
 	}
-	cand, err := modelgate.DecodeMetrics([]byte(b))
-	if err != nil {
-		return nil, fmt.Errorf("gate: metrics: %w", err)
-	}
-	var pol modelgate.Policy
+	args := []string{"gate"}
 	if policy != nil {
-		pb, err := policy.Contents(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("gate: read policy: %w", err)
-		}
-		if pol, err = modelgate.DecodePolicy("policy", []byte(pb)); err != nil {
-			return nil, fmt.Errorf("gate: policy: %w", err)
-		}
+		st = st.WithMountedFile("/modelci/in/policy.yaml", policy)
+		args = append(args, "--policy", "/modelci/in/policy.yaml")
 	} else {
-		p, err := loadProject(ctx, source, spec)
-		if err != nil {
-			return nil, err
-		}
-		pol = p.spec.Gate
+		st = st.WithMountedDirectory(srcDir, source)
+		args = append(args, "--spec", path.Join(srcDir, path.Clean(spec)))
 	}
-	var base *modelgate.Metrics
+	return m.gate(ctx, st, args, metrics, baseline)
+}
+
+// gate runs `stage gate ARGS… --metrics --baseline --out` in st.
+func (m *Modelci) gate(ctx context.Context, st *dagger.Container, args []string, metrics, baseline *dagger.File) (*GateResult, error) {
+	st, args = withMetrics(st, args, metrics, baseline)
+	out := stage(st, append(args, "--out", stepOut)...).Directory(stepOut)
+	var res struct {
+		Verdict  string `json:"verdict"`
+		ExitCode int    `json:"exit_code"`
+	}
+	b, err := out.File("result.json").Contents(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	if err := json.Unmarshal([]byte(b), &res); err != nil {
+		return nil, fmt.Errorf("gate: result.json: %w", err)
+	}
+	g := &GateResult{Verdict: res.Verdict, ExitCode: res.ExitCode}
+	if g.Report, err = out.File("report.md").Contents(ctx); err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	if g.Json, err = out.File("report.json").Contents(ctx); err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	return g, nil
+}
+
+// withMetrics mounts the candidate's and the champion's metrics.json for
+// `stage gate` and `stage predicates`.
+func withMetrics(st *dagger.Container, args []string, metrics, baseline *dagger.File) (*dagger.Container, []string) {
+	st = st.WithMountedFile("/modelci/in/metrics.json", metrics)
+	args = append(args, "--metrics", "/modelci/in/metrics.json")
 	if baseline != nil {
-		bb, err := baseline.Contents(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("gate: read baseline: %w", err)
-		}
-		if base, err = modelgate.DecodeMetrics([]byte(bb)); err != nil {
-			return nil, fmt.Errorf("gate: baseline: %w", err)
-		}
+		st = st.WithMountedFile("/modelci/in/baseline.json", baseline)
+		args = append(args, "--baseline", "/modelci/in/baseline.json")
 	}
-	return gate(pol, cand, base)
-}
-
-func gate(pol modelgate.Policy, cand, base *modelgate.Metrics) (*GateResult, error) {
-	g, _, err := gateReport(pol, cand, base)
-	return g, err
-}
-
-func gateReport(pol modelgate.Policy, cand, base *modelgate.Metrics) (*GateResult, *modelgate.Report, error) {
-	r, err := modelgate.Evaluate(pol, cand, base)
-	if err != nil {
-		return nil, nil, fmt.Errorf("gate: %w", err)
-	}
-	j, err := r.JSON()
-	if err != nil {
-		return nil, nil, err
-	}
-	return &GateResult{Verdict: string(r.Verdict), Report: r.Markdown(), Json: string(j), ExitCode: r.ExitCode()}, r, nil
+	return st, args
 }
 
 // Build builds the serving image, modelci's server and the model on
 // scratch, reproducibly (stages/image), and returns it as a container.
 func (m *Modelci) Build(
 	ctx context.Context,
+	// The project: modelci.yaml and its data.
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
+	// The spec file, relative to source.
 	// +default="modelci.yaml"
 	spec string,
 	// Train's output (default: train with the spec's settings).
@@ -420,7 +442,7 @@ func (m *Modelci) Build(
 	// +optional
 	created int,
 ) (*dagger.Container, error) {
-	p, err := loadProject(ctx, source, spec)
+	p, err := m.loadProject(ctx, source, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -436,15 +458,21 @@ func (m *Modelci) Build(
 	return dag.Container().Import(out.File("image.tar")), nil
 }
 
+// imageInfo is `stage image`'s image.json.
+type imageInfo struct {
+	Digest string `json:"digest"`
+	Tag    string `json:"tag"`
+}
+
 // image builds the image with `stage image` and returns its output
 // directory: oci/ (a layout holding it), image.tar and image.json.
 func (m *Modelci) image(ctx context.Context, p *project, trained *dagger.Directory, created int) (*dagger.Directory, error) {
-	s := p.spec
-	if s.Image.Base != "scratch" && s.Image.Base != "" {
-		return nil, fmt.Errorf("build: image.base %q: only scratch images are built by the module so far", s.Image.Base)
+	im := p.plan.Image
+	if im.Base != "scratch" && im.Base != "" {
+		return nil, fmt.Errorf("build: image.base %q: only scratch images are built by the module so far", im.Base)
 	}
-	if len(s.Image.Platforms) != 1 || s.Image.Platforms[0] != "linux/amd64" {
-		return nil, fmt.Errorf("build: image.platforms %v: the module builds linux/amd64 only so far", s.Image.Platforms)
+	if len(im.Platforms) != 1 || im.Platforms[0] != "linux/amd64" {
+		return nil, fmt.Errorf("build: image.platforms %v: the module builds linux/amd64 only so far", im.Platforms)
 	}
 	split, err := m.split(ctx, p)
 	if err != nil {
@@ -460,17 +488,20 @@ func (m *Modelci) image(ctx context.Context, p *project, trained *dagger.Directo
 	if err != nil {
 		return nil, err
 	}
-	rt, err := m.runtime(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return st.
-		WithMountedFile(runtimeBin, rt).
-		WithMountedDirectory(modelMount, trained.Directory("model")).
-		WithExec([]string{stageBin, "image", "--model", modelMount, "--runtime", runtimeBin,
-			"--name", s.Model.Name, "--version", s.Model.Version, "--dataset-digest", sp.DatasetDigest,
-			"--created", strconv.Itoa(created), "--out", imageOut}).
+	// The runtime is the step runner itself: one modelci binary.
+	return stage(st.WithMountedDirectory(modelMount, trained.Directory("model")), "image",
+		"--model", modelMount, "--runtime", cliBin,
+		"--name", p.plan.Model.Name, "--version", p.plan.Model.Version, "--dataset-digest", sp.DatasetDigest,
+		"--created", strconv.Itoa(created), "--out", imageOut).
 		Directory(imageOut), nil
+}
+
+func decodeFile(ctx context.Context, f *dagger.File, v any) error {
+	s, err := f.Contents(ctx)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(s), v)
 }
 
 // Publish builds the image and pushes it to a registry repository as
@@ -480,9 +511,11 @@ func (m *Modelci) image(ctx context.Context, p *project, trained *dagger.Directo
 // +cache="never"
 func (m *Modelci) Publish(
 	ctx context.Context,
+	// The project: modelci.yaml and its data.
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
+	// The spec file, relative to source.
 	// +default="modelci.yaml"
 	spec string,
 	// Repository to push to, HOST[:PORT]/PATH.
@@ -490,8 +523,10 @@ func (m *Modelci) Publish(
 	// A registry on the caller's host (tcp://localhost:PORT): reached through this tunnel, over plain HTTP.
 	// +optional
 	registry *dagger.Service,
+	// Registry user name.
 	// +optional
 	username string,
+	// Registry password or token.
 	// +optional
 	password *dagger.Secret,
 	// Move an existing version tag to another digest.
@@ -501,7 +536,7 @@ func (m *Modelci) Publish(
 	// +optional
 	created int,
 ) (string, error) {
-	p, err := loadProject(ctx, source, spec)
+	p, err := m.loadProject(ctx, source, spec)
 	if err != nil {
 		return "", err
 	}
@@ -513,11 +548,11 @@ func (m *Modelci) Publish(
 	if err != nil {
 		return "", err
 	}
-	return m.publish(ctx, p, out, address, registry, username, password, allowOverwrite)
+	return m.publish(ctx, out, address, registry, username, password, allowOverwrite)
 }
 
-func (m *Modelci) publish(ctx context.Context, p *project, out *dagger.Directory, address string, registry *dagger.Service, username string, password *dagger.Secret, allowOverwrite bool) (string, error) {
-	var img struct{ Digest, Tag string }
+func (m *Modelci) publish(ctx context.Context, out *dagger.Directory, address string, registry *dagger.Service, username string, password *dagger.Secret, allowOverwrite bool) (string, error) {
+	var img imageInfo
 	if err := decodeFile(ctx, out.File("image.json"), &img); err != nil {
 		return "", err
 	}
@@ -531,7 +566,7 @@ func (m *Modelci) publish(ctx context.Context, p *project, out *dagger.Directory
 		st, to = tunnel(st, registry, address)
 		insecure = true
 	}
-	args := []string{stageBin, "push", "--layout", "/modelci/oci", "--digest", img.Digest, "--to", to + ":" + img.Tag}
+	args := []string{"push", "--layout", "/modelci/oci", "--digest", img.Digest, "--to", to + ":" + img.Tag}
 	if insecure {
 		args = append(args, "--insecure")
 	}
@@ -544,7 +579,7 @@ func (m *Modelci) publish(ctx context.Context, p *project, out *dagger.Directory
 	if allowOverwrite {
 		args = append(args, "--allow-overwrite")
 	}
-	if _, err := st.WithMountedDirectory("/modelci/oci", out.Directory("oci")).WithExec(args).Stdout(ctx); err != nil {
+	if _, err := stage(st.WithMountedDirectory("/modelci/oci", out.Directory("oci")), args...).Stdout(ctx); err != nil {
 		return "", fmt.Errorf("publish to %s: %w", address, err)
 	}
 	return address + "@" + img.Digest, nil
@@ -589,6 +624,7 @@ func (m *Modelci) Sign(
 	// OIDC identity token for keyless signing.
 	// +optional
 	oidcToken *dagger.Secret,
+	// Unused; kept so that existing `dagger call sign --source …` lines still work.
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
@@ -607,7 +643,7 @@ func (m *Modelci) sign(ctx context.Context, st *dagger.Container, ref string, re
 		return "", fmt.Errorf("sign %s: give a key or an OIDC token", ref)
 	}
 	target := ref
-	args := []string{stageBin, "sign"}
+	args := []string{"sign"}
 	if registry != nil {
 		st, target = tunnel(st, registry, ref)
 		args = append(args, "--insecure")
@@ -627,7 +663,7 @@ func (m *Modelci) sign(ctx context.Context, st *dagger.Container, ref string, re
 		st = st.WithMountedDirectory(dir, attest)
 		args = append(args, "--gate", dir+"/gate.json", "--provenance", dir+"/provenance.json", "--metrics", dir+"/metrics.json")
 	}
-	out, err := st.WithExec(append(args, "--ref", target)).Stdout(ctx)
+	out, err := stage(st, append(args, "--ref", target)...).Stdout(ctx)
 	if err != nil {
 		return "", fmt.Errorf("sign %s: %w", ref, err)
 	}
@@ -821,19 +857,15 @@ func (m *Modelci) Promote(
 	return runCLI(ctx, c, routes, args)
 }
 
-// cliContainer has modelci, built from source, and the project at /src,
+// cliContainer has modelci and the project at /src,
 // and works in the spec's directory: paths in the spec and in flags mean
 // what they mean to `modelci -C DIR`.
 func (m *Modelci) cliContainer(ctx context.Context, source *dagger.Directory, spec string) (*dagger.Container, error) {
-	rt, err := m.runtime(ctx)
-	if err != nil {
-		return nil, err
-	}
 	st, err := m.stageContainer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return once(st).WithFile(runtimeBin, rt).
+	return once(st).
 		WithMountedDirectory(srcDir, source).
 		WithWorkdir(path.Join(srcDir, path.Dir(path.Clean(spec)))), nil
 }
@@ -896,7 +928,7 @@ var exitMeanings = map[int]string{1: "failed", 2: "usage error", 3: "refused", 4
 // runCLI runs `modelci ARGS` in c under `stage forward` with routes, and
 // returns its stdout. A non-zero exit is an error with modelci's stderr.
 func runCLI(ctx context.Context, c *dagger.Container, routes, args []string) (string, error) {
-	argv := append(append([]string{stageBin, "forward"}, routes...), "--", runtimeBin)
+	argv := append(append([]string{cliBin, "stage", "forward"}, routes...), "--", cliBin)
 	r := c.WithExec(append(argv, args...), dagger.ContainerWithExecOpts{Expect: dagger.ReturnTypeAny})
 	code, err := r.ExitCode(ctx)
 	if err != nil {
@@ -943,20 +975,42 @@ type ReleaseResult struct {
 	Summary string
 	// 0, 3 or 4, as modelci's exit codes.
 	ExitCode int
-	// All of the above as one JSON object, for a workflow step to parse.
+	// All of the above as one JSON object with snake_case keys and a schema (modelci.dev/dagger-release/v1), for a workflow step to parse with jq.
 	Json string
+}
+
+// releaseSchema versions ReleaseResult.Json.
+const releaseSchema = "modelci.dev/dagger-release/v1"
+
+// releaseJSON is ReleaseResult's JSON document: jq, which the workflows
+// read it with, is case-sensitive.
+type releaseJSON struct {
+	Schema      string `json:"schema"`
+	Verdict     string `json:"verdict"`
+	Version     string `json:"version"`
+	Digest      string `json:"digest"`
+	Ref         string `json:"ref"`
+	ModelDigest string `json:"model_digest"`
+	Signature   string `json:"signature"`
+	Summary     string `json:"summary"`
+	ExitCode    int    `json:"exit_code"`
 }
 
 // Release runs the whole pipeline: train, evaluate and gate; then, unless
 // the gate refused, build the image, publish it (with an address), sign it
-// (with a key or an OIDC token) and deploy it (with a kubeconfig).
+// (with a key or an OIDC token) and deploy it (with a kubeconfig). A spec
+// whose gate compares with an environment's champion (gate.baseline.from)
+// needs the champion's metrics as baseline; without it the release stops
+// with a named error before anything is built.
 //
 // +cache="never"
 func (m *Modelci) Release(
 	ctx context.Context,
+	// The project: modelci.yaml, its data and trainer code.
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
+	// The spec file, relative to source.
 	// +default="modelci.yaml"
 	spec string,
 	// Give the trainer every GPU of the engine's host.
@@ -971,8 +1025,10 @@ func (m *Modelci) Release(
 	// A registry on the caller's host (tcp://localhost:PORT), reached through this tunnel.
 	// +optional
 	registry *dagger.Service,
+	// Registry user name.
 	// +optional
 	username string,
+	// Registry password or token.
 	// +optional
 	password *dagger.Secret,
 	// cosign private key (PEM).
@@ -990,6 +1046,7 @@ func (m *Modelci) Release(
 	// The kubeconfig context.
 	// +optional
 	kubeContext string,
+	// The namespace to deploy to.
 	// +default="models"
 	namespace string,
 	// cosign public key for verification before deploying.
@@ -1002,11 +1059,11 @@ func (m *Modelci) Release(
 	// +optional
 	created int,
 ) (*ReleaseResult, error) {
-	p, err := loadProject(ctx, source, spec)
+	p, err := m.loadProject(ctx, source, spec)
 	if err != nil {
 		return nil, err
 	}
-	res := &ReleaseResult{Version: p.spec.Model.Version}
+	res := &ReleaseResult{Version: p.plan.Model.Version}
 	started := time.Now().UTC()
 	var steps []string
 	trained, err := m.train(ctx, p, "", nil, gpu)
@@ -1016,21 +1073,15 @@ func (m *Modelci) Release(
 	if res.ModelDigest, err = m.treeDigest(ctx, trained.Directory("model")); err != nil {
 		return nil, err
 	}
-	cand, metricsFile, err := m.evaluate(ctx, p, trained, "", nil)
+	metrics, err := m.evaluate(ctx, p, trained, "", nil)
 	if err != nil {
 		return nil, err
 	}
-	var base *modelgate.Metrics
-	if baseline != nil {
-		bb, err := baseline.Contents(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("release: read baseline: %w", err)
-		}
-		if base, err = modelgate.DecodeMetrics([]byte(bb)); err != nil {
-			return nil, fmt.Errorf("release: baseline: %w", err)
-		}
+	st, err := m.stageContainer(ctx)
+	if err != nil {
+		return nil, err
 	}
-	g, report, err := gateReport(p.spec.Gate, cand, base)
+	g, err := m.gate(ctx, p.withSource(st), []string{"gate", "--spec", p.specFile()}, metrics, baseline)
 	if err != nil {
 		return nil, err
 	}
@@ -1040,28 +1091,31 @@ func (m *Modelci) Release(
 		if err != nil {
 			return nil, err
 		}
-		var img struct{ Digest, Tag string }
+		var img imageInfo
 		if err := decodeFile(ctx, out.File("image.json"), &img); err != nil {
 			return nil, err
 		}
 		res.Digest = img.Digest
 		steps = append(steps, fmt.Sprintf("- built `%s` (tag `%s`)", img.Digest, img.Tag))
 		if address != "" {
-			if res.Ref, err = m.publish(ctx, p, out, address, registry, username, password, false); err != nil {
+			if res.Ref, err = m.publish(ctx, out, address, registry, username, password, false); err != nil {
 				return nil, err
 			}
 			steps = append(steps, fmt.Sprintf("- published `%s`", res.Ref))
 			if key != nil || oidcToken != nil {
-				st, err := m.stageContainer(ctx)
+				attest, err := m.predicates(p, st, metrics, baseline, started)
 				if err != nil {
 					return nil, err
 				}
-				attest, err := attestations(p, report, cand, metricsFile, started)
+				sig, err := m.sign(ctx, once(st), res.Ref, registry, key, keyPassword, oidcToken, attest)
 				if err != nil {
 					return nil, err
 				}
-				if res.Signature, err = m.sign(ctx, once(st), res.Ref, registry, key, keyPassword, oidcToken, attest); err != nil {
-					return nil, err
+				// The signature tag names the registry as the caller does,
+				// not by the tunnel's inner name.
+				res.Signature = sig
+				if registry != nil {
+					res.Signature = untunnel(sig, address)
 				}
 				steps = append(steps, fmt.Sprintf("- signed: `%s`", res.Signature))
 			}
@@ -1077,8 +1131,9 @@ func (m *Modelci) Release(
 	} else {
 		steps = append(steps, "- the gate refused the model: nothing was built")
 	}
-	res.Summary = fmt.Sprintf("## %s %s: %s\n\n%s\n\n%s", p.spec.Model.Name, res.Version, res.Verdict, strings.Join(steps, "\n"), g.Report)
-	b, err := json.Marshal(res)
+	res.Summary = fmt.Sprintf("## %s %s: %s\n\n%s\n\n%s", p.plan.Model.Name, res.Version, res.Verdict, strings.Join(steps, "\n"), g.Report)
+	b, err := json.Marshal(releaseJSON{Schema: releaseSchema, Verdict: res.Verdict, Version: res.Version, Digest: res.Digest,
+		Ref: res.Ref, ModelDigest: res.ModelDigest, Signature: res.Signature, Summary: res.Summary, ExitCode: res.ExitCode})
 	if err != nil {
 		return nil, fmt.Errorf("encode the release result: %w", err)
 	}
@@ -1086,45 +1141,25 @@ func (m *Modelci) Release(
 	return res, nil
 }
 
-// attestations are the predicates `modelci run` attests for a signed image
-// (the gate verdict, SLSA provenance) and the metrics it attaches.
-func attestations(p *project, report *modelgate.Report, metrics *modelgate.Metrics, metricsFile *dagger.File, started time.Time) (*dagger.Directory, error) {
-	s := p.spec
-	model := modelgate.ModelRef{Name: s.Model.Name, Version: s.Model.Version}
-	gb, err := json.Marshal(modelgate.NewGatePredicate(report, s.Gate, metrics, model, ""))
-	if err != nil {
-		return nil, fmt.Errorf("encode the gate attestation: %w", err)
+// untunnel rewrites a reference through the registry tunnel
+// (registry:PORT/PATH…) to the address's host, as the caller knows it.
+func untunnel(ref, address string) string {
+	host, _, _ := strings.Cut(address, "/")
+	if rest, ok := strings.CutPrefix(ref, "registry:"); ok {
+		if _, path, ok := strings.Cut(rest, "/"); ok {
+			return host + "/" + path
+		}
 	}
-	in := sign.ProvenanceInput{
-		BuilderID:      "https://modelci.dev/builders/dagger@" + pipeline.Version(),
-		ModelciVersion: pipeline.Version(),
-		Model:          model,
-		DatasetURI:     s.Data.Path,
-		DatasetDigest:  metrics.Dataset.Digest,
-		Parameters: map[string]any{
-			"params": metrics.Params,
-			"split":  map[string]any{"seed": metrics.Split.Seed, "test_fraction": metrics.Split.TestFraction},
-		},
-		StartedOn:  started,
-		FinishedOn: time.Now().UTC(),
-	}
-	if s.Train.Builtin != "" {
-		in.BuiltinTrainer, in.BuiltinTrainerVersion = s.Train.Builtin, train.Version
-	} else {
-		in.TrainerImage = s.Train.Image
-	}
-	prov, err := sign.NewProvenance(in)
-	if err != nil {
-		return nil, err
-	}
-	pb, err := json.Marshal(prov)
-	if err != nil {
-		return nil, fmt.Errorf("encode the provenance: %w", err)
-	}
-	return dag.Directory().
-		WithNewFile("gate.json", string(gb)).
-		WithNewFile("provenance.json", string(pb)).
-		WithFile("metrics.json", metricsFile), nil
+	return ref
+}
+
+// predicates are the predicates `modelci run` attests for a signed image
+// (the gate verdict, SLSA provenance), made by `stage predicates`, and the
+// metrics it attaches.
+func (m *Modelci) predicates(p *project, st *dagger.Container, metrics, baseline *dagger.File, started time.Time) (*dagger.Directory, error) {
+	c, args := withMetrics(p.withSource(st), []string{"predicates", "--spec", p.specFile()}, metrics, baseline)
+	return stage(c, append(args, "--started", started.Format(time.RFC3339Nano), "--out", stepOut)...).
+		Directory(stepOut).WithFile("metrics.json", metrics), nil
 }
 
 // Test runs modelci's unit tests in a container with the Go toolchain.
@@ -1160,7 +1195,7 @@ func (m *Modelci) treeDigest(ctx context.Context, d *dagger.Directory) (string, 
 	if err != nil {
 		return "", err
 	}
-	out, err := st.WithMountedDirectory(modelMount, d).WithExec([]string{stageBin, "digest", modelMount}).Stdout(ctx)
+	out, err := stage(st.WithMountedDirectory(modelMount, d), "digest", modelMount).Stdout(ctx)
 	if err != nil {
 		return "", fmt.Errorf("digest the model: %w", err)
 	}

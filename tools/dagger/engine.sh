@@ -15,7 +15,10 @@
 # /etc/resolv.conf stays there), waits for its socket and records its PID.
 # Everything it writes outside the build cache lives under $MODELCI_DAGGER_STATE
 # (default /run/modelci-dagger) and the engine's --root ($MODELCI_DAGGER_ROOT,
-# default /var/lib/dagger), whose size MODELCI_DAGGER_MAX_CACHE caps.
+# default /var/lib/dagger), whose size MODELCI_DAGGER_MAX_CACHE caps. The
+# engine's built-in content directory, a fixed path, is a link into the state
+# directory, so a fresh state is a fresh engine (one engine per host: its
+# bridge and ports are the host's).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +26,8 @@ repo="$(cd "$here/../.." && pwd)"
 state="${MODELCI_DAGGER_STATE:-/run/modelci-dagger}"
 root="${MODELCI_DAGGER_ROOT:-/var/lib/dagger}"
 sock="$state/engine.sock"
-content=/usr/local/share/dagger/content # distconsts.EngineContainerBuiltinContentDir
+builtin=/usr/local/share/dagger/content # distconsts.EngineContainerBuiltinContentDir
+content="$state/content"                 # what $builtin links to
 cni=/opt/cni/bin
 
 log() { echo "engine.sh: $*" >&2; }
@@ -68,8 +72,8 @@ install_binaries() {
 }
 
 # sdk_image BIN prints the Go SDK image's manifest digest, building the
-# image unless this host already wrote the same one (same toolchain, same
-# go.sums, same codegen).
+# image unless this state directory holds the same one (same toolchain,
+# same go.sums, same codegen).
 sdk_image() {
 	local bin="$1" key marker
 	key="$(
@@ -89,13 +93,16 @@ sdk_image() {
 		cp "$repo/ci/go.sum" "$work/ci.go.sum"
 		local rc=0
 		{
-			(cd "$repo" && go mod download && cd ci && go mod download) >&2 &&
+			# The Dagger module (ci/): its whole build list, which the SDK's
+			# go mod tidy reads; modelci (the root): what its packages and
+			# tests import, which the functions build and test.
+			(cd "$repo/ci" && go mod download all && cd "$repo" && go mod download) >&2 &&
 				(cd "$here" && go build -o "$work/sdkimage" ./sdkimage) &&
 				# -graph: the go.mod files of the Go SDK's requirements (this
 				# tools module requires the SDK), which the codegen's go mod
 				# tidy reads.
 				"$work/sdkimage" -layout "$content" -codegen "$bin/codegen" -busybox /bin/busybox \
-					-module "$repo,$repo/ci" -graph "$here" -work "$work" >"$work/digests"
+					-module "$repo/ci" -build "$repo" -graph "$here" -work "$work" >"$work/digests"
 		} || rc=$?
 		cp "$work/root.go.sum" "$repo/go.sum"
 		cp "$work/ci.go.sum" "$repo/ci/go.sum"
@@ -104,6 +111,24 @@ sdk_image() {
 		rm -rf "$work"
 	fi
 	awk '$1 == "sdk" {print $2}' "$marker"
+}
+
+# link_content points the engine's fixed built-in content directory at this
+# state's, unless another engine that is still running uses it.
+link_content() {
+	mkdir -p "$content" "$(dirname "$builtin")"
+	if [[ -L $builtin ]]; then
+		local other
+		other="$(dirname "$(readlink "$builtin")")"
+		if [[ $other != "$state" && -s $other/pid ]] && kill -0 "$(cat "$other/pid")" 2>/dev/null; then
+			log "another engine (pid $(cat "$other/pid"), state $other) is running: stop it first (MODELCI_DAGGER_STATE=$other $0 stop)"
+			exit 1
+		fi
+	elif [[ -e $builtin ]]; then
+		# An older engine.sh kept its images there: keep them apart.
+		mv "$builtin" "$builtin.old.$$"
+	fi
+	ln -sfn "$content" "$builtin"
 }
 
 env_lines() {
@@ -130,8 +155,9 @@ start() {
 	fi
 	install_packages
 	install_binaries "$bin"
-	digest="$(sdk_image "$bin")"
 	mkdir -p "$state" "$root"
+	link_content
+	digest="$(sdk_image "$bin")"
 	rm -f "$sock"
 	# The defaults, with our constants, are what we want; with
 	# MODELCI_DAGGER_MAX_CACHE (e.g. 10GB) the engine's garbage collector

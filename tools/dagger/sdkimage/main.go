@@ -5,6 +5,15 @@
 // host's module cache with every module the given Go module needs, so that
 // nothing is fetched inside the engine (it runs with GOPROXY=off).
 //
+// Two kinds of Go module seed it. A -module directory (the Dagger module,
+// ci/) gets every module of its build list, zips included: the SDK's codegen
+// runs `go mod tidy` there, which loads the tests of its dependencies too. A
+// -build directory (modelci's root module, which the module's functions
+// compile and test in the builder image) gets the zips of the modules that
+// provide its packages and their tests' imports. Any of those missing from
+// the host's module cache is an error here, naming the `go mod download`
+// to run, rather than a "module lookup disabled" failure inside the engine.
+//
 // It writes two images into an OCI layout (the engine's built-in content
 // directory) and prints their manifest digests:
 //
@@ -17,7 +26,7 @@
 //
 // Usage:
 //
-//	sdkimage -layout DIR -codegen PATH -busybox PATH -module DIR[,DIR…] [-graph DIR[,DIR…]]
+//	sdkimage -layout DIR -codegen PATH -busybox PATH -module DIR[,DIR…] [-build DIR[,DIR…]] [-graph DIR[,DIR…]]
 package main
 
 import (
@@ -57,7 +66,8 @@ func main() {
 		layoutDir = flag.String("layout", "/usr/local/share/dagger/content", "OCI layout to write the images into")
 		codegen   = flag.String("codegen", "", "the codegen binary built by build.sh")
 		busybox   = flag.String("busybox", "/bin/busybox", "a static busybox binary")
-		modDirs   = flag.String("module", ".", "comma-separated Go module directories whose dependencies seed /go/pkg/mod")
+		modDirs   = flag.String("module", ".", "comma-separated Go module directories whose whole build lists seed /go/pkg/mod (go mod tidy runs there)")
+		buildDirs = flag.String("build", "", "comma-separated Go module directories whose packages' and tests' dependencies seed /go/pkg/mod (go build and go test run there)")
 		graphDirs = flag.String("graph", "", "comma-separated Go module directories whose module graphs (go.mod files only) seed /go/pkg/mod too")
 		certs     = flag.String("certs", "/etc/ssl/certs/ca-certificates.crt", "CA certificate bundle")
 		work      = flag.String("work", os.TempDir(), "scratch directory for layer files")
@@ -67,11 +77,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sdkimage: -codegen is required")
 		os.Exit(2)
 	}
-	var graphs []string
-	if *graphDirs != "" {
-		graphs = strings.Split(*graphDirs, ",")
-	}
-	builder, sdk, err := build(*layoutDir, *codegen, *busybox, strings.Split(*modDirs, ","), graphs, *certs, *work)
+	builder, sdk, err := build(*layoutDir, *codegen, *busybox, dirs{module: list(*modDirs), build: list(*buildDirs), graph: list(*graphDirs)}, *certs, *work)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sdkimage: %v\n", err)
 		os.Exit(1)
@@ -79,9 +85,22 @@ func main() {
 	fmt.Printf("builder %s\nsdk %s\n", builder, sdk)
 }
 
-func build(layoutDir, codegen, busybox string, modDirs, graphDirs []string, certs, work string) (v1.Hash, v1.Hash, error) {
+func list(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// dirs are the Go modules that seed the module cache, by what runs there.
+type dirs struct{ module, build, graph []string }
+
+func build(layoutDir, codegen, busybox string, ds dirs, certs, work string) (v1.Hash, v1.Hash, error) {
 	var zero v1.Hash
-	modDir := modDirs[0]
+	if len(ds.module) == 0 {
+		return zero, zero, errors.New("no -module directory")
+	}
+	modDir := ds.module[0]
 	goroot, err := goEnv(modDir, "GOROOT")
 	if err != nil {
 		return zero, zero, err
@@ -90,7 +109,7 @@ func build(layoutDir, codegen, busybox string, modDirs, graphDirs []string, cert
 	if err != nil {
 		return zero, zero, err
 	}
-	seed, err := moduleFiles(modDirs, graphDirs, modcache)
+	seed, err := moduleFiles(ds, modcache)
 	if err != nil {
 		return zero, zero, err
 	}
@@ -295,15 +314,16 @@ func systemEntries(busybox, certs string) ([]entry, error) {
 	return es, nil
 }
 
-// moduleFiles lists the module cache's download files for every module in
-// the module graphs of dirs and graphDirs (.info and .mod) and the build
-// lists of dirs (.zip too), so that `go mod tidy` and `go build` find them
-// with GOPROXY=off. The Go SDK's codegen merges the SDK's own requirements
-// into the module's go.mod before `go mod tidy` prunes them again: tidy
-// then reads their go.mod files, which a graphDir requiring the SDK holds.
-func moduleFiles(dirs, graphDirs []string, modcache string) ([]entry, error) {
+// moduleFiles lists the module cache's download files that the engine's
+// Go commands read with GOPROXY=off: .info and .mod of every module in the
+// module graphs of all dirs (go mod graph), and .zip too for the build lists
+// of ds.module and the packages (and tests) of ds.build. The Go SDK's codegen
+// merges the SDK's own requirements into the module's go.mod before `go mod
+// tidy` prunes them again: tidy then reads their go.mod files, which a
+// ds.graph directory requiring the SDK holds.
+func moduleFiles(ds dirs, modcache string) ([]entry, error) {
 	mods := map[string]bool{} // path@version → needs the zip
-	for _, dir := range append(append([]string(nil), dirs...), graphDirs...) {
+	for _, dir := range append(append(append([]string(nil), ds.module...), ds.build...), ds.graph...) {
 		graph, err := command(dir, "go", "mod", "graph")
 		if err != nil {
 			return nil, err
@@ -318,13 +338,24 @@ func moduleFiles(dirs, graphDirs []string, modcache string) ([]entry, error) {
 			}
 		}
 	}
-	for _, dir := range dirs {
-		list, err := command(dir, "go", "list", "-m", "-f", "{{if .Version}}{{.Path}}@{{.Version}}{{end}}", "all")
+	zips := func(dir string, args ...string) error {
+		out, err := command(dir, "go", args...)
 		if err != nil {
+			return err
+		}
+		for _, m := range strings.Fields(string(out)) {
+			mods[m] = true
+		}
+		return nil
+	}
+	for _, dir := range ds.module {
+		if err := zips(dir, "list", "-m", "-f", "{{if .Version}}{{.Path}}@{{.Version}}{{end}}", "all"); err != nil {
 			return nil, err
 		}
-		for _, m := range strings.Fields(string(list)) {
-			mods[m] = true
+	}
+	for _, dir := range ds.build {
+		if err := zips(dir, "list", "-deps", "-test", "-f", "{{with .Module}}{{if .Version}}{{.Path}}@{{.Version}}{{end}}{{end}}", "./..."); err != nil {
+			return nil, err
 		}
 	}
 	// The go toolchain lines (go@1.x, toolchain@…) are not modules.
@@ -346,7 +377,7 @@ func moduleFiles(dirs, graphDirs []string, modcache string) ([]entry, error) {
 		}
 		es = append(es, entry{name: name, src: src, mode: 0o644})
 	}
-	missing := 0
+	var missing []string
 	for _, k := range keys {
 		p, v, _ := strings.Cut(k, "@")
 		if p == "go" || p == "toolchain" {
@@ -368,16 +399,19 @@ func moduleFiles(dirs, graphDirs []string, modcache string) ([]entry, error) {
 		for _, ext := range exts {
 			src := filepath.Join(modcache, filepath.FromSlash(base+ext))
 			if _, err := os.Stat(src); err != nil {
-				if ext == ".mod" || ext == ".zip" {
-					missing++
+				// go mod graph lists modules whose go.mod files graph
+				// pruning never reads: only the zips are required.
+				if ext == ".zip" {
+					missing = append(missing, k)
 				}
 				continue
 			}
 			add(path.Join("go/pkg/mod", base+ext), src)
 		}
 	}
-	if missing > 0 {
-		fmt.Fprintf(os.Stderr, "sdkimage: %d module files of %s are not in %s (run `go mod download all` there first if builds in the engine fail)\n", missing, strings.Join(dirs, ", "), modcache)
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%d modules that Go commands in the engine need are not in %s (first: %s): run `go mod download all` in %s and `go mod download` in %s",
+			len(missing), modcache, missing[0], strings.Join(ds.module, ", "), strings.Join(ds.build, ", "))
 	}
 	return es, nil
 }

@@ -1,13 +1,17 @@
-// Package e2e drives the modelci Dagger module through a real engine with
-// the dagger CLI. It lives apart from the module's package, whose generated
-// client needs a Dagger session to start.
+// Package e2e drives the modelci Dagger module (ci/) through a real engine
+// with the dagger CLI. It lives in modelci's module, not the Dagger
+// module's: the Dagger module imports none of modelci's packages, and these
+// tests compare what it does with modelci's own run.
 package e2e
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -17,12 +21,14 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
@@ -30,6 +36,48 @@ import (
 
 // The deploy and promote tests share one control plane (MODELCI_K8S_BIN).
 func TestMain(m *testing.M) { k8stest.Main(m) }
+
+// moduleFiles reads the Dagger module's files (dagger.json and ci/), so that
+// go's test cache, which tracks the files a test opens, reruns these tests
+// when the module changes; modelci's own packages are imports already. It
+// returns their digest, for messages.
+func moduleFiles(t *testing.T) string {
+	t.Helper()
+	root := repoRoot(t)
+	h := sha256.New()
+	files := []string{filepath.Join(root, "dagger.json")}
+	err := filepath.WalkDir(filepath.Join(root, "ci"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// binary is modelci built from this source for the module's steps, as
+// `modelci run` builds its runtime (the same cache, by source digest): the
+// engine then compiles nothing but the module. TestModelciBinary checks
+// that the module's own build gives the same bytes.
+func binary(t *testing.T) string {
+	t.Helper()
+	bin, err := image.Runtime(context.Background(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(repoRoot(t)))
+	if err != nil {
+		t.Fatalf("build modelci: %v", err)
+	}
+	return bin
+}
 
 // These tests drive a real Dagger engine with the dagger CLI. tools/dagger/engine.sh
 // start prints the variables they need; .ci/run sets them.
@@ -46,19 +94,26 @@ func daggerCLI(t *testing.T) string {
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
 	return root
 }
 
-// call runs `dagger call ARGS…` on the module at the repository root and
-// returns its stdout.
+// call runs `dagger call --modelci-binary BIN ARGS…` on the module at the
+// repository root and returns its stdout.
 func call(t *testing.T, args ...string) string {
 	t.Helper()
+	return dagger(t, append([]string{"call", "--modelci-binary", binary(t)}, args...)...)
+}
+
+// dagger runs the dagger CLI on the module at the repository root.
+func dagger(t *testing.T, args ...string) string {
+	t.Helper()
 	cli := daggerCLI(t)
-	cmd := exec.Command(cli, append([]string{"--progress=plain", "-m", repoRoot(t), "call"}, args...)...)
+	moduleFiles(t)
+	cmd := exec.Command(cli, append([]string{"--progress=plain", "-m", repoRoot(t)}, args...)...)
 	cmd.Dir = repoRoot(t)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -67,7 +122,7 @@ func call(t *testing.T, args ...string) string {
 		if len(tail) > 6000 {
 			tail = tail[len(tail)-6000:]
 		}
-		t.Fatalf("dagger call %s: %v\n%s", strings.Join(args, " "), err, tail)
+		t.Fatalf("dagger %s: %v\n%s", strings.Join(args, " "), err, tail)
 	}
 	return stdout.String()
 }
@@ -163,6 +218,27 @@ func TestFunctions(t *testing.T) {
 	}
 }
 
+// TestModelciBinary: without --modelci-binary the module builds modelci in
+// the engine, and the bytes equal the host's build of the same source with
+// the same toolchain and flags, so a user with no prebuilt binary gets the
+// same steps and the same image digests.
+func TestModelciBinary(t *testing.T) {
+	daggerCLI(t)
+	out := filepath.Join(t.TempDir(), "modelci")
+	dagger(t, "call", "modelci-bin", "export", "--path", out)
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(binary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Errorf("the module's modelci (%d bytes) differs from the host's build (%d bytes)", len(got), len(want))
+	}
+}
+
 // serveRegistry starts modelci's embedded registry on a loopback port.
 func serveRegistry(t *testing.T) string {
 	t.Helper()
@@ -212,11 +288,30 @@ func TestRelease(t *testing.T) {
 		"--address", staging, "--registry", "tcp://"+addr,
 		"--key", "file:"+keyPath, "--key-password", "env:MODELCI_TEST_KEY_PASSWORD", "json")
 	var rel struct {
-		Verdict, Version, Digest, Ref, ModelDigest, Signature, Summary string
-		ExitCode                                                       int
+		Verdict     string `json:"verdict"`
+		Version     string `json:"version"`
+		Digest      string `json:"digest"`
+		Ref         string `json:"ref"`
+		ModelDigest string `json:"model_digest"`
+		Signature   string `json:"signature"`
+		Summary     string `json:"summary"`
+		ExitCode    int    `json:"exit_code"`
 	}
 	if err := json.Unmarshal([]byte(out), &rel); err != nil {
 		t.Fatalf("release output %q: %v", out, err)
+	}
+	// release.yml reads these keys with jq, which is case-sensitive.
+	var keys map[string]any
+	if err := json.Unmarshal([]byte(out), &keys); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"schema", "verdict", "version", "digest", "ref", "model_digest", "signature", "summary", "exit_code"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("release JSON has no %q key: %.300s", k, out)
+		}
+	}
+	if keys["schema"] != "modelci.dev/dagger-release/v1" {
+		t.Errorf("release JSON schema %v", keys["schema"])
 	}
 
 	if rel.Verdict != string(modelgate.Pass) || rel.ExitCode != 0 {
@@ -233,6 +328,10 @@ func TestRelease(t *testing.T) {
 	}
 	if !strings.Contains(rel.Summary, "PASS") || !strings.Contains(rel.Summary, rel.Digest) {
 		t.Errorf("summary lacks the verdict or the digest:\n%s", rel.Summary)
+	}
+	// The signature tag names the registry as the caller does.
+	if !strings.HasPrefix(rel.Signature, staging+":sha256-") {
+		t.Errorf("signature %s, want %s:sha256-….sig", rel.Signature, staging)
 	}
 
 	// The registry holds the version tag at that digest, signed with the key.
