@@ -27,6 +27,7 @@ import (
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/promote"
@@ -131,11 +132,11 @@ func dagger(t *testing.T, args ...string) string {
 // temporary output directory.
 func localRun(t *testing.T) *pipeline.Result {
 	t.Helper()
-	spec, err := pipeline.LoadSpec(filepath.Join(repoRoot(t), linregSpec))
+	sp, err := spec.Load(filepath.Join(repoRoot(t), linregSpec))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := pipeline.Run(context.Background(), spec,
+	res, err := pipeline.Run(context.Background(), sp,
 		pipeline.WithOutput(t.TempDir()), pipeline.WithCreated(time.Unix(0, 0).UTC()))
 	if err != nil {
 		t.Fatalf("modelci run: %v", err)

@@ -21,7 +21,7 @@
 //     max_gap.
 //
 // The overall verdict is FAIL if any check fails, else INCONCLUSIVE if any
-// is, else PASS; Report.ExitCode maps it to the CLI's exit status under the
+// is, else PASS; Report.Decision says whether that releases, holds or refuses the model under the
 // policy's on_inconclusive. AnalyzeCanary applies the same three verdicts
 // to live traffic (error rates, latency histograms). ParseVersion, Greater,
 // Tag and CheckConstraint are the model-version rules.

@@ -83,7 +83,7 @@ func Summarize(m *Metrics) MetricsSummary {
 type Report struct {
 	Schema  string  `json:"schema"`
 	Verdict Verdict `json:"verdict"`
-	// OnInconclusive is the policy's on_inconclusive, which decides the exit code.
+	// OnInconclusive is the policy's on_inconclusive, which decides what an INCONCLUSIVE verdict means.
 	OnInconclusive string          `json:"on_inconclusive"`
 	Metric         string          `json:"metric,omitempty"`
 	Direction      string          `json:"direction,omitempty"`
@@ -92,20 +92,33 @@ type Report struct {
 	Checks         []Check         `json:"checks"`
 }
 
-// ExitCode is the CLI's exit status for the verdict (ARCHITECTURE.md): 0
-// PASS, 3 FAIL or INCONCLUSIVE under on_inconclusive: fail, 4 INCONCLUSIVE
-// under hold.
-func (r *Report) ExitCode() int {
+// Decision is what a verdict means for the model under the policy: it is
+// released, held for a person's approval, or refused. Front ends map it to
+// their own signals (the CLI's exit codes, a workflow's outcome).
+type Decision string
+
+// Decisions.
+const (
+	// Released: PASS.
+	Released Decision = "release"
+	// Held: INCONCLUSIVE under on_inconclusive: hold.
+	Held Decision = "hold"
+	// Refused: FAIL, or INCONCLUSIVE under on_inconclusive: fail.
+	Refused Decision = "refuse"
+)
+
+// Decision is the report's verdict under its on_inconclusive.
+func (r *Report) Decision() Decision {
 	switch r.Verdict {
 	case Pass:
-		return 0
+		return Released
 	case Inconclusive:
 		if r.OnInconclusive == FailOn {
-			return 3
+			return Refused
 		}
-		return 4
+		return Held
 	}
-	return 3
+	return Refused
 }
 
 // JSON is the report as indented JSON with a final newline.

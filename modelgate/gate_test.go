@@ -75,7 +75,7 @@ func TestEvaluateDiabetesExample(t *testing.T) {
 			t.Fatal(err)
 		}
 		th := check(t, r, modelgate.CheckThreshold)
-		if r.Verdict != modelgate.Pass || r.ExitCode() != 0 || th.Verdict != modelgate.Pass {
+		if r.Verdict != modelgate.Pass || r.Decision() != modelgate.Released || th.Verdict != modelgate.Pass {
 			t.Errorf("%s: verdict %s, threshold %s (%s)", method, r.Verdict, th.Verdict, th.Reason)
 		}
 		if !(*th.Upper >= 3600 && *th.Upper <= 4400) || !(*th.Lower < *th.Estimate) {
@@ -95,23 +95,23 @@ func TestEvaluateThresholdVerdicts(t *testing.T) {
 		name string
 		p    modelgate.Policy
 		want modelgate.Verdict
-		code int
+		code modelgate.Decision
 	}{
-		{"below", policy(5000), modelgate.Pass, 0},
-		{"straddles, hold", policy(3000), modelgate.Inconclusive, 4},
-		{"straddles, fail", policy(3000, failOn), modelgate.Inconclusive, 3},
-		{"above", policy(2000), modelgate.Fail, 3},
-		{"maximize above", policy(2000, maximize), modelgate.Pass, 0},
-		{"maximize straddles", policy(4000, maximize), modelgate.Inconclusive, 4},
-		{"maximize below", policy(5000, maximize), modelgate.Fail, 3},
+		{"below", policy(5000), modelgate.Pass, modelgate.Released},
+		{"straddles, hold", policy(3000), modelgate.Inconclusive, modelgate.Held},
+		{"straddles, fail", policy(3000, failOn), modelgate.Inconclusive, modelgate.Refused},
+		{"above", policy(2000), modelgate.Fail, modelgate.Refused},
+		{"maximize above", policy(2000, maximize), modelgate.Pass, modelgate.Released},
+		{"maximize straddles", policy(4000, maximize), modelgate.Inconclusive, modelgate.Held},
+		{"maximize below", policy(5000, maximize), modelgate.Fail, modelgate.Refused},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := modelgate.Evaluate(tc.p, m, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if th := check(t, r, modelgate.CheckThreshold); th.Verdict != tc.want || r.Verdict != tc.want || r.ExitCode() != tc.code {
-				t.Errorf("threshold %s, overall %s, exit %d; want %s, exit %d (%s)", th.Verdict, r.Verdict, r.ExitCode(), tc.want, tc.code, th.Reason)
+			if th := check(t, r, modelgate.CheckThreshold); th.Verdict != tc.want || r.Verdict != tc.want || r.Decision() != tc.code {
+				t.Errorf("threshold %s, overall %s, decision %s; want %s, %s (%s)", th.Verdict, r.Verdict, r.Decision(), tc.want, tc.code, th.Reason)
 			}
 		})
 	}
@@ -304,19 +304,19 @@ func TestEvaluateNonFinitePerExample(t *testing.T) {
 	}
 }
 
-func TestExitCode(t *testing.T) {
+func TestDecision(t *testing.T) {
 	for _, tc := range []struct {
 		v    modelgate.Verdict
 		on   string
-		want int
+		want modelgate.Decision
 	}{
-		{modelgate.Pass, "hold", 0}, {modelgate.Pass, "fail", 0},
-		{modelgate.Fail, "hold", 3}, {modelgate.Fail, "fail", 3},
-		{modelgate.Inconclusive, "hold", 4}, {modelgate.Inconclusive, "fail", 3},
+		{modelgate.Pass, "hold", modelgate.Released}, {modelgate.Pass, "fail", modelgate.Released},
+		{modelgate.Fail, "hold", modelgate.Refused}, {modelgate.Fail, "fail", modelgate.Refused},
+		{modelgate.Inconclusive, "hold", modelgate.Held}, {modelgate.Inconclusive, "fail", modelgate.Refused},
 	} {
 		r := &modelgate.Report{Verdict: tc.v, OnInconclusive: tc.on}
-		if got := r.ExitCode(); got != tc.want {
-			t.Errorf("%s under %s: exit %d, want %d", tc.v, tc.on, got, tc.want)
+		if got := r.Decision(); got != tc.want {
+			t.Errorf("%s under %s: decision %s, want %s", tc.v, tc.on, got, tc.want)
 		}
 	}
 }

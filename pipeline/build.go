@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -70,4 +71,15 @@ func platformString(p v1.Platform) string {
 		s += "/" + p.Variant
 	}
 	return s
+}
+
+// build is the image stage: the image goes into the output's OCI layout.
+func (r *run) build(ctx context.Context) (string, error) {
+	img, err := r.buildImage(ctx)
+	if err != nil {
+		return "", err
+	}
+	r.rec.Outputs.Image = img
+	r.ref = img.Ref
+	return fmt.Sprintf("%s, tag %s in %s", short(img.Digest), img.Tag, img.Layout), nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modelci/modelci/spec"
+
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
@@ -246,9 +248,9 @@ func TestBaselineFromSpecErrors(t *testing.T) {
 			dir := project(t, func(s string) string {
 				return strings.Replace(s, "  method: t\n", "  method: t\n  baseline: {from: prod}\n", 1) + tt.add
 			})
-			_, err := pipeline.LoadSpec(filepath.Join(dir, "modelci.yaml"))
-			if !errors.Is(err, pipeline.ErrSpec) || !strings.Contains(err.Error(), "gate.baseline.from") || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("LoadSpec = %v, want ErrSpec naming gate.baseline.from: %s", err, tt.want)
+			_, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
+			if !errors.Is(err, spec.ErrSpec) || !strings.Contains(err.Error(), "gate.baseline.from") || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("LoadSpec = %v, want spec.ErrSpec naming gate.baseline.from: %s", err, tt.want)
 			}
 		})
 	}

@@ -17,31 +17,10 @@ func DeployDir(output string) string { return filepath.Join(output, "deploy") }
 // KUBECONFIG, then ~/.kube/config); the context is always deploy.context.
 func WithKubeconfig(path string) Option { return func(o *options) { o.kubeconfig = path } }
 
-func (s *Spec) hasDeploy() bool { return s.Deploy.Kind != 0 }
-
-func (s *Spec) validateDeploy() []error {
-	if !s.hasDeploy() {
-		return nil
-	}
-	cfg, err := deploy.DecodeConfig(s.File, &s.Deploy)
-	if err != nil {
-		return []error{err}
-	}
-	s.DeployConfig = cfg
-	var errs []error
-	if cfg.Enabled && cfg.Context == "" {
-		errs = append(errs, fmt.Errorf("%s: deploy.context: %w: deploy.enabled needs a kubeconfig context named explicitly (modelci never uses whatever context is current)", s.File, ErrSpec))
-	}
-	if cfg.Enabled && s.Verify.Key == "" && s.Verify.CertificateIdentity == "" {
-		errs = append(errs, fmt.Errorf("%s: verify: %w: deploy.enabled needs verify.key or verify.certificate_identity (images are verified before they deploy)", s.File, ErrSpec))
-	}
-	return errs
-}
-
 // deployStage deploys the pushed image when deploy.enabled, else renders
 // its manifests into <output>/deploy/.
 func (r *run) deployStage(ctx context.Context, ref string) (string, error) {
-	cfg := r.spec.DeployConfig
+	cfg := r.spec.Deploy
 	rel := deploy.Release{Name: r.spec.Model.Name, Version: r.spec.Model.Version, Image: ref, RunID: r.rec.ID}
 	if !cfg.Enabled {
 		m, err := deploy.Render(cfg, rel, cfg.Namespace)

@@ -22,6 +22,7 @@ import (
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/image"
 )
@@ -32,19 +33,19 @@ func project(t *testing.T, edit func(string) string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join("..", "examples", "linreg")
-	spec, err := os.ReadFile(filepath.Join(src, "modelci.yaml"))
+	sp, err := os.ReadFile(filepath.Join(src, "modelci.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if edit != nil {
-		spec = []byte(edit(string(spec)))
+		sp = []byte(edit(string(sp)))
 	}
 	csv, err := os.ReadFile(filepath.Join(src, "data", "diabetes.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
-	if err := os.WriteFile(filepath.Join(dir, "modelci.yaml"), spec, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "modelci.yaml"), sp, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "data", "diabetes.csv"), csv, 0o644); err != nil {
@@ -55,7 +56,7 @@ func project(t *testing.T, edit func(string) string) string {
 
 func runProject(t *testing.T, dir string, opts ...pipeline.Option) (*pipeline.Result, error) {
 	t.Helper()
-	spec, err := pipeline.LoadSpec(filepath.Join(dir, "modelci.yaml"))
+	sp, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +66,7 @@ func runProject(t *testing.T, dir string, opts ...pipeline.Option) (*pipeline.Re
 			t.Logf("run log:\n%s", log.String())
 		}
 	})
-	return pipeline.Run(context.Background(), spec, append([]pipeline.Option{pipeline.WithLog(&log)}, opts...)...)
+	return pipeline.Run(context.Background(), sp, append([]pipeline.Option{pipeline.WithLog(&log)}, opts...)...)
 }
 
 // TestEndToEnd runs the example, then starts the server binary taken out of
@@ -77,8 +78,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.ExitCode != 0 || res.Verdict != modelgate.Pass {
-		t.Fatalf("verdict %s, exit %d", res.Verdict, res.ExitCode)
+	if res.Decision != modelgate.Released || res.Verdict != modelgate.Pass {
+		t.Fatalf("verdict %s, decision %s", res.Verdict, res.Decision)
 	}
 	if got := strings.Join(stages, ","); got != "data,train,evaluate,gate,image" {
 		t.Fatalf("stages = %s", got)
@@ -287,8 +288,8 @@ func TestGateFailBuildsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Verdict != modelgate.Fail || res.ExitCode != 3 || res.Ref != "" {
-		t.Fatalf("verdict %s exit %d ref %q", res.Verdict, res.ExitCode, res.Ref)
+	if res.Verdict != modelgate.Fail || res.Decision != modelgate.Refused || res.Ref != "" {
+		t.Fatalf("verdict %s decision %s ref %q", res.Verdict, res.Decision, res.Ref)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".modelci", "oci")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("an image layout was written: %v", err)
@@ -297,8 +298,8 @@ func TestGateFailBuildsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Verdict != modelgate.Fail || rec.Outputs.Image != nil || rec.ExitCode != 3 {
-		t.Fatalf("record verdict %s image %+v exit %d", rec.Verdict, rec.Outputs.Image, rec.ExitCode)
+	if rec.Verdict != modelgate.Fail || rec.Outputs.Image != nil || rec.Decision != modelgate.Refused {
+		t.Fatalf("record verdict %s image %+v decision %s", rec.Verdict, rec.Outputs.Image, rec.Decision)
 	}
 	if _, err := os.Stat(filepath.Join(res.RunDir, "gate.md")); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/image"
@@ -97,4 +98,15 @@ func (r *run) checkChampion(ctx context.Context, repo, tag, digest string) error
 			r.spec.Model.Name, r.spec.Model.Version, repo, ErrNotGreater, champion)
 	}
 	return nil
+}
+
+// push is the push stage: the layout's image to the repository, by digest.
+func (r *run) push(ctx context.Context) (string, error) {
+	p, err := r.publish(ctx, r.rec.Outputs.Image)
+	if err != nil {
+		return "", err
+	}
+	r.rec.Outputs.Push = p
+	r.ref = p.Ref
+	return fmt.Sprintf("%s, tags %s", p.Ref, strings.Join(p.Tags, ", ")), nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/modelci/modelci/spec"
 )
 
 // ErrSpecChanged means the spec file is not the one a run read.
@@ -31,7 +33,7 @@ func WithoutPublish() Option { return func(o *options) { o.noPublish = true } }
 // Rebuild runs the pipeline again for run id of output, into a scratch
 // directory, and compares every digest with the run record: the proof that
 // the image is reproducible. Nothing in output changes.
-func Rebuild(ctx context.Context, spec *Spec, output, id string, opts ...Option) (*RebuildResult, error) {
+func Rebuild(ctx context.Context, spec *spec.Spec, output, id string, opts ...Option) (*RebuildResult, error) {
 	rec, err := ReadRecord(output, id)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 )
 
 func TestRebuild(t *testing.T) {
@@ -16,12 +17,12 @@ func TestRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := pipeline.LoadSpec(filepath.Join(dir, "modelci.yaml"))
+	sp, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, ".modelci")
-	res, err := pipeline.Rebuild(context.Background(), spec, out, first.RunID, pipeline.WithRuntime("linux/amd64", bin))
+	res, err := pipeline.Rebuild(context.Background(), sp, out, first.RunID, pipeline.WithRuntime("linux/amd64", bin))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func TestRebuild(t *testing.T) {
 	// check says the runtime is why.
 	other := runtimeStub(t)
 	appendByte(t, other)
-	res, err = pipeline.Rebuild(context.Background(), spec, out, first.RunID, pipeline.WithRuntime("linux/amd64", other))
+	res, err = pipeline.Rebuild(context.Background(), sp, out, first.RunID, pipeline.WithRuntime("linux/amd64", other))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,11 +53,11 @@ func TestRebuild(t *testing.T) {
 
 	// A changed spec is refused before anything runs.
 	setSpec(t, dir, [2]string{"epochs: 300", "epochs: 299"})
-	spec, _ = pipeline.LoadSpec(filepath.Join(dir, "modelci.yaml"))
-	if _, err := pipeline.Rebuild(context.Background(), spec, out, first.RunID); !errors.Is(err, pipeline.ErrSpecChanged) {
+	sp, _ = spec.Load(filepath.Join(dir, "modelci.yaml"))
+	if _, err := pipeline.Rebuild(context.Background(), sp, out, first.RunID); !errors.Is(err, pipeline.ErrSpecChanged) {
 		t.Fatalf("err = %v, want ErrSpecChanged", err)
 	}
-	if _, err := pipeline.Rebuild(context.Background(), spec, out, "nope"); !errors.Is(err, pipeline.ErrNoRun) {
+	if _, err := pipeline.Rebuild(context.Background(), sp, out, "nope"); !errors.Is(err, pipeline.ErrNoRun) {
 		t.Fatalf("err = %v, want ErrNoRun", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/modelci/modelci/spec"
+
 	"github.com/modelci/modelci/modelgate"
 )
 
@@ -18,14 +20,14 @@ const RecordSchema = "modelci.dev/run/v1"
 // Record is run.json: every input and output digest of one run, its verdict,
 // figures and timings, so that a run can be audited and rebuilt.
 type Record struct {
-	Schema   string    `json:"schema"`
-	ID       string    `json:"id"`
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
-	ExitCode int       `json:"exit_code"`
+	Schema   string             `json:"schema"`
+	ID       string             `json:"id"`
+	Started  time.Time          `json:"started"`
+	Finished time.Time          `json:"finished"`
+	Decision modelgate.Decision `json:"decision"`
 
 	Spec    SpecInfo          `json:"spec"`
-	Model   ModelSpec         `json:"model"`
+	Model   spec.ModelSpec    `json:"model"`
 	Inputs  Inputs            `json:"inputs"`
 	Outputs Outputs           `json:"outputs"`
 	Verdict modelgate.Verdict `json:"verdict"`

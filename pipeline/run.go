@@ -12,13 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/modelci/modelci/spec"
 
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/data"
-	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 	"github.com/modelci/modelci/stages/train"
@@ -33,10 +33,12 @@ type Event struct {
 
 // Result is what a run produced.
 type Result struct {
-	RunID    string
-	RunDir   string
-	Verdict  modelgate.Verdict
-	ExitCode int // as ARCHITECTURE.md's exit codes: 0, 3 or 4
+	RunID   string
+	RunDir  string
+	Verdict modelgate.Verdict
+	// Decision is what the verdict means here: released, held for a
+	// person, or refused (nothing built).
+	Decision modelgate.Decision
 	Report   *modelgate.Report
 	Metrics  *modelgate.Metrics
 	// Ref is the image reference with its digest; empty when the gate
@@ -93,7 +95,7 @@ func WithRuntime(platform, path string) Option {
 }
 
 // OutputDir is the output directory a run of spec writes to.
-func OutputDir(spec *Spec, override string) string {
+func OutputDir(spec *spec.Spec, override string) string {
 	if override != "" {
 		if filepath.IsAbs(override) {
 			return override
@@ -109,7 +111,7 @@ func OutputDir(spec *Spec, override string) string {
 
 // Run executes the pipeline for spec. A gate that refuses is not an error:
 // the result carries the verdict and exit code, and no image is built.
-func Run(ctx context.Context, spec *Spec, opts ...Option) (*Result, error) {
+func Run(ctx context.Context, spec *spec.Spec, opts ...Option) (*Result, error) {
 	o := options{progress: func(Event) {}, log: io.Discard, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
@@ -122,7 +124,7 @@ func Run(ctx context.Context, spec *Spec, opts ...Option) (*Result, error) {
 	defer lock.Unlock()
 
 	r := &run{spec: spec, o: o, out: out}
-	if spec.DeployConfig.Enabled && r.repository() == "" {
+	if spec.Deploy.Enabled && r.repository() == "" {
 		return nil, fmt.Errorf("deploy: %w: a cluster pulls from a registry; set image.repository or --repository", ErrNeedsRegistry)
 	}
 	if r.signs() {
@@ -153,12 +155,23 @@ func Run(ctx context.Context, spec *Spec, opts ...Option) (*Result, error) {
 	return res, nil
 }
 
+// run is one pipeline run: each stage (data.go, train.go, evaluate.go,
+// gate.go, build.go, publish.go, sign.go, deploy.go) reads what the stages
+// before it left here and records its outputs in rec.
 type run struct {
-	spec *Spec
+	spec *spec.Spec
 	o    options
 	out  string
 	tmp  string
 	rec  Record
+
+	ds, trainSet, testSet *data.Dataset
+	modelDir              string
+	linear                *model.Linear // the built-in model, nil for an external trainer
+	trainLoss             []float64
+	metrics               *modelgate.Metrics
+	report                *modelgate.Report
+	ref                   string // the image reference with its digest, once built
 }
 
 func (r *run) stage(name string, fn func() (string, error)) error {
@@ -198,15 +211,11 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err == nil {
 		specDigest = DigestBytes(specBytes)
 	}
-	params, err := spec.ParamsMap()
-	if err != nil {
-		return nil, err
-	}
 	r.rec = Record{
 		Schema: RecordSchema, ID: id, Started: started.UTC(),
 		Spec:  SpecInfo{File: spec.File, Digest: specDigest},
 		Model: spec.Model,
-		Inputs: Inputs{Params: params, Trainer: TrainerInput{
+		Inputs: Inputs{Params: spec.Train.Params, Trainer: TrainerInput{
 			Builtin: spec.Train.Builtin, Command: spec.Train.Command, Evaluator: spec.Evaluate.Command,
 		}},
 	}
@@ -214,182 +223,39 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 		r.rec.Inputs.Trainer.Version = train.Version
 	}
 
-	// data
-	var trainSet, testSet *data.Dataset
-	var ds *data.Dataset
-	if err := r.stage("data", func() (string, error) {
-		path := spec.Path(spec.Data.Path)
-		ds, err = data.Load(ctx, path, spec.Data.Target)
-		if err != nil {
-			return "", err
+	for _, st := range []struct {
+		name string
+		fn   func(context.Context) (string, error)
+	}{{"data", r.data}, {"train", r.train}, {"evaluate", r.evaluate}, {"gate", r.gate}} {
+		if err := r.stage(st.name, func() (string, error) { return st.fn(ctx) }); err != nil {
+			return nil, err
 		}
-		trainSet, testSet, err = data.Split(ds, *spec.Data.TestFraction, *spec.Data.Seed)
-		if err != nil {
-			return "", fmt.Errorf("split %s: %w", spec.Data.Path, err)
-		}
-		r.rec.Inputs.Dataset = DatasetInput{Path: spec.Data.Path, Digest: ds.Digest(), Rows: ds.Rows(), Features: ds.Features, Target: ds.Target}
-		r.rec.Inputs.Split = SplitInput{
-			Seed: *spec.Data.Seed, TestFraction: *spec.Data.TestFraction,
-			TrainDigest: trainSet.Digest(), TrainRows: trainSet.Rows(),
-			TestDigest: testSet.Digest(), TestRows: testSet.Rows(),
-		}
-		return fmt.Sprintf("%d rows × %d features, train %d / test %d, %s",
-			ds.Rows(), len(ds.Features), trainSet.Rows(), testSet.Rows(), short(r.rec.Inputs.Dataset.Digest)), nil
-	}); err != nil {
-		return nil, err
 	}
+	decision := r.report.Decision()
+	r.rec.Verdict, r.rec.Decision = r.report.Verdict, decision
 
-	// train
-	modelDir := filepath.Join(tmp, "model")
-	var lin *model.Linear
-	var trainLoss []float64
-	if err := r.stage("train", func() (string, error) {
-		if spec.Train.Builtin != "" {
-			p, err := spec.BuiltinParams()
-			if err != nil {
-				return "", err
-			}
-			res, err := train.Builtin(ctx, trainSet, p, *spec.Data.Seed)
-			if err != nil {
-				return "", err
-			}
-			lin, trainLoss = res.Model, res.Loss
-			lin.Name, lin.Version = spec.Model.Name, spec.Model.Version
-			b, err := lin.Encode()
-			if err != nil {
-				return "", err
-			}
-			if err := os.MkdirAll(modelDir, 0o755); err != nil {
-				return "", err
-			}
-			if err := os.WriteFile(filepath.Join(modelDir, model.FileName), b, 0o644); err != nil {
-				return "", err
-			}
-		} else {
-			res, err := train.External(ctx, train.ExternalInput{
-				Command: spec.Train.Command, Dir: spec.Dir, Train: trainSet, Params: params,
-				Seed: *spec.Data.Seed, OutDir: filepath.Join(tmp, "train"), Log: r.o.log,
-			})
-			if err != nil {
-				return "", err
-			}
-			if err := os.Rename(res.ModelDir, modelDir); err != nil {
-				return "", fmt.Errorf("keep trained model: %w", err)
-			}
-			trainLoss = res.Loss
-		}
-		d, err := DigestTree(modelDir)
-		if err != nil {
-			return "", err
-		}
-		r.rec.Outputs.Model = Artifact{Path: "model", Digest: d}
-		r.rec.Figures.Epochs = len(trainLoss)
-		r.rec.Figures.FinalTrainLoss = trainLoss[len(trainLoss)-1]
-		return fmt.Sprintf("%d epochs, final loss %s", len(trainLoss), num(trainLoss[len(trainLoss)-1])), nil
-	}); err != nil {
-		return nil, err
-	}
-
-	// evaluate
-	var metrics *modelgate.Metrics
-	if err := r.stage("evaluate", func() (string, error) {
-		var perExample []float64
-		if len(spec.Evaluate.Command) == 0 {
-			perExample, err = evaluate.Builtin(lin, testSet)
-		} else {
-			perExample, err = evaluate.External(ctx, evaluate.ExternalInput{
-				Command: spec.Evaluate.Command, Dir: spec.Dir, ModelDir: modelDir, Test: testSet,
-				OutDir: filepath.Join(tmp, "evaluate"), Log: r.o.log,
-			})
-		}
-		if err != nil {
-			return "", err
-		}
-		metrics = NewMetrics(MetricsInput{
-			Params: params, DatasetDigest: r.rec.Inputs.Dataset.Digest, Rows: ds.Rows(),
-			TestDigest: r.rec.Inputs.Split.TestDigest, TestRows: testSet.Rows(),
-			Seed: *spec.Data.Seed, TestFraction: *spec.Data.TestFraction,
-			TrainLoss: trainLoss, PerExample: perExample,
-		})
-		d, err := writeJSON(filepath.Join(tmp, "metrics.json"), metrics)
-		if err != nil {
-			return "", err
-		}
-		r.rec.Outputs.Metrics = Artifact{Path: "metrics.json", Digest: d}
-		r.rec.Figures.EvalLoss = metrics.Eval.Loss
-		return fmt.Sprintf("eval loss %s over %d test rows", num(metrics.Eval.Loss), len(perExample)), nil
-	}); err != nil {
-		return nil, err
-	}
-
-	// gate
-	var report *modelgate.Report
-	if err := r.stage("gate", func() (string, error) {
-		baseline, err := r.baseline(ctx, metrics, testSet)
-		if err != nil {
-			return "", err
-		}
-		report, err = modelgate.Evaluate(spec.Gate, metrics, baseline)
-		if err != nil {
-			return "", err
-		}
-		if err := r.writeReports(report, metrics); err != nil {
-			return "", err
-		}
-		return gateSummary(report), nil
-	}); err != nil {
-		return nil, err
-	}
-	r.rec.Verdict = report.Verdict
-	code := report.ExitCode()
-	res := &Result{RunID: id, Verdict: report.Verdict, ExitCode: code, Report: report, Metrics: metrics}
-
-	// image: FAIL (and INCONCLUSIVE under on_inconclusive: fail) stop here.
-	if code != 3 {
-		if err := r.stage("image", func() (string, error) {
-			img, err := r.buildImage(ctx)
-			if err != nil {
-				return "", err
-			}
-			r.rec.Outputs.Image = img
-			res.Ref = img.Ref
-			return fmt.Sprintf("%s, tag %s in %s", short(img.Digest), img.Tag, img.Layout), nil
-		}); err != nil {
+	// FAIL (and INCONCLUSIVE under on_inconclusive: fail) stop here.
+	if decision != modelgate.Refused {
+		if err := r.stage("image", func() (string, error) { return r.build(ctx) }); err != nil {
 			return nil, err
 		}
 		if r.repository() != "" {
-			if err := r.stage("push", func() (string, error) {
-				p, err := r.publish(ctx, r.rec.Outputs.Image)
-				if err != nil {
-					return "", err
-				}
-				r.rec.Outputs.Push = p
-				res.Ref = p.Ref
-				return fmt.Sprintf("%s, tags %s", p.Ref, strings.Join(p.Tags, ", ")), nil
-			}); err != nil {
+			if err := r.stage("push", func() (string, error) { return r.push(ctx) }); err != nil {
 				return nil, err
 			}
 			if r.signs() {
-				if err := r.stage("sign", func() (string, error) {
-					s, err := r.signAndAttest(ctx, res.Ref, report, metrics)
-					if err != nil {
-						return "", err
-					}
-					r.rec.Outputs.Sign = s
-					return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached", report.Verdict), nil
-				}); err != nil {
+				if err := r.stage("sign", func() (string, error) { return r.sign(ctx) }); err != nil {
 					return nil, err
 				}
 			}
-			if spec.hasDeploy() {
-				if err := r.stage("deploy", func() (string, error) { return r.deployStage(ctx, res.Ref) }); err != nil {
+			if spec.HasDeploy {
+				if err := r.stage("deploy", func() (string, error) { return r.deployStage(ctx, r.ref) }); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
 
-	r.rec.ExitCode = code
 	r.rec.Finished = r.o.now().UTC()
 	if _, err := writeJSON(filepath.Join(tmp, "run.json"), &r.rec); err != nil {
 		return nil, err
@@ -399,80 +265,10 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("publish run %s: %w", id, err)
 	}
 	r.tmp = ""
-	res.RunDir = final
-	res.Record = &r.rec
-	return res, nil
-}
-
-func (r *run) writeReports(report *modelgate.Report, m *modelgate.Metrics) error {
-	b, err := report.JSON()
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(r.tmp, "gate.json"), b, 0o644); err != nil {
-		return err
-	}
-	r.rec.Outputs.Gate = Artifact{Path: "gate.json", Digest: DigestBytes(b)}
-	if err := os.WriteFile(filepath.Join(r.tmp, "gate.md"), []byte(report.Markdown()), 0o644); err != nil {
-		return err
-	}
-	for _, format := range []string{"svg", "png"} {
-		plot, err := modelgate.PlotLoss(m, report, format)
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(r.tmp, "loss."+format), plot, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// baseline finds the champion's metrics: gate.baseline.metrics when set,
-// the champion of gate.baseline.from's environment, else the last passing
-// run in the output directory on the same test split.
-func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics, test *data.Dataset) (*modelgate.Metrics, error) {
-	if r.spec.Gate.Baseline.From != "" {
-		return r.championBaseline(ctx, candidate, test)
-	}
-	if p := r.spec.Gate.Baseline.Metrics; p != "" {
-		path := r.spec.Path(p)
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("gate.baseline.metrics: %w", err)
-		}
-		m, err := modelgate.DecodeMetrics(b)
-		if err != nil {
-			return nil, fmt.Errorf("gate.baseline.metrics %s: %w", p, err)
-		}
-		r.rec.Inputs.Baseline = &BaselineInput{Source: p, Digest: DigestBytes(b)}
-		return m, nil
-	}
-	ids, err := ListRuns(r.out)
-	if err != nil {
-		return nil, err
-	}
-	for i := len(ids) - 1; i >= 0; i-- {
-		rec, err := ReadRecord(r.out, ids[i])
-		if err != nil || rec.Verdict != modelgate.Pass || rec.Model.Name != r.spec.Model.Name {
-			continue
-		}
-		if rec.Inputs.Split.TestDigest != candidate.Split.TestDigest {
-			r.warnf("warning: last passing run %s used another test split; no baseline comparison", ids[i])
-			return nil, nil
-		}
-		b, err := os.ReadFile(filepath.Join(RunsDir(r.out), ids[i], "metrics.json"))
-		if err != nil {
-			return nil, fmt.Errorf("baseline run %s: %w", ids[i], err)
-		}
-		m, err := modelgate.DecodeMetrics(b)
-		if err != nil {
-			return nil, fmt.Errorf("baseline run %s: %w", ids[i], err)
-		}
-		r.rec.Inputs.Baseline = &BaselineInput{Source: "run:" + ids[i], Digest: DigestBytes(b)}
-		return m, nil
-	}
-	return nil, nil
+	return &Result{
+		RunID: id, RunDir: final, Verdict: r.report.Verdict, Decision: decision,
+		Report: r.report, Metrics: r.metrics, Ref: r.ref, Record: &r.rec,
+	}, nil
 }
 
 func (r *run) warnf(format string, args ...any) {
@@ -487,31 +283,3 @@ func short(digest string) string {
 }
 
 func num(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
-
-// gateSummary is the gate's progress line: the verdict, the threshold
-// check's interval, and how many checks passed.
-func gateSummary(r *modelgate.Report) string {
-	var b strings.Builder
-	b.WriteString(string(r.Verdict))
-	passed := 0
-	for _, c := range r.Checks {
-		if c.Verdict == modelgate.Pass {
-			passed++
-		}
-		if c.Name == modelgate.CheckThreshold && c.Estimate != nil {
-			fmt.Fprintf(&b, ", %s %s", r.Metric, num(*c.Estimate))
-			if c.Lower != nil && c.Upper != nil {
-				fmt.Fprintf(&b, " (%g%% CI %s–%s)", c.Confidence*100, num(*c.Lower), num(*c.Upper))
-			}
-			if c.Threshold != nil {
-				op := "≤"
-				if r.Direction == "maximize" {
-					op = "≥"
-				}
-				fmt.Fprintf(&b, " vs %s %s", op, num(*c.Threshold))
-			}
-		}
-	}
-	fmt.Fprintf(&b, ", %d/%d checks pass", passed, len(r.Checks))
-	return b.String()
-}

@@ -14,53 +14,9 @@ import (
 	"github.com/modelci/modelci/stages/train"
 )
 
-// SignSpec says how `modelci run` signs what it pushes.
-type SignSpec struct {
-	Key     string `yaml:"key"` // cosign.key; password from MODELCI_KEY_PASSWORD or COSIGN_PASSWORD
-	Keyless bool   `yaml:"keyless"`
-}
-
-// VerifySpec is what deploy and promote require of an image.
-type VerifySpec struct {
-	Key                   string `yaml:"key"`
-	CertificateIdentity   string `yaml:"certificate_identity"`
-	CertificateOIDCIssuer string `yaml:"certificate_oidc_issuer"`
-}
-
-// Enabled says whether the run signs.
-func (s SignSpec) Enabled() bool { return s.Key != "" || s.Keyless }
-
 // ErrNeedsRegistry means signing was asked for an image that only lives in
 // the OCI layout: signatures live in a registry.
 var ErrNeedsRegistry = errors.New("signing needs a registry")
-
-func (s *Spec) validateSign() []error {
-	var errs []error
-	if s.Sign.Key != "" && s.Sign.Keyless {
-		errs = append(errs, fmt.Errorf("%s: sign: %w: set key or keyless, not both", s.File, ErrSpec))
-	}
-	v := s.Verify
-	if v.Key != "" && (v.CertificateIdentity != "" || v.CertificateOIDCIssuer != "") {
-		errs = append(errs, fmt.Errorf("%s: verify: %w: set key, or certificate_identity with certificate_oidc_issuer, not both", s.File, ErrSpec))
-	}
-	if (v.CertificateIdentity == "") != (v.CertificateOIDCIssuer == "") {
-		errs = append(errs, fmt.Errorf("%s: verify: %w: certificate_identity and certificate_oidc_issuer go together", s.File, ErrSpec))
-	}
-	return errs
-}
-
-// VerifyPolicy is the spec's verify: block as stages/sign takes it.
-func (s *Spec) VerifyPolicy() sign.VerifyPolicy {
-	p := sign.VerifyPolicy{
-		CertificateIdentity:   s.Verify.CertificateIdentity,
-		CertificateOIDCIssuer: s.Verify.CertificateOIDCIssuer,
-		RequireGate:           true,
-	}
-	if s.Verify.Key != "" {
-		p.KeyPath = s.Path(s.Verify.Key)
-	}
-	return p
-}
 
 // WithRegistryAuth gives the push and the signing the same credentials
 // (empty username: the keychain) and plain HTTP when insecure.
@@ -199,4 +155,15 @@ func sourceRevision(dir string) (uri, rev string) {
 		uri = "git+file://" + dir
 	}
 	return uri, rev
+}
+
+// sign is the sign stage: signature, gate and provenance attestations, and
+// the metrics artifact on the pushed digest.
+func (r *run) sign(ctx context.Context) (string, error) {
+	s, err := r.signAndAttest(ctx, r.ref, r.report, r.metrics)
+	if err != nil {
+		return "", err
+	}
+	r.rec.Outputs.Sign = s
+	return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached", r.report.Verdict), nil
 }

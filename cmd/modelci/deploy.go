@@ -6,15 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
-	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
@@ -27,7 +25,7 @@ type clusterFlags struct {
 	// env names an environment of the spec in dir (status, history, rollback).
 	env, dir string
 	// spec is the spec loaded for env.
-	spec *pipeline.Spec
+	spec *spec.Spec
 }
 
 func (f *clusterFlags) register(cmd *cobra.Command) {
@@ -55,21 +53,21 @@ func (f *clusterFlags) resolveEnv(cmd string) error {
 	if f.namespace != "" {
 		return usageError(fmt.Errorf("%s: -n and --env are mutually exclusive", cmd))
 	}
-	spec, err := loadSpec(f.dir, "")
+	sp, err := loadSpec(f.dir, "")
 	if err != nil {
 		return err
 	}
-	e, err := spec.Environment(f.env)
+	e, err := sp.Environment(f.env)
 	if err != nil {
 		return usageError(fmt.Errorf("%s: %w", cmd, err))
 	}
-	f.spec = spec
+	f.spec = sp
 	f.namespace = e.Namespace
 	if f.context == "" {
 		f.context = e.Context
 	}
 	if f.context == "" {
-		return usageError(fmt.Errorf("%s: %s: environments.%s.context is empty: name the kubeconfig context there or with --context", cmd, spec.File, e.Name))
+		return usageError(fmt.Errorf("%s: %s: environments.%s.context is empty: name the kubeconfig context there or with --context", cmd, sp.File, e.Name))
 	}
 	return nil
 }
@@ -117,7 +115,7 @@ func (f *clusterFlags) finish(cmd *cobra.Command, rep *deploy.Report, err error,
 	case err == nil:
 		return nil
 	case errors.Is(err, deploy.ErrNotVerified) && errors.Is(err, sign.ErrRefused):
-		return exitCode(3, err)
+		return exitCode(exitRefused, err)
 	case errors.Is(err, deploy.ErrInvalidSteps) || errors.Is(err, deploy.ErrInvalidConfig):
 		return usageError(err)
 	}
@@ -129,7 +127,7 @@ func newDeployCmd() *cobra.Command {
 		cf                               clusterFlags
 		p                                sign.VerifyPolicy
 		reg                              signRegistryFlags
-		strategy, steps, dryRun, spec    string
+		strategy, steps, dryRun, sp      string
 		appName, version, runID          string
 		replicas                         int32
 		createNS, skipVerify, allowIncon bool
@@ -165,12 +163,12 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 			case skipVerify && (p.KeyPath != "" || hasID):
 				return usageError(errors.New("deploy: --insecure-skip-verify contradicts --key/--certificate-identity"))
 			}
-			cfg, err := deployConfig(spec, &p)
+			cfg, err := deployConfig(sp, &p)
 			if err != nil {
 				return err
 			}
 			if cf.namespace == "" {
-				if spec == "" && dryRun == "" {
+				if sp == "" && dryRun == "" {
 					return usageError(errors.New("deploy: -n NAMESPACE is required"))
 				}
 				cf.namespace = cfg.Namespace
@@ -243,7 +241,7 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 	f.Int32Var(&replicas, "replicas", 3, "replicas")
 	f.StringVar(&dryRun, "dry-run", "", "write the manifests into `DIR` instead of deploying")
 	f.BoolVar(&createNS, "create-namespace", false, "create the namespace if it does not exist")
-	f.StringVar(&spec, "spec", "", "read the deploy: and verify: sections of this modelci.yaml")
+	f.StringVar(&sp, "spec", "", "read the deploy: and verify: sections of this modelci.yaml")
 	f.StringVar(&appName, "name", "", "app name (default: the image's dev.modelci.model.name)")
 	f.StringVar(&version, "version", "", "model version (default: the image's dev.modelci.model.version)")
 	f.StringVar(&runID, "run-id", "", "pipeline run id, for the release history")
@@ -252,31 +250,22 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 	return cmd
 }
 
-// deployConfig reads the deploy: section (and verify: keys the flags did not set) of spec.
-func deployConfig(spec string, p *sign.VerifyPolicy) (deploy.Config, error) {
-	if spec == "" {
+// deployConfig reads the deploy: section (and the verify: keys the flags did
+// not set) of the spec file, through the spec's own reader: verify.key is
+// the spec directory's, not the working directory's.
+func deployConfig(file string, p *sign.VerifyPolicy) (deploy.Config, error) {
+	if file == "" {
 		return deploy.Defaults(), nil
 	}
-	b, err := os.ReadFile(spec)
+	r, err := spec.LoadRollout(file)
 	if err != nil {
-		return deploy.Config{}, fmt.Errorf("deploy: spec: %w", err)
-	}
-	var doc struct {
-		Deploy yaml.Node `yaml:"deploy"`
-		Verify struct {
-			Key                   string `yaml:"key"`
-			CertificateIdentity   string `yaml:"certificate_identity"`
-			CertificateOIDCIssuer string `yaml:"certificate_oidc_issuer"`
-		} `yaml:"verify"`
-	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return deploy.Config{}, fmt.Errorf("deploy: spec %s: %w", spec, err)
+		return deploy.Config{}, fmt.Errorf("deploy: --spec: %w", err)
 	}
 	if p.KeyPath == "" && p.CertificateIdentity == "" {
-		p.KeyPath = doc.Verify.Key
-		p.CertificateIdentity, p.CertificateOIDCIssuer = doc.Verify.CertificateIdentity, doc.Verify.CertificateOIDCIssuer
+		v := r.Verify.Policy()
+		p.KeyPath, p.CertificateIdentity, p.CertificateOIDCIssuer = v.KeyPath, v.CertificateIdentity, v.CertificateOIDCIssuer
 	}
-	return deploy.DecodeConfig(spec, &doc.Deploy)
+	return r.Deploy, nil
 }
 
 // imageModel fills the release's name and version from the image's annotations.
@@ -526,19 +515,19 @@ type envStatusEntry struct {
 // without a release is a row, not an error; one that cannot be read fails the command after
 // the rows are written.
 func envStatus(cmd *cobra.Command, cf *clusterFlags, app string) error {
-	spec, err := loadSpec(cf.dir, "")
+	sp, err := loadSpec(cf.dir, "")
 	if err != nil {
 		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required, or a modelci.yaml with environments: (%w)", err))
 	}
-	names := spec.EnvironmentNames()
+	names := sp.EnvironmentNames()
 	if len(names) == 0 {
-		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required (%s defines no environments)", spec.File))
+		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required (%s defines no environments)", sp.File))
 	}
 	out := envStatusReport{Schema: EnvStatusSchema, Name: app}
 	targets := map[string]*deploy.Target{}
 	var errs []error
 	for _, n := range names {
-		e, _ := spec.Environment(n)
+		e, _ := sp.Environment(n)
 		row, err := envStatusRow(cmd, cf, targets, app, e)
 		if err != nil {
 			row.Health, row.Error = "unknown", err.Error()
@@ -568,7 +557,7 @@ func envStatus(cmd *cobra.Command, cf *clusterFlags, app string) error {
 	return errors.Join(errs...)
 }
 
-func envStatusRow(cmd *cobra.Command, cf *clusterFlags, targets map[string]*deploy.Target, app string, e pipeline.Environment) (envStatusEntry, error) {
+func envStatusRow(cmd *cobra.Command, cf *clusterFlags, targets map[string]*deploy.Target, app string, e spec.Environment) (envStatusEntry, error) {
 	row := envStatusEntry{Environment: e.Name, Context: e.Context, Namespace: e.Namespace}
 	ctxName := e.Context
 	if cf.context != "" {

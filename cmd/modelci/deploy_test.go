@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/modelci/modelci/internal/k8stest"
+	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/sign"
 )
 
 // TestMain stops the test control plane (if a test started one) when the tests end.
@@ -132,11 +134,11 @@ func TestDeployCLIRefusals(t *testing.T) {
 
 func TestDeployDryRun(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "deploy")
-	spec := filepath.Join(t.TempDir(), "modelci.yaml")
-	if err := os.WriteFile(spec, []byte("apiVersion: modelci.dev/v1\ndeploy:\n  namespace: staging\n  replicas: 2\n  services: [predict, preprocess]\n  pdb: {min_available: 1}\n"), 0o644); err != nil {
+	sp := filepath.Join(t.TempDir(), "modelci.yaml")
+	if err := os.WriteFile(sp, []byte("apiVersion: modelci.dev/v1\ndeploy:\n  namespace: staging\n  replicas: 2\n  services: [predict, preprocess]\n  pdb: {min_available: 1}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := run(t, "deploy", cliImage1, "--dry-run", dir, "--spec", spec, "--name", "diabetes", "--version", "1.0.0")
+	code, stdout, stderr := run(t, "deploy", cliImage1, "--dry-run", dir, "--spec", sp, "--name", "diabetes", "--version", "1.0.0")
 	if code != 0 {
 		t.Fatalf("dry run: exit %d\n%s", code, stderr)
 	}
@@ -152,5 +154,41 @@ func TestDeployDryRun(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("rendered deployment lacks %q:\n%s", want, b)
 		}
+	}
+}
+
+// TestDeploySpecKeyIsTheSpecDirectorys deploys with --spec from a directory
+// that holds another cosign.pub: verify.key: cosign.pub is the spec
+// directory's key, so the image signed with it deploys.
+func TestDeploySpecKeyIsTheSpecDirectorys(t *testing.T) {
+	p := newPromoteProject(t)
+	digest := p.publish(t, "1.0.0", modelgate.Pass)
+	ref := p.staging + "@" + digest
+
+	other := t.TempDir()
+	_, otherPub, err := sign.GenerateKeys([]byte("another-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "cosign.pub"), otherPub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(other)
+
+	ns := p.c.Namespace(t)
+	code, stdout, stderr := run(t, "deploy", ref, "--spec", filepath.Join(p.dir, "modelci.yaml"),
+		"-n", ns, "--kubeconfig", p.c.Kubeconfig, "--context", k8stest.Context, "-o", "json")
+	if code != 0 {
+		t.Fatalf("deploy --spec from another directory: exit %d\n%s", code, stderr)
+	}
+	if rep := decodeReport(t, stdout); rep.Current == nil || rep.Current.Image != ref || rep.Current.Verdict != string(modelgate.Pass) {
+		t.Errorf("deploy report %+v", rep)
+	}
+
+	// The key in the working directory is not the signer's: naming it refuses.
+	code, _, stderr = run(t, "deploy", ref, "--key", "cosign.pub", "-n", ns,
+		"--kubeconfig", p.c.Kubeconfig, "--context", k8stest.Context)
+	if code != 3 {
+		t.Errorf("deploy --key of another signer: exit %d, want 3\n%s", code, stderr)
 	}
 }

@@ -45,7 +45,7 @@ Each problem is printed with its fix; the exit status is 1 when there is one.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			checks := gpuChecks(cmd.Context(), exec.LookPath, runCommand, os.Getenv)
 			if writeChecks(cmd.OutOrStdout(), checks) > 0 {
-				return exitCode(1, errDoctorProblems)
+				return exitCode(exitFailed, errDoctorProblems)
 			}
 			return nil
 		},

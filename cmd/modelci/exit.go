@@ -1,6 +1,31 @@
 package main
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/modelci/modelci/modelgate"
+)
+
+// The exit codes of every command (ARCHITECTURE.md, "Exit codes"): the one
+// table; nothing else in modelci knows these numbers.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // an error
+	exitUsage   = 2
+	exitRefused = 3 // gate FAIL, INCONCLUSIVE under on_inconclusive: fail, or a verification that did not pass
+	exitHeld    = 4 // INCONCLUSIVE under on_inconclusive: hold: a person must approve
+)
+
+// decisionExit is the exit code of a gate decision.
+func decisionExit(d modelgate.Decision) int {
+	switch d {
+	case modelgate.Released:
+		return exitOK
+	case modelgate.Held:
+		return exitHeld
+	}
+	return exitRefused
+}
 
 // exitError carries a specific exit code (ARCHITECTURE.md, "Exit codes")
 // out of a command. A nil err means the command already said why.
@@ -22,4 +47,17 @@ func (e *exitError) Unwrap() error { return e.err }
 func exitCode(code int, err error) error { return &exitError{code: code, err: err} }
 
 // usageError makes modelci exit 2.
-func usageError(err error) error { return exitCode(2, err) }
+func usageError(err error) error { return exitCode(exitUsage, err) }
+
+// decisionError ends a command that gated a model: nil when it is
+// released, else its exit code and why; refused says what a refusal left
+// undone.
+func decisionError(d modelgate.Decision, v modelgate.Verdict, refused string) error {
+	switch d {
+	case modelgate.Released:
+		return nil
+	case modelgate.Held:
+		return exitCode(exitHeld, fmt.Errorf("gate verdict %s: held for approval (on_inconclusive: hold)", v))
+	}
+	return exitCode(exitRefused, fmt.Errorf("gate verdict %s: %s", v, refused))
+}

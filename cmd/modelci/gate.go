@@ -88,14 +88,7 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 			if err := reportToGitHub(report, candidate, map[string]string{"model": modelName}); err != nil {
 				return fmt.Errorf("gate: report to GitHub Actions: %w", err)
 			}
-			switch code := report.ExitCode(); code {
-			case 0:
-				return nil
-			case 4:
-				return exitCode(4, fmt.Errorf("gate verdict %s: held for approval (on_inconclusive: hold)", report.Verdict))
-			default:
-				return exitCode(code, fmt.Errorf("gate verdict %s: refused", report.Verdict))
-			}
+			return decisionError(report.Decision(), report.Verdict, "refused")
 		},
 	}
 	f := cmd.Flags()
@@ -112,11 +105,11 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 // the model's name from the spec (for GitHub's comment marker).
 func gatePolicy(dir, policyPath string) (modelgate.Policy, string, error) {
 	if policyPath == "" {
-		spec, err := loadSpec(dir, "")
+		sp, err := loadSpec(dir, "")
 		if err != nil {
 			return modelgate.Policy{}, "", err
 		}
-		return spec.Gate, spec.Model.Name, nil
+		return sp.Gate, sp.Model.Name, nil
 	}
 	p, err := gatePolicyFile(dir, policyPath)
 	return p, "", err

@@ -19,11 +19,11 @@ func newGCCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := output
 			if out == "" {
-				spec, err := loadSpec(dir, specFile)
+				sp, err := loadSpec(dir, specFile)
 				if err != nil {
 					return err
 				}
-				out = pipeline.OutputDir(spec, "")
+				out = pipeline.OutputDir(sp, "")
 			}
 			res, err := pipeline.GC(out, keep)
 			if err != nil {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 )
 
 func newInitCmd() *cobra.Command {
@@ -26,14 +26,14 @@ func newInitCmd() *cobra.Command {
 				}
 				name = filepath.Base(abs)
 			}
-			path := filepath.Join(dir, pipeline.SpecFile)
+			path := filepath.Join(dir, spec.FileName)
 			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 			if force {
 				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 			}
-			b := pipeline.Starter(name)
+			b := spec.Starter(name)
 			// The starter must be a valid spec for the name given.
-			if _, err := pipeline.ParseSpec(pipeline.SpecFile, dir, b); err != nil {
+			if _, err := spec.Parse(spec.FileName, dir, b); err != nil {
 				return usageError(fmt.Errorf("--name %q: %w", name, err))
 			}
 			f, err := os.OpenFile(path, flags, 0o644)

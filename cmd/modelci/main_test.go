@@ -18,7 +18,7 @@ import (
 func example(t *testing.T, edit func(string) string) string {
 	t.Helper()
 	dir := t.TempDir()
-	spec, err := os.ReadFile("../../examples/linreg/modelci.yaml")
+	sp, err := os.ReadFile("../../examples/linreg/modelci.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,10 +27,10 @@ func example(t *testing.T, edit func(string) string) string {
 		t.Fatal(err)
 	}
 	if edit != nil {
-		spec = []byte(edit(string(spec)))
+		sp = []byte(edit(string(sp)))
 	}
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
-	os.WriteFile(filepath.Join(dir, "modelci.yaml"), spec, 0o644)
+	os.WriteFile(filepath.Join(dir, "modelci.yaml"), sp, 0o644)
 	os.WriteFile(filepath.Join(dir, "data", "diabetes.csv"), csv, 0o644)
 	return dir
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelci/modelci/modelgate"
-	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
@@ -69,33 +69,30 @@ promoted, 3 refused, 1 error, 2 usage.`,
 			case format != "text" && format != "json":
 				return usageError(fmt.Errorf("promote: -o %q: want text or json", format))
 			}
-			spec, err := loadSpec(dir, specFile)
+			sp, err := loadSpec(dir, specFile)
 			if err != nil {
 				return err
 			}
-			src, err := promoteEnv(spec, from)
+			src, err := promoteEnv(sp, from)
 			if err != nil {
 				return err
 			}
-			dst, err := promoteEnv(spec, to)
+			dst, err := promoteEnv(sp, to)
 			if err != nil {
 				return err
 			}
-			signer, err := promoteSigner(cmd, spec, key, keyless, fulcioURL, rekorURL)
+			signer, err := promoteSigner(cmd, sp, key, keyless, fulcioURL, rekorURL)
 			if err != nil {
 				return err
 			}
-			policy := spec.VerifyPolicy()
+			policy := sp.VerifyPolicy()
 			if policy.KeyPath == "" && policy.CertificateIdentity == "" {
-				return usageError(fmt.Errorf("promote: %s: verify: needs key or certificate_identity (promoted images are verified)", spec.File))
+				return usageError(fmt.Errorf("promote: %s: verify: needs key or certificate_identity (promoted images are verified)", sp.File))
 			}
-			cfg := deploy.Defaults()
-			if spec.Deploy.Kind != 0 {
-				cfg = spec.DeployConfig
-			}
+			cfg := sp.Deploy
 			if dst.Context == "" {
 				// Never whatever context is current: prod must not be a typo away.
-				return usageError(fmt.Errorf("promote: %s: environments.%s.context is empty: name the kubeconfig context explicitly", spec.File, dst.Name))
+				return usageError(fmt.Errorf("promote: %s: environments.%s.context is empty: name the kubeconfig context explicitly", sp.File, dst.Name))
 			}
 			t, err := deploy.NewTarget(kubeconfig, dst.Context)
 			if err != nil {
@@ -130,7 +127,7 @@ promoted, 3 refused, 1 error, 2 usage.`,
 			}
 			if err != nil {
 				if promote.Refused(err) {
-					return exitCode(3, err)
+					return exitCode(exitRefused, err)
 				}
 				return err
 			}
@@ -167,24 +164,24 @@ promoted, 3 refused, 1 error, 2 usage.`,
 }
 
 // promoteEnv is the spec's environment name; an undefined one is a usage error.
-func promoteEnv(spec *pipeline.Spec, name string) (pipeline.Environment, error) {
-	e, err := spec.Environment(name)
+func promoteEnv(sp *spec.Spec, name string) (spec.Environment, error) {
+	e, err := sp.Environment(name)
 	if err != nil {
 		return e, usageError(fmt.Errorf("promote: %w", err))
 	}
 	return e, nil
 }
 
-func promoteEnvironment(e pipeline.Environment) promote.Environment {
+func promoteEnvironment(e spec.Environment) promote.Environment {
 	return promote.Environment{Name: e.Name, Repository: e.Repository, Constraint: e.Constraint, Require: modelgate.Verdict(e.Require), Strategy: e.Strategy}
 }
 
 // promoteSigner signs the promotion attestation: --key or --keyless, else the spec's sign: block.
-func promoteSigner(cmd *cobra.Command, spec *pipeline.Spec, key string, keyless bool, fulcioURL, rekorURL string) (sign.SignerSource, error) {
+func promoteSigner(cmd *cobra.Command, sp *spec.Spec, key string, keyless bool, fulcioURL, rekorURL string) (sign.SignerSource, error) {
 	if key == "" && !keyless {
-		key, keyless = spec.Sign.Key, spec.Sign.Keyless
+		key, keyless = sp.Sign.Key, sp.Sign.Keyless
 		if key != "" {
-			key = spec.Path(key)
+			key = sp.Path(key)
 		}
 	}
 	if keyless {

@@ -22,11 +22,11 @@ digests with the run record. Exit 0 when all match, 3 when any differs.`,
 			if format != "text" && format != "json" {
 				return usageError(fmt.Errorf("-o %q: want text or json", format))
 			}
-			spec, err := loadSpec(dir, specFile)
+			sp, err := loadSpec(dir, specFile)
 			if err != nil {
 				return err
 			}
-			res, err := pipeline.Rebuild(cmd.Context(), spec, pipeline.OutputDir(spec, output), a[0],
+			res, err := pipeline.Rebuild(cmd.Context(), sp, pipeline.OutputDir(sp, output), a[0],
 				pipeline.WithLog(cmd.ErrOrStderr()))
 			if err != nil {
 				return err
@@ -50,7 +50,7 @@ digests with the run record. Exit 0 when all match, 3 when any differs.`,
 				}
 			}
 			if !res.Match {
-				return exitCode(3, fmt.Errorf("run %s is not reproduced: some digests differ", a[0]))
+				return exitCode(exitRefused, fmt.Errorf("run %s is not reproduced: some digests differ", a[0]))
 			}
 			return nil
 		},

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/registry"
 )
 
@@ -25,7 +26,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 3 refused by the gate (nothing is built), 4 INCONCLUSIVE held for approval.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			spec, err := loadSpec(dir, specFile)
+			sp, err := loadSpec(dir, specFile)
 			if err != nil {
 				return err
 			}
@@ -53,7 +54,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 			if kubeconfig != "" {
 				opts = append(opts, pipeline.WithKubeconfig(kubeconfig))
 			}
-			res, err := pipeline.Run(cmd.Context(), spec, append(opts,
+			res, err := pipeline.Run(cmd.Context(), sp, append(opts,
 				pipeline.WithOutput(output),
 				pipeline.WithLog(stderr),
 				pipeline.WithProgress(func(e pipeline.Event) {
@@ -63,7 +64,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				return err
 			}
 			fmt.Fprintf(stderr, "run %s: %s\n", res.RunID, res.RunDir)
-			outputs := map[string]string{"model": spec.Model.Name, "version": spec.Model.Version, "run_id": res.RunID, "ref": res.Ref}
+			outputs := map[string]string{"model": sp.Model.Name, "version": sp.Model.Version, "run_id": res.RunID, "ref": res.Ref}
 			if img := res.Record.Outputs.Image; img != nil {
 				outputs["digest"] = img.Digest
 			}
@@ -73,14 +74,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 			if res.Ref != "" {
 				fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
 			}
-			switch res.ExitCode {
-			case 0:
-				return nil
-			case 4:
-				return exitCode(4, fmt.Errorf("gate verdict %s: held for approval (on_inconclusive: hold)", res.Verdict))
-			default:
-				return exitCode(res.ExitCode, fmt.Errorf("gate verdict %s: refused; nothing was built", res.Verdict))
-			}
+			return decisionError(res.Decision, res.Verdict, "refused; nothing was built")
 		},
 	}
 	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory (where modelci.yaml lives)")
@@ -96,9 +90,9 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 
 // loadSpec reads --spec, or modelci.yaml in dir. A relative --spec is
 // relative to dir, as with make -C.
-func loadSpec(dir, specFile string) (*pipeline.Spec, error) {
+func loadSpec(dir, specFile string) (*spec.Spec, error) {
 	if specFile == "" {
-		specFile = pipeline.SpecFile
+		specFile = spec.FileName
 	}
 	if !filepath.IsAbs(specFile) {
 		specFile = filepath.Join(dir, specFile)
@@ -106,7 +100,7 @@ func loadSpec(dir, specFile string) (*pipeline.Spec, error) {
 	if _, err := os.Stat(specFile); err != nil {
 		return nil, fmt.Errorf("spec %s: %w (create one with modelci init)", specFile, err)
 	}
-	return pipeline.LoadSpec(specFile)
+	return spec.Load(specFile)
 }
 
 // roundDuration keeps three significant digits or so: 1.234s, 17ms, 420µs.

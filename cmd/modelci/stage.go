@@ -20,7 +20,7 @@ func newStageCmd() *cobra.Command {
 		Hidden:             true,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, a []string) error {
-			err := stage.Run(cmd.Context(), a)
+			err := stage.Run(cmd.Context(), a, decisionExit)
 			var exit *exec.ExitError
 			switch {
 			case err == nil:

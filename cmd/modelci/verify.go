@@ -63,7 +63,7 @@ SLSA provenance is attested. The checks go to stderr (text) or stdout
 				}
 			}
 			if err != nil {
-				return exitCode(3, err)
+				return exitCode(exitRefused, err)
 			}
 			return nil
 		},

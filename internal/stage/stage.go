@@ -80,14 +80,15 @@ var ErrUsage = errors.New(Usage)
 
 // Run runs the step args[0] with the flags args[1:]. An error wrapping an
 // *exec.ExitError is forward's command speaking for itself: its exit status
-// is the step's.
-func Run(ctx context.Context, args []string) error {
+// is the step's. exitCode is the CLI's table for gate decisions, which the
+// gate step writes for the workflows.
+func Run(ctx context.Context, args []string, exitCode func(modelgate.Decision) int) error {
 	if len(args) == 0 {
 		return ErrUsage
 	}
 	cmds := map[string]func(context.Context, []string) error{
 		"plan": planCmd, "split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
-		"metrics": metricsCmd, "gate": gateCmd, "predicates": predicatesCmd,
+		"metrics": metricsCmd, "gate": func(ctx context.Context, a []string) error { return gateCmd(ctx, a, exitCode) }, "predicates": predicatesCmd,
 		"image": imageCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
 		"forward": forwardCmd,
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/image"
 )
 
@@ -28,18 +29,15 @@ func TestSameAsModelciRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := pipeline.LoadSpec(specPath)
+	projSpec, err := spec.Load(specPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := pipeline.Run(ctx, spec, pipeline.WithOutput(t.TempDir()), pipeline.WithCreated(time.Unix(0, 0).UTC()))
+	res, err := pipeline.Run(ctx, projSpec, pipeline.WithOutput(t.TempDir()), pipeline.WithCreated(time.Unix(0, 0).UTC()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	params, err := spec.ParamsMap()
-	if err != nil {
-		t.Fatal(err)
-	}
+	params := projSpec.Train.Params
 	pj, err := json.Marshal(params)
 	if err != nil {
 		t.Fatal(err)
@@ -76,18 +74,18 @@ func TestSameAsModelciRun(t *testing.T) {
 		return string(bytes.TrimSpace(b))
 	}
 
-	run(splitCmd, nil, "--data", spec.Path(spec.Data.Path), "--target", spec.Data.Target,
+	run(splitCmd, nil, "--data", projSpec.Path(projSpec.Data.Path), "--target", projSpec.Data.Target,
 		"--fraction", "0.2", "--seed", "42", "--out", split)
 	run(trainCmd, map[string]string{
 		"MODELCI_DATA": filepath.Join(split, "train"), "MODELCI_OUT": out,
 		"MODELCI_PARAMS": string(pj), "MODELCI_SEED": "42",
-	}, "--name", spec.Model.Name, "--version", spec.Model.Version, "--target", spec.Data.Target)
+	}, "--name", projSpec.Model.Name, "--version", projSpec.Model.Version, "--target", projSpec.Data.Target)
 	if got := run(digestCmd, nil, filepath.Join(out, "model")); got != res.Record.Outputs.Model.Digest {
 		t.Errorf("model digest %s, modelci run's %s", got, res.Record.Outputs.Model.Digest)
 	}
 	run(evaluateCmd, map[string]string{
 		"MODELCI_MODEL": filepath.Join(out, "model"), "MODELCI_DATA": filepath.Join(split, "test"), "MODELCI_OUT": evalOut,
-	}, "--target", spec.Data.Target)
+	}, "--target", projSpec.Data.Target)
 
 	var sp Split
 	mustReadJSON(t, filepath.Join(split, "split.json"), &sp)
@@ -119,11 +117,11 @@ func TestSameAsModelciRun(t *testing.T) {
 		t.Errorf("stage metrics wrote\n%.300s\nmodelci run wrote\n%.300s", gotMetrics, wantMetrics)
 	}
 	gateOut := filepath.Join(work, "gate")
-	run(gateCmd, nil, "--metrics", metricsPath, "--spec", specPath, "--out", gateOut)
+	run(func(ctx context.Context, a []string) error { return gateCmd(ctx, a, decisionCode) }, nil, "--metrics", metricsPath, "--spec", specPath, "--out", gateOut)
 	var g GateResult
 	mustReadJSON(t, filepath.Join(gateOut, "result.json"), &g)
-	if g.Schema != GateSchema || g.Verdict != res.Verdict || g.ExitCode != res.ExitCode {
-		t.Errorf("stage gate: %+v, modelci run: %s (exit %d)", g, res.Verdict, res.ExitCode)
+	if g.Schema != GateSchema || g.Verdict != res.Verdict || g.ExitCode != decisionCode(res.Decision) {
+		t.Errorf("stage gate: %+v, modelci run: %s (%s)", g, res.Verdict, res.Decision)
 	}
 	if md, err := os.ReadFile(filepath.Join(gateOut, "report.md")); err != nil || string(md) != res.Report.Markdown() {
 		t.Errorf("stage gate's report.md differs from modelci run's (%v)", err)
@@ -132,8 +130,8 @@ func TestSameAsModelciRun(t *testing.T) {
 	run(predicatesCmd, nil, "--metrics", metricsPath, "--spec", specPath, "--started", "2026-01-02T03:04:05Z", "--out", predOut)
 	var pred modelgate.GatePredicate
 	mustReadJSON(t, filepath.Join(predOut, "gate.json"), &pred)
-	if pred.Verdict != res.Verdict || pred.Model.Name != spec.Model.Name || pred.Model.Version != spec.Model.Version {
-		t.Errorf("gate predicate %+v, want %s for %s %s", pred, res.Verdict, spec.Model.Name, spec.Model.Version)
+	if pred.Verdict != res.Verdict || pred.Model.Name != projSpec.Model.Name || pred.Model.Version != projSpec.Model.Version {
+		t.Errorf("gate predicate %+v, want %s for %s %s", pred, res.Verdict, projSpec.Model.Name, projSpec.Model.Version)
 	}
 	var prov struct {
 		BuildDefinition struct {
@@ -157,17 +155,17 @@ func TestSameAsModelciRun(t *testing.T) {
 	if err := json.Unmarshal([]byte(planOut), &plan); err != nil {
 		t.Fatalf("plan %q: %v", planOut, err)
 	}
-	if plan.Schema != PlanSchema || plan.Model.Name != spec.Model.Name || plan.Data.Path != spec.Data.Path ||
-		plan.Data.Seed != *spec.Data.Seed || plan.Train.Builtin != spec.Train.Builtin || plan.Train.Params["epochs"] != params["epochs"] {
+	if plan.Schema != PlanSchema || plan.Model.Name != projSpec.Model.Name || plan.Data.Path != projSpec.Data.Path ||
+		plan.Data.Seed != *projSpec.Data.Seed || plan.Train.Builtin != projSpec.Train.Builtin || plan.Train.Params["epochs"] != params["epochs"] {
 		t.Errorf("plan %+v does not match the spec", plan)
 	}
 
-	rt, err := image.Runtime(ctx, v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(spec.Dir))
+	rt, err := image.Runtime(ctx, v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(projSpec.Dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	run(imageCmd, nil, "--model", filepath.Join(out, "model"), "--runtime", rt,
-		"--name", spec.Model.Name, "--version", spec.Model.Version, "--dataset-digest", sp.DatasetDigest,
+		"--name", projSpec.Model.Name, "--version", projSpec.Model.Version, "--dataset-digest", sp.DatasetDigest,
 		"--created", "0", "--out", imgOut)
 	var img Image
 	mustReadJSON(t, filepath.Join(imgOut, "image.json"), &img)
@@ -203,11 +201,17 @@ func TestGateNeedsTheChampion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Run(context.Background(), []string{"gate", "--metrics", metrics, "--policy", policy, "--out", filepath.Join(dir, "out")})
+	err = Run(context.Background(), []string{"gate", "--metrics", metrics, "--policy", policy, "--out", filepath.Join(dir, "out")}, decisionCode)
 	if !errors.Is(err, ErrNoChampion) {
 		t.Fatalf("gate with baseline.from and no baseline: %v, want ErrNoChampion", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out", "result.json")); err == nil {
 		t.Error("a refused gate wrote result.json")
 	}
+}
+
+// decisionCode stands in for the CLI's exit-code table: distinct numbers,
+// so that the gate step is seen to write the code of its decision.
+func decisionCode(d modelgate.Decision) int {
+	return map[modelgate.Decision]int{modelgate.Released: 10, modelgate.Held: 14, modelgate.Refused: 13}[d]
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/sign"
 	"github.com/modelci/modelci/stages/train"
@@ -57,17 +58,13 @@ type Plan struct {
 }
 
 // NewPlan is the plan of a loaded spec.
-func NewPlan(s *pipeline.Spec) (*Plan, error) {
-	params, err := s.ParamsMap()
-	if err != nil {
-		return nil, err
-	}
+func NewPlan(s *spec.Spec) (*Plan, error) {
 	p := &Plan{Schema: PlanSchema}
 	p.Model.Name, p.Model.Version = s.Model.Name, s.Model.Version
 	p.Data.Path, p.Data.Target = filepath.ToSlash(s.Data.Path), s.Data.Target
 	p.Data.TestFraction, p.Data.Seed = *s.Data.TestFraction, *s.Data.Seed
 	p.Train.Builtin, p.Train.Command, p.Train.Image, p.Train.GPU = s.Train.Builtin, s.Train.Command, s.Train.Image, s.Train.GPU
-	p.Train.Params = params
+	p.Train.Params = s.Train.Params
 	p.Evaluate.Command = s.Evaluate.Command
 	p.Image.Base, p.Image.Platforms = s.Image.Base, s.Image.Platforms
 	p.Gate.BaselineFrom = s.Gate.Baseline.From
@@ -80,7 +77,7 @@ func planCmd(_ context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s, err := pipeline.LoadSpec(*specPath)
+	s, err := spec.Load(*specPath)
 	if err != nil {
 		return err
 	}
@@ -109,14 +106,11 @@ func metricsCmd(_ context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	s, err := pipeline.LoadSpec(*specPath)
+	s, err := spec.Load(*specPath)
 	if err != nil {
 		return err
 	}
-	params, err := s.ParamsMap()
-	if err != nil {
-		return err
-	}
+	params := s.Train.Params
 	var sp Split
 	if err := readJSON(*splitPath, &sp); err != nil {
 		return err
@@ -159,7 +153,7 @@ var ErrNoChampion = errors.New("gate.baseline.from needs the champion's metrics"
 
 // gateInputs reads the candidate, the baseline and the policy of gate and
 // predicates.
-func gateInputs(fs *flag.FlagSet, args []string) (*modelgate.Report, *pipeline.Spec, *modelgate.Metrics, string, error) {
+func gateInputs(fs *flag.FlagSet, args []string) (*modelgate.Report, *spec.Spec, *modelgate.Metrics, string, error) {
 	metricsPath := fs.String("metrics", "", "the candidate's metrics.json")
 	baselinePath := fs.String("baseline", "", "the champion's metrics.json")
 	specPath := fs.String("spec", "", "modelci.yaml (its gate: block)")
@@ -172,7 +166,7 @@ func gateInputs(fs *flag.FlagSet, args []string) (*modelgate.Report, *pipeline.S
 		return nil, nil, nil, "", err
 	}
 	var pol modelgate.Policy
-	var s *pipeline.Spec
+	var s *spec.Spec
 	switch {
 	case *policyPath != "":
 		b, err := os.ReadFile(*policyPath)
@@ -183,7 +177,7 @@ func gateInputs(fs *flag.FlagSet, args []string) (*modelgate.Report, *pipeline.S
 			return nil, nil, nil, "", err
 		}
 	case *specPath != "":
-		if s, err = pipeline.LoadSpec(*specPath); err != nil {
+		if s, err = spec.Load(*specPath); err != nil {
 			return nil, nil, nil, "", err
 		}
 		pol = s.Gate
@@ -225,7 +219,7 @@ func readMetrics(path string) (*modelgate.Metrics, error) {
 
 // gateCmd writes result.json, report.md and report.json (modelci gate -o
 // json) into --out.
-func gateCmd(_ context.Context, args []string) error {
+func gateCmd(_ context.Context, args []string, exitCode func(modelgate.Decision) int) error {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
 	out := fs.String("out", "", "output directory")
 	r, _, _, _, err := gateInputs(fs, args)
@@ -236,7 +230,7 @@ func gateCmd(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := json.Marshal(GateResult{Schema: GateSchema, Verdict: r.Verdict, ExitCode: r.ExitCode()})
+	res, err := json.Marshal(GateResult{Schema: GateSchema, Verdict: r.Verdict, ExitCode: exitCode(r.Decision())})
 	if err != nil {
 		return err
 	}

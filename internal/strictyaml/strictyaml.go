@@ -198,7 +198,7 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[k.Value] = true
-		d.value(val, v.Field(f.index), kp)
+		d.value(val, v.FieldByIndex(f.index), kp)
 		if f.required && isNull(val) {
 			d.fail(val, kp, ErrMissing, "required, but empty")
 		}
@@ -243,7 +243,7 @@ func tagFits(n *yaml.Node, k reflect.Kind) bool {
 }
 
 type field struct {
-	index    int
+	index    []int
 	required bool
 }
 
@@ -252,22 +252,38 @@ type fieldSet struct {
 	names  []string
 }
 
+// structFields lists t's keys in field order. The fields of an embedded
+// struct tagged `yaml:",inline"` are t's own, unless t names the same key.
 func structFields(t reflect.Type) fieldSet {
 	fs := fieldSet{byName: map[string]field{}}
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		if !sf.IsExported() {
-			continue
+	add := func(name string, f field) {
+		if _, dup := fs.byName[name]; !dup {
+			fs.byName[name] = f
+			fs.names = append(fs.names, name)
 		}
-		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
+	}
+	for pass := 0; pass < 2; pass++ { // own keys first, so that they win
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			name, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+			if !sf.IsExported() || name == "-" {
+				continue
+			}
+			inline := opts == "inline" && sf.Anonymous && sf.Type.Kind() == reflect.Struct
+			switch {
+			case inline && pass == 1:
+				sub := structFields(sf.Type)
+				for _, n := range sub.names {
+					f := sub.byName[n]
+					add(n, field{index: append([]int{i}, f.index...), required: f.required})
+				}
+			case !inline && pass == 0:
+				if name == "" {
+					name = strings.ToLower(sf.Name)
+				}
+				add(name, field{index: []int{i}, required: sf.Tag.Get("required") == "true"})
+			}
 		}
-		if name == "" {
-			name = strings.ToLower(sf.Name)
-		}
-		fs.byName[name] = field{index: i, required: sf.Tag.Get("required") == "true"}
-		fs.names = append(fs.names, name)
 	}
 	return fs
 }

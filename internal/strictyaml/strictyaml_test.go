@@ -90,3 +90,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestInline(t *testing.T) {
+	type Inner struct {
+		A int    `yaml:"a" required:"true"`
+		B string `yaml:"b"`
+	}
+	var w struct {
+		Inner `yaml:",inline"`
+		B     []string `yaml:"b"` // the outer key wins
+	}
+	if err := strictyaml.Decode("f.yaml", []byte("a: 1\nb: [x]\n"), &w); err != nil {
+		t.Fatal(err)
+	}
+	if w.A != 1 || len(w.B) != 1 || w.Inner.B != "" {
+		t.Errorf("decoded %+v", w)
+	}
+	if err := strictyaml.Decode("f.yaml", []byte("b: [x]\n"), &w); !errors.Is(err, strictyaml.ErrMissing) || !strings.Contains(err.Error(), "a: missing") {
+		t.Errorf("missing inline field: %v", err)
+	}
+	if err := strictyaml.Decode("f.yaml", []byte("a: 1\nc: 2\n"), &w); !errors.Is(err, strictyaml.ErrUnknownKey) {
+		t.Errorf("unknown key: %v", err)
+	}
+}

@@ -1,4 +1,4 @@
-package pipeline
+package spec
 
 import (
 	"errors"
@@ -111,6 +111,32 @@ func (s *Spec) validateEnvironments() []error {
 		if e.Strategy != StrategyRolling && e.Strategy != StrategyCanary {
 			bad("strategy", "%q is not rolling or canary", e.Strategy)
 		}
+	}
+	return errs
+}
+
+// validateBaselineFrom checks gate.baseline.from: an environment of the
+// spec, with an explicit kubeconfig context (the champion is what its
+// cluster runs) and a verify: block (the champion and its metrics are
+// verified before they are trusted).
+func (s *Spec) validateBaselineFrom() []error {
+	from := s.Gate.Baseline.From
+	if from == "" {
+		return nil
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: gate.baseline.from: %w: %s", s.File, ErrSpec, fmt.Sprintf(format, args...))
+	}
+	e, ok := s.Environments[from]
+	if !ok {
+		return []error{bad("%q is not an environment (defined: %v)", from, s.EnvironmentNames())}
+	}
+	var errs []error
+	if e.Context == "" {
+		errs = append(errs, bad("environments.%s.context is empty: the champion is what that context's cluster runs, named explicitly", from))
+	}
+	if s.Verify.Key == "" && s.Verify.CertificateIdentity == "" {
+		errs = append(errs, bad("needs verify.key or verify.certificate_identity (the champion's signed metrics are verified)"))
 	}
 	return errs
 }

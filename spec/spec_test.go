@@ -1,4 +1,4 @@
-package pipeline_test
+package spec_test
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/modelci/modelci/internal/strictyaml"
-	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 )
 
 const validSpec = `apiVersion: modelci.dev/v1
@@ -23,7 +23,7 @@ gate:
 `
 
 func TestParseSpecDefaults(t *testing.T) {
-	s, err := pipeline.ParseSpec("modelci.yaml", "/proj", []byte(validSpec))
+	s, err := spec.Parse("modelci.yaml", "/proj", []byte(validSpec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,9 +37,8 @@ func TestParseSpecDefaults(t *testing.T) {
 	if got := s.Path("data/x.csv"); got != "/proj/data/x.csv" {
 		t.Fatalf("Path = %q", got)
 	}
-	p, err := s.BuiltinParams()
-	if err != nil || p.Epochs != 300 {
-		t.Fatalf("BuiltinParams = %+v, %v", p, err)
+	if p := s.Train.Linear; p.Epochs != 300 || s.Train.Params["epochs"] != 300.0 {
+		t.Fatalf("train params = %+v, %v", p, s.Train.Params)
 	}
 }
 
@@ -60,24 +59,24 @@ func TestParseSpecErrors(t *testing.T) {
 		}, strictyaml.ErrType, "data.test_fraction: want a number"},
 		{"fraction out of range", func(s string) string {
 			return strings.Replace(s, "target: target", "target: target\n  test_fraction: 1.5", 1)
-		}, pipeline.ErrSpec, "data.test_fraction"},
-		{"wrong apiVersion", func(s string) string { return strings.Replace(s, "modelci.dev/v1", "modelci.dev/v2", 1) }, pipeline.ErrSpec, "apiVersion"},
-		{"bad model name", func(s string) string { return strings.Replace(s, "name: diabetes", "name: Diabetes_Model", 1) }, pipeline.ErrSpec, "model.name"},
-		{"leading v version", func(s string) string { return strings.Replace(s, "1.0.0", "v1.0.0", 1) }, pipeline.ErrSpec, "model.version"},
-		{"deploy enabled without context", func(s string) string { return s + "deploy:\n  enabled: true\n" }, pipeline.ErrSpec, "deploy.context"},
+		}, spec.ErrSpec, "data.test_fraction"},
+		{"wrong apiVersion", func(s string) string { return strings.Replace(s, "modelci.dev/v1", "modelci.dev/v2", 1) }, spec.ErrSpec, "apiVersion"},
+		{"bad model name", func(s string) string { return strings.Replace(s, "name: diabetes", "name: Diabetes_Model", 1) }, spec.ErrSpec, "model.name"},
+		{"leading v version", func(s string) string { return strings.Replace(s, "1.0.0", "v1.0.0", 1) }, spec.ErrSpec, "model.version"},
+		{"deploy enabled without context", func(s string) string { return s + "deploy:\n  enabled: true\n" }, spec.ErrSpec, "deploy.context"},
 		{"deploy unknown key", func(s string) string { return s + "deploy:\n  replica: 3\n" }, strictyaml.ErrUnknownKey, "deploy.replica"},
 		{"deploy bad steps", func(s string) string { return s + "deploy:\n  strategy: canary\n  steps: [50, 10]\n" }, nil, "steps"},
-		{"sign key and keyless", func(s string) string { return s + "sign: {key: cosign.key, keyless: true}\n" }, pipeline.ErrSpec, "sign: invalid spec: set key or keyless"},
-		{"verify identity without issuer", func(s string) string { return s + "verify: {certificate_identity: me}\n" }, pipeline.ErrSpec, "go together"},
+		{"sign key and keyless", func(s string) string { return s + "sign: {key: cosign.key, keyless: true}\n" }, spec.ErrSpec, "sign: invalid spec: set key or keyless"},
+		{"verify identity without issuer", func(s string) string { return s + "verify: {certificate_identity: me}\n" }, spec.ErrSpec, "go together"},
 		{"sign unknown key", func(s string) string { return s + "sign: {keyfile: x}\n" }, strictyaml.ErrUnknownKey, "sign.keyfile"},
-		{"environment without repository", func(s string) string { return s + "environments: {staging: {}}\n" }, pipeline.ErrSpec, "environments.staging.repository"},
+		{"environment without repository", func(s string) string { return s + "environments: {staging: {}}\n" }, spec.ErrSpec, "environments.staging.repository"},
 		{"unknown trainer param", func(s string) string { return s + "train:\n  params: {epoch: 3}\n" }, strictyaml.ErrUnknownKey, "modelci.yaml:11:12: train.params.epoch: unknown key"},
 		{"bad trainer param value", func(s string) string { return s + "train:\n  params: {epochs: 0}\n" }, nil, "train.params"},
-		{"builtin and command", func(s string) string { return s + "train:\n  builtin: linear\n  command: [x]\n" }, pipeline.ErrSpec, "set builtin or command, not both"},
-		{"command without evaluator", func(s string) string { return s + "train:\n  command: [python3, t.py]\n" }, pipeline.ErrSpec, "evaluate.command"},
-		{"unknown builtin", func(s string) string { return s + "train:\n  builtin: xgboost\n" }, pipeline.ErrSpec, "train.builtin"},
-		{"bad platform", func(s string) string { return s + "image:\n  platforms: [windows/amd64]\n" }, pipeline.ErrSpec, "image.platforms[0]"},
-		{"bad repository", func(s string) string { return s + "image:\n  repository: diabetes\n" }, pipeline.ErrSpec, "image.repository"},
+		{"builtin and command", func(s string) string { return s + "train:\n  builtin: linear\n  command: [x]\n" }, spec.ErrSpec, "set builtin or command, not both"},
+		{"command without evaluator", func(s string) string { return s + "train:\n  command: [python3, t.py]\n" }, spec.ErrSpec, "evaluate.command"},
+		{"unknown builtin", func(s string) string { return s + "train:\n  builtin: xgboost\n" }, spec.ErrSpec, "train.builtin"},
+		{"bad platform", func(s string) string { return s + "image:\n  platforms: [windows/amd64]\n" }, spec.ErrSpec, "image.platforms[0]"},
+		{"bad repository", func(s string) string { return s + "image:\n  repository: diabetes\n" }, spec.ErrSpec, "image.repository"},
 		{"confidence zero", func(s string) string {
 			return strings.Replace(s, "threshold: 5000", "threshold: 5000\n  confidence: 0", 1)
 		}, nil, "confidence"},
@@ -87,7 +86,7 @@ func TestParseSpecErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := pipeline.ParseSpec("modelci.yaml", "/proj", []byte(tt.edit(validSpec)))
+			_, err := spec.Parse("modelci.yaml", "/proj", []byte(tt.edit(validSpec)))
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -102,7 +101,7 @@ func TestParseSpecErrors(t *testing.T) {
 }
 
 func TestStarterIsValid(t *testing.T) {
-	s, err := pipeline.ParseSpec("modelci.yaml", "/proj", pipeline.Starter("my-model"))
+	s, err := spec.Parse("modelci.yaml", "/proj", spec.Starter("my-model"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +111,7 @@ func TestStarterIsValid(t *testing.T) {
 }
 
 func TestExampleSpecIsValid(t *testing.T) {
-	s, err := pipeline.LoadSpec(filepath.Join("..", "examples", "linreg", "modelci.yaml"))
+	s, err := spec.Load(filepath.Join("..", "examples", "linreg", "modelci.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,10 +122,10 @@ func TestExampleSpecIsValid(t *testing.T) {
 
 func FuzzParseSpec(f *testing.F) {
 	f.Add([]byte(validSpec))
-	f.Add(pipeline.Starter("x"))
+	f.Add(spec.Starter("x"))
 	f.Add([]byte("apiVersion: modelci.dev/v1\nmodel: {name: a, version: 1.0.0}\ndata: {path: a, target: b}\ngate: {threshold: 1}\ntrain: {params: {epochs: 3}}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := pipeline.ParseSpec("modelci.yaml", "/proj", b)
+		s, err := spec.Parse("modelci.yaml", "/proj", b)
 		if err != nil {
 			return
 		}
@@ -138,4 +137,44 @@ func FuzzParseSpec(f *testing.F) {
 			t.Fatalf("accepted test_fraction %v", f)
 		}
 	})
+}
+
+func TestKeyPathsAreTheSpecDirectorys(t *testing.T) {
+	s, err := spec.Parse("modelci.yaml", "/proj", []byte(validSpec+"sign: {key: keys/cosign.key}\nverify: {key: cosign.pub}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Sign.Key != "/proj/keys/cosign.key" || s.Verify.Key != "/proj/cosign.pub" || s.VerifyPolicy().KeyPath != "/proj/cosign.pub" {
+		t.Errorf("sign.key %q, verify.key %q, policy key %q", s.Sign.Key, s.Verify.Key, s.VerifyPolicy().KeyPath)
+	}
+}
+
+func TestLoadRollout(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "deploy.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A deploy-only file: the other sections may be absent.
+	r, err := spec.LoadRollout(write("apiVersion: modelci.dev/v1\nverify: {key: cosign.pub}\ndeploy: {replicas: 2, strategy: canary}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Deploy.Replicas != 2 || r.Deploy.Strategy != "canary" || r.Deploy.Namespace != "models" || r.Verify.Key != filepath.Join(dir, "cosign.pub") {
+		t.Errorf("rollout %+v", r)
+	}
+	for _, tt := range []struct{ body, want string }{
+		{"apiVersion: modelci.dev/v1\ndeploy: {replica: 2}\n", "deploy.replica: unknown key"},
+		{"apiVersion: modelci.dev/v1\nverfy: {}\n", "verfy: unknown key"},
+		{"apiVersion: modelci.dev/v2\n", "apiVersion"},
+		{"apiVersion: modelci.dev/v1\nverify: {certificate_identity: me}\n", "go together"},
+		{"apiVersion: modelci.dev/v1\ndeploy: {enabled: true}\n", "deploy.context"},
+	} {
+		if _, err := spec.LoadRollout(write(tt.body)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err %v, want it to name %q", tt.body, err, tt.want)
+		}
+	}
 }

@@ -1,4 +1,8 @@
-package pipeline
+// Package spec reads modelci.yaml v1: decoded strictly and fully at load
+// (training parameters typed, the deploy: and verify: blocks defaulted and
+// validated, paths resolved against the spec's directory), so the CLI, the
+// pipeline and the Dagger module's steps read one value and never the file.
+package spec
 
 import (
 	"errors"
@@ -15,13 +19,14 @@ import (
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/train"
 )
 
 // APIVersion is the only spec version this release reads.
 const APIVersion = "modelci.dev/v1"
 
-// SpecFile is the spec's default file name inside a project directory.
-const SpecFile = "modelci.yaml"
+// FileName is the spec's default file name inside a project directory.
+const FileName = "modelci.yaml"
 
 // ErrSpec is wrapped by every validation error of a spec (decoding errors
 // wrap strictyaml's sentinels instead).
@@ -44,15 +49,13 @@ type Spec struct {
 	Sign   SignSpec   `yaml:"sign"`
 	Verify VerifySpec `yaml:"verify"`
 
-	// Sections that later issues implement. They are named now so that a
-	// spec using them gets "not supported yet" rather than "unknown key".
-	Deploy yaml.Node `yaml:"deploy"`
+	// Deploy is the deploy: section with its defaults (deploy.go).
+	Deploy deploy.Config `yaml:"-"`
+	// HasDeploy says whether the file has a deploy: section.
+	HasDeploy bool `yaml:"-"`
 
 	// Environments are the promotion targets by name (environments.go).
 	Environments map[string]Environment `yaml:"environments"`
-
-	// DeployConfig is the decoded deploy: section, with its defaults.
-	DeployConfig deploy.Config `yaml:"-"`
 
 	// Dir is the directory relative paths in the spec resolve against
 	// (the spec file's directory). Not part of the file.
@@ -77,11 +80,26 @@ type DataSpec struct {
 
 // TrainSpec chooses the built-in trainer or an external command.
 type TrainSpec struct {
-	Builtin string    `yaml:"builtin"`
-	Command []string  `yaml:"command"`
-	Params  yaml.Node `yaml:"params"`
-	Image   string    `yaml:"image"`
-	GPU     bool      `yaml:"gpu"`
+	Builtin string   `yaml:"builtin"`
+	Command []string `yaml:"command"`
+	// Params is train.params as JSON values, the built-in trainer's over
+	// its defaults: what metrics.json records and MODELCI_PARAMS carries.
+	Params map[string]any `yaml:"-"`
+	// Linear is train.params for the built-in linear trainer, typed.
+	Linear train.Params `yaml:"-"`
+	Image  string       `yaml:"image"`
+	GPU    bool         `yaml:"gpu"`
+}
+
+// file is the spec as written: the sections decoded later (train.params,
+// deploy) stay YAML nodes so that their errors name their lines.
+type file struct {
+	Spec  `yaml:",inline"`
+	Train struct {
+		TrainSpec `yaml:",inline"`
+		Params    yaml.Node `yaml:"params"`
+	} `yaml:"train"`
+	Deploy yaml.Node `yaml:"deploy"`
 }
 
 // EvaluateSpec names an external evaluator; built-in models need none.
@@ -105,8 +123,8 @@ const (
 	BuiltinLinear       = "linear"
 )
 
-// LoadSpec reads, decodes strictly, defaults and validates a spec file.
-func LoadSpec(path string) (*Spec, error) {
+// Load reads, decodes strictly, defaults and validates a spec file.
+func Load(path string) (*Spec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read spec: %w", err)
@@ -115,24 +133,42 @@ func LoadSpec(path string) (*Spec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read spec: %w", err)
 	}
-	return ParseSpec(filepath.Base(path), filepath.Dir(abs), b)
+	return Parse(filepath.Base(path), filepath.Dir(abs), b)
 }
 
-// ParseSpec decodes a spec from b; name labels errors and dir anchors
+// Parse decodes a spec from b; name labels errors and dir anchors
 // relative paths.
-func ParseSpec(name, dir string, b []byte) (*Spec, error) {
+func Parse(name, dir string, b []byte) (*Spec, error) {
 	// Start from the gate's defaults so that an explicit value, even zero,
 	// is validated rather than defaulted.
-	s := Spec{Gate: modelgate.DefaultPolicy()}
-	if err := strictyaml.Decode(name, b, &s); err != nil {
+	f := file{Spec: Spec{Gate: modelgate.DefaultPolicy()}}
+	if err := strictyaml.Decode(name, b, &f); err != nil {
 		return nil, err
 	}
+	s := &f.Spec
+	s.Train = f.Train.TrainSpec
 	s.File, s.Dir = name, dir
 	s.applyDefaults()
+	if err := errors.Join(s.decodeParams(&f.Train.Params), s.decodeDeploy(&f.Deploy)); err != nil {
+		return nil, err
+	}
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	s.resolvePaths()
+	return s, nil
+}
+
+// resolvePaths makes the key files absolute, so that a command run from
+// another directory reads the spec's keys, not its working directory's.
+// data.path stays as written (run records show it); Path resolves it.
+func (s *Spec) resolvePaths() {
+	if s.Sign.Key != "" {
+		s.Sign.Key = s.Path(s.Sign.Key)
+	}
+	if s.Verify.Key != "" {
+		s.Verify.Key = s.Path(s.Verify.Key)
+	}
 }
 
 func (s *Spec) applyDefaults() {
@@ -189,11 +225,6 @@ func (s *Spec) validate() error {
 		bad("train.builtin", "%q is not a built-in trainer (have: %s)", s.Train.Builtin, BuiltinLinear)
 	case len(s.Train.Command) > 0 && len(s.Evaluate.Command) == 0:
 		bad("evaluate.command", "an external trainer needs an external evaluator (evaluator contract v1)")
-	}
-	if s.Train.Builtin != "" {
-		if _, err := s.BuiltinParams(); err != nil {
-			errs = append(errs, err)
-		}
 	}
 	if s.Train.GPU {
 		errs = append(errs, fmt.Errorf("%s: train.gpu: %w on a bare machine: GPUs come with the Dagger module (issue [8/9])", s.File, ErrNotSupported))

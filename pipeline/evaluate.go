@@ -1,0 +1,41 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/modelci/modelci/stages/evaluate"
+)
+
+// evaluate scores the model on the test rows (built in, or the spec's
+// evaluator under evaluator contract v1) and writes metrics.json.
+func (r *run) evaluate(ctx context.Context) (string, error) {
+	spec := r.spec
+	var perExample []float64
+	var err error
+	if len(spec.Evaluate.Command) == 0 {
+		perExample, err = evaluate.Builtin(r.linear, r.testSet)
+	} else {
+		perExample, err = evaluate.External(ctx, evaluate.ExternalInput{
+			Command: spec.Evaluate.Command, Dir: spec.Dir, ModelDir: r.modelDir, Test: r.testSet,
+			OutDir: filepath.Join(r.tmp, "evaluate"), Log: r.o.log,
+		})
+	}
+	if err != nil {
+		return "", err
+	}
+	r.metrics = NewMetrics(MetricsInput{
+		Params: spec.Train.Params, DatasetDigest: r.rec.Inputs.Dataset.Digest, Rows: r.ds.Rows(),
+		TestDigest: r.rec.Inputs.Split.TestDigest, TestRows: r.testSet.Rows(),
+		Seed: *spec.Data.Seed, TestFraction: *spec.Data.TestFraction,
+		TrainLoss: r.trainLoss, PerExample: perExample,
+	})
+	d, err := writeJSON(filepath.Join(r.tmp, "metrics.json"), r.metrics)
+	if err != nil {
+		return "", err
+	}
+	r.rec.Outputs.Metrics = Artifact{Path: "metrics.json", Digest: d}
+	r.rec.Figures.EvalLoss = r.metrics.Eval.Loss
+	return fmt.Sprintf("eval loss %s over %d test rows", num(r.metrics.Eval.Loss), len(perExample)), nil
+}

@@ -1,0 +1,127 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/modelci/modelci/modelgate"
+)
+
+// gate decides on the metrics against the policy and the baseline, and
+// writes gate.json, gate.md and the loss plots.
+func (r *run) gate(ctx context.Context) (string, error) {
+	baseline, err := r.baseline(ctx, r.metrics)
+	if err != nil {
+		return "", err
+	}
+	r.report, err = modelgate.Evaluate(r.spec.Gate, r.metrics, baseline)
+	if err != nil {
+		return "", err
+	}
+	if err := r.writeReports(r.report, r.metrics); err != nil {
+		return "", err
+	}
+	return gateSummary(r.report), nil
+}
+
+func (r *run) writeReports(report *modelgate.Report, m *modelgate.Metrics) error {
+	b, err := report.JSON()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(r.tmp, "gate.json"), b, 0o644); err != nil {
+		return err
+	}
+	r.rec.Outputs.Gate = Artifact{Path: "gate.json", Digest: DigestBytes(b)}
+	if err := os.WriteFile(filepath.Join(r.tmp, "gate.md"), []byte(report.Markdown()), 0o644); err != nil {
+		return err
+	}
+	for _, format := range []string{"svg", "png"} {
+		plot, err := modelgate.PlotLoss(m, report, format)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(r.tmp, "loss."+format), plot, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// baseline finds the champion's metrics: gate.baseline.metrics when set,
+// the champion of gate.baseline.from's environment, else the last passing
+// run in the output directory on the same test split.
+func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics) (*modelgate.Metrics, error) {
+	if r.spec.Gate.Baseline.From != "" {
+		return r.championBaseline(ctx, candidate, r.testSet)
+	}
+	if p := r.spec.Gate.Baseline.Metrics; p != "" {
+		path := r.spec.Path(p)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("gate.baseline.metrics: %w", err)
+		}
+		m, err := modelgate.DecodeMetrics(b)
+		if err != nil {
+			return nil, fmt.Errorf("gate.baseline.metrics %s: %w", p, err)
+		}
+		r.rec.Inputs.Baseline = &BaselineInput{Source: p, Digest: DigestBytes(b)}
+		return m, nil
+	}
+	ids, err := ListRuns(r.out)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(ids) - 1; i >= 0; i-- {
+		rec, err := ReadRecord(r.out, ids[i])
+		if err != nil || rec.Verdict != modelgate.Pass || rec.Model.Name != r.spec.Model.Name {
+			continue
+		}
+		if rec.Inputs.Split.TestDigest != candidate.Split.TestDigest {
+			r.warnf("warning: last passing run %s used another test split; no baseline comparison", ids[i])
+			return nil, nil
+		}
+		b, err := os.ReadFile(filepath.Join(RunsDir(r.out), ids[i], "metrics.json"))
+		if err != nil {
+			return nil, fmt.Errorf("baseline run %s: %w", ids[i], err)
+		}
+		m, err := modelgate.DecodeMetrics(b)
+		if err != nil {
+			return nil, fmt.Errorf("baseline run %s: %w", ids[i], err)
+		}
+		r.rec.Inputs.Baseline = &BaselineInput{Source: "run:" + ids[i], Digest: DigestBytes(b)}
+		return m, nil
+	}
+	return nil, nil
+}
+
+// gateSummary is the gate's progress line: the verdict, the threshold
+// check's interval, and how many checks passed.
+func gateSummary(r *modelgate.Report) string {
+	var b strings.Builder
+	b.WriteString(string(r.Verdict))
+	passed := 0
+	for _, c := range r.Checks {
+		if c.Verdict == modelgate.Pass {
+			passed++
+		}
+		if c.Name == modelgate.CheckThreshold && c.Estimate != nil {
+			fmt.Fprintf(&b, ", %s %s", r.Metric, num(*c.Estimate))
+			if c.Lower != nil && c.Upper != nil {
+				fmt.Fprintf(&b, " (%g%% CI %s–%s)", c.Confidence*100, num(*c.Lower), num(*c.Upper))
+			}
+			if c.Threshold != nil {
+				op := "≤"
+				if r.Direction == "maximize" {
+					op = "≥"
+				}
+				fmt.Fprintf(&b, " vs %s %s", op, num(*c.Threshold))
+			}
+		}
+	}
+	fmt.Fprintf(&b, ", %d/%d checks pass", passed, len(r.Checks))
+	return b.String()
+}

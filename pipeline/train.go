@@ -1,0 +1,57 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/stages/train"
+)
+
+// train fits the model on the training rows into <tmp>/model: the built-in
+// trainer in process, or the spec's command under trainer contract v1.
+func (r *run) train(ctx context.Context) (string, error) {
+	spec := r.spec
+	r.modelDir = filepath.Join(r.tmp, "model")
+	if spec.Train.Builtin != "" {
+		res, err := train.Builtin(ctx, r.trainSet, spec.Train.Linear, *spec.Data.Seed)
+		if err != nil {
+			return "", err
+		}
+		r.linear, r.trainLoss = res.Model, res.Loss
+		r.linear.Name, r.linear.Version = spec.Model.Name, spec.Model.Version
+		b, err := r.linear.Encode()
+		if err != nil {
+			return "", err
+		}
+		if err := os.MkdirAll(r.modelDir, 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(r.modelDir, model.FileName), b, 0o644); err != nil {
+			return "", err
+		}
+	} else {
+		res, err := train.External(ctx, train.ExternalInput{
+			Command: spec.Train.Command, Dir: spec.Dir, Train: r.trainSet, Params: spec.Train.Params,
+			Seed: *spec.Data.Seed, OutDir: filepath.Join(r.tmp, "train"), Log: r.o.log,
+		})
+		if err != nil {
+			return "", err
+		}
+		if err := os.Rename(res.ModelDir, r.modelDir); err != nil {
+			return "", fmt.Errorf("keep trained model: %w", err)
+		}
+		r.trainLoss = res.Loss
+	}
+	d, err := DigestTree(r.modelDir)
+	if err != nil {
+		return "", err
+	}
+	last := r.trainLoss[len(r.trainLoss)-1]
+	r.rec.Outputs.Model = Artifact{Path: "model", Digest: d}
+	r.rec.Figures.Epochs = len(r.trainLoss)
+	r.rec.Figures.FinalTrainLoss = last
+	return fmt.Sprintf("%d epochs, final loss %s", len(r.trainLoss), num(last)), nil
+}
