@@ -14,7 +14,7 @@ import (
 	"github.com/modelci/modelci/internal/strictyaml"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/deploy"
-	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // APIVersion is the only spec version this release reads.
@@ -202,7 +202,7 @@ func (s *Spec) validate() error {
 		errs = append(errs, fmt.Errorf("%s: gate: %w", s.File, err))
 	}
 	if s.Image.Repository != "" {
-		if err := registry.CheckRepository(s.Image.Repository); err != nil {
+		if err := oci.CheckRepository(s.Image.Repository); err != nil {
 			bad("image.repository", "%v", err)
 		}
 	}
