@@ -24,7 +24,7 @@ import (
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/data"
-	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // project copies the linreg example into a temporary directory, with the
@@ -85,10 +85,11 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("stages = %s", got)
 	}
 	out := filepath.Join(dir, ".modelci")
-	layoutDir, digest, err := image.ParseLayoutRef(res.Ref)
+	resRef, err := oci.ParseLayoutRef(res.Ref)
 	if err != nil {
 		t.Fatalf("result ref %q: %v", res.Ref, err)
 	}
+	layoutDir, digest := resRef.Layout(), resRef.Digest()
 	if layoutDir != filepath.Join(out, "oci") {
 		t.Fatalf("layout %s, want %s", layoutDir, filepath.Join(out, "oci"))
 	}

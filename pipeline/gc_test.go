@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/modelci/modelci/pipeline"
-	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // TestGC: three runs of one version with different models move the layout
@@ -33,10 +33,11 @@ func TestGC(t *testing.T) {
 	}
 	out := filepath.Join(dir, ".modelci")
 	blob := func(ref string) string {
-		d, h, err := image.ParseLayoutRef(ref)
+		r, err := oci.ParseLayoutRef(ref)
 		if err != nil {
 			t.Fatal(err)
 		}
+		d, h := r.Layout(), r.Digest()
 		return filepath.Join(d, "blobs", h.Algorithm, h.Hex)
 	}
 
@@ -69,7 +70,8 @@ func TestGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, d, _ := image.ParseLayoutRef(results[2].Ref)
+	r2, _ := oci.ParseLayoutRef(results[2].Ref)
+	d := r2.Digest()
 	img, err := p.Image(d)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	goversion "github.com/hashicorp/go-version"
 
 	"github.com/modelci/modelci/modelgate"
-	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // ErrUnknownEnvironment: a command named an environment the spec's
@@ -94,7 +94,7 @@ func (s *Spec) validateEnvironments() []error {
 		}
 		if e.Repository == "" {
 			bad("repository", "required: HOST[:PORT]/PATH the environment pulls from")
-		} else if err := registry.CheckRepository(e.Repository); err != nil {
+		} else if err := oci.CheckRepository(e.Repository); err != nil {
 			bad("repository", "%v", err)
 		}
 		if len(e.Namespace) > 63 || !dns1123Label.MatchString(e.Namespace) {

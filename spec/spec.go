@@ -18,7 +18,7 @@ import (
 	"github.com/modelci/modelci/internal/strictyaml"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/deploy"
-	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/train"
 )
 
@@ -233,7 +233,7 @@ func (s *Spec) validate() error {
 		errs = append(errs, fmt.Errorf("%s: gate: %w", s.File, err))
 	}
 	if s.Image.Repository != "" {
-		if err := registry.CheckRepository(s.Image.Repository); err != nil {
+		if err := oci.CheckRepository(s.Image.Repository); err != nil {
 			bad("image.repository", "%v", err)
 		}
 	}

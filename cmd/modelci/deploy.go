@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
@@ -585,8 +586,8 @@ func envStatusRow(cmd *cobra.Command, cf *clusterFlags, targets map[string]*depl
 	}
 	if c := rep.Current; c != nil {
 		row.Version, row.Image, row.Verdict = c.Version, c.Image, c.Verdict
-		if _, d, ok := strings.Cut(c.Image, "@"); ok {
-			row.Digest = d
+		if r, err := oci.ParseRef(c.Image); err == nil && r.HasDigest() {
+			row.Digest = r.Digest().String()
 		}
 		since := c.Time
 		row.Since = &since

@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 )
 
@@ -43,7 +44,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				opts = append(opts, pipeline.WithRegistryOptions(registry.WithAllowOverwrite()))
 			}
 			if repository != "" {
-				if err := registry.CheckRepository(repository); err != nil {
+				if err := oci.CheckRepository(repository); err != nil {
 					return usageError(fmt.Errorf("--repository: %w", err))
 				}
 				opts = append(opts, pipeline.WithRepository(repository))

@@ -46,6 +46,7 @@ import (
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 	"github.com/modelci/modelci/stages/train"
@@ -286,7 +287,7 @@ func pushCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pushed, err := registry.Copy(ctx, image.LayoutScheme+abs+"@"+*digest, *to, opts...)
+	pushed, err := registry.Copy(ctx, oci.LayoutScheme+abs+"@"+*digest, *to, opts...)
 	if err != nil {
 		return err
 	}

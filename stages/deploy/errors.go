@@ -1,13 +1,19 @@
 package deploy
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/modelci/modelci/stages/oci"
+)
 
 // Sentinel errors: callers act on these states (the CLI maps them to exit codes and messages).
 var (
-	// ErrNotDigest: the image reference names a tag, not a digest; only digests are deployed.
-	ErrNotDigest = errors.New("image reference is not by digest")
+	// ErrNotDigest: the image reference names a tag, not a digest (or is malformed); only
+	// digests are deployed. It is oci.ErrNotDigest.
+	ErrNotDigest = oci.ErrNotDigest
 	// ErrLayoutRef: the reference is an oci-layout:// reference, which a cluster cannot pull.
-	ErrLayoutRef = errors.New("oci-layout reference cannot be deployed")
+	// It is oci.ErrLayoutRef.
+	ErrLayoutRef = oci.ErrLayoutRef
 	// ErrInvalidConfig: a deploy setting is out of range or malformed.
 	ErrInvalidConfig = errors.New("invalid deploy config")
 	// ErrInvalidSteps: canary steps are not increasing percentages ending at 100.

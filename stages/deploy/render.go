@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // Labels and annotations modelci sets.
@@ -62,14 +63,15 @@ type Release struct {
 // CheckImage accepts only a registry reference by digest: a tag can move under a running
 // Deployment and an oci-layout:// reference cannot be pulled by a cluster.
 func CheckImage(ref string) error {
-	if strings.HasPrefix(ref, "oci-layout://") {
-		return fmt.Errorf("image %q: %w: push it to a registry first", ref, ErrLayoutRef)
-	}
-	if _, err := name.NewDigest(ref, name.StrictValidation); err != nil {
-		if _, terr := name.NewTag(ref); terr == nil && !strings.Contains(ref, "@") {
-			return fmt.Errorf("image %q: %w: deploy HOST/REPO@sha256:… (modelci run prints it)", ref, ErrNotDigest)
-		}
+	r, err := oci.ParseRef(ref)
+	if err != nil {
 		return fmt.Errorf("image %q: %w: %w", ref, ErrNotDigest, err)
+	}
+	if err := r.RequireRegistry(); err != nil {
+		return fmt.Errorf("image %q cannot be deployed: %w: push it to a registry first", ref, ErrLayoutRef)
+	}
+	if err := r.RequireDigest(); err != nil {
+		return fmt.Errorf("image %q: %w: deploy HOST/REPO@sha256:… (modelci run prints it)", ref, ErrNotDigest)
 	}
 	return nil
 }

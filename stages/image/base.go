@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/modelci/modelci/stages/oci"
 )
 
 var (
@@ -36,20 +38,20 @@ func checkBase(base string, pull PullFunc) error {
 	if isScratch(base) {
 		return nil
 	}
-	if !strings.HasPrefix(base, LayoutScheme) {
+	if !strings.HasPrefix(base, oci.LayoutScheme) {
 		if pull == nil {
 			return fmt.Errorf("image base %q: %w", base, ErrBaseNotSupported)
 		}
 		return nil
 	}
-	_, _, err := ParseLayoutRef(base)
+	_, err := oci.ParseLayoutRef(base)
 	return err
 }
 
 // resolveBase returns the image or index a non-scratch base names: from an
 // OCI layout, or from a registry through pull.
 func resolveBase(ctx context.Context, base string, pull PullFunc) (mutate.Appendable, error) {
-	if strings.HasPrefix(base, LayoutScheme) {
+	if strings.HasPrefix(base, oci.LayoutScheme) {
 		return layoutBase(base)
 	}
 	if pull == nil {
@@ -70,10 +72,11 @@ func resolveBase(ctx context.Context, base string, pull PullFunc) (mutate.Append
 // layoutBase reads an oci-layout:// base: the reference names a manifest
 // or an index listed in the layout's index.json (what WriteLayout records).
 func layoutBase(base string) (mutate.Appendable, error) {
-	dir, h, err := ParseLayoutRef(base)
+	ref, err := oci.ParseLayoutRef(base)
 	if err != nil {
 		return nil, err
 	}
+	dir, h := ref.Layout(), ref.Digest()
 	lp, err := layout.FromPath(dir)
 	if err != nil {
 		return nil, fmt.Errorf("image base %s: %w: %w", base, ErrBaseNotFound, err)

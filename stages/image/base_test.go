@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // noRuntime fails the test when a build on a base asks for a runtime.
@@ -128,19 +129,20 @@ func TestBuildIndexOnLayoutBaseIndex(t *testing.T) {
 
 func TestBaseErrors(t *testing.T) {
 	ref, out := baseLayout(t, "linux/amd64")
-	dir, _, err := image.ParseLayoutRef(ref)
+	parsed, err := oci.ParseLayoutRef(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _ := image.LayoutRef(dir, v1.Hash{Algorithm: "sha256", Hex: hex64})
-	missing, _ := image.LayoutRef(filepath.Join(t.TempDir(), "nope"), out.Digest)
+	other := parsed.WithDigest(v1.Hash{Algorithm: "sha256", Hex: hex64}).String()
+	missingRef, _ := oci.LayoutRef(filepath.Join(t.TempDir(), "nope"), out.Digest)
+	missing := missingRef.String()
 	tests := []struct {
 		name, base string
 		platforms  []string
 		want       error
 	}{
 		{"registry reference", "registry.test/team/server:1", nil, image.ErrBaseNotSupported},
-		{"relative layout path", "oci-layout://base@" + out.Digest.String(), nil, image.ErrBadLayoutRef},
+		{"relative layout path", "oci-layout://base@" + out.Digest.String(), nil, oci.ErrBadRef},
 		{"missing layout", missing, nil, image.ErrBaseNotFound},
 		{"unknown digest", other, nil, image.ErrBaseNotFound},
 		{"other platform", ref, []string{"linux/arm64"}, image.ErrBasePlatform},

@@ -19,66 +19,25 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-)
 
-// LayoutScheme prefixes references to images in an OCI image layout.
-const LayoutScheme = "oci-layout://"
+	"github.com/modelci/modelci/stages/oci"
+)
 
 // AnnotationRefName tags a descriptor in a layout's index.json.
 const AnnotationRefName = "org.opencontainers.image.ref.name"
 
 var (
-	// ErrNotLayoutRef: the reference does not start with oci-layout://, so
-	// it may be a registry reference.
-	ErrNotLayoutRef = errors.New("not an oci-layout reference")
-	// ErrBadLayoutRef: an oci-layout:// reference without an absolute path
-	// or a sha256 digest.
-	ErrBadLayoutRef = errors.New("malformed oci-layout reference")
 	// ErrBadTag: not a valid OCI tag.
 	ErrBadTag = errors.New("malformed tag")
 	// ErrBadLayout: the directory's index.json cannot be read as an OCI index.
 	ErrBadLayout = errors.New("malformed OCI layout")
 )
 
-var (
-	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Tag is the image tag for a model version: "+" is not allowed in tags and
 // is written as "_".
 func Tag(version string) string { return strings.ReplaceAll(version, "+", "_") }
-
-// LayoutRef returns oci-layout://ABS_DIR@sha256:….
-func LayoutRef(dir string, digest v1.Hash) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", fmt.Errorf("layout reference for %s: %w", dir, err)
-	}
-	return LayoutScheme + abs + "@" + digest.String(), nil
-}
-
-// ParseLayoutRef splits oci-layout://ABS_DIR@sha256:HEX into the cleaned
-// directory and the digest.
-func ParseLayoutRef(s string) (string, v1.Hash, error) {
-	rest, ok := strings.CutPrefix(s, LayoutScheme)
-	if !ok {
-		return "", v1.Hash{}, fmt.Errorf("reference %q: %w", s, ErrNotLayoutRef)
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return "", v1.Hash{}, fmt.Errorf("reference %q: %w: no @sha256: digest", s, ErrBadLayoutRef)
-	}
-	dir, digest := rest[:at], rest[at+1:]
-	if !filepath.IsAbs(dir) {
-		return "", v1.Hash{}, fmt.Errorf("reference %q: %w: path %q is not absolute", s, ErrBadLayoutRef, dir)
-	}
-	hexPart, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || !sha256RE.MatchString(hexPart) {
-		return "", v1.Hash{}, fmt.Errorf("reference %q: %w: digest %q is not sha256: and 64 lower-case hex digits", s, ErrBadLayoutRef, digest)
-	}
-	return filepath.Clean(dir), v1.Hash{Algorithm: "sha256", Hex: hexPart}, nil
-}
 
 // Written says what WriteLayout did.
 type Written struct {
@@ -102,7 +61,7 @@ type Written struct {
 // checked against their digests as they are written. One writer per layout
 // at a time: callers hold the output directory's lock.
 func WriteLayout(ctx context.Context, dir string, a mutate.Appendable, tag string) (Written, error) {
-	if !tagRE.MatchString(tag) {
+	if !oci.ValidTag(tag) {
 		return Written{}, fmt.Errorf("layout %s: tag %q: %w", dir, tag, ErrBadTag)
 	}
 	desc, err := partial.Descriptor(a)
@@ -157,9 +116,11 @@ func WriteLayout(ctx context.Context, dir string, a mutate.Appendable, tag strin
 	if err := writeFileAtomic(filepath.Join(dir, "index.json"), raw); err != nil {
 		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
 	}
-	if out.Ref, err = LayoutRef(dir, desc.Digest); err != nil {
+	ref, err := oci.LayoutRef(dir, desc.Digest)
+	if err != nil {
 		return Written{}, err
 	}
+	out.Ref = ref.String()
 	return out, nil
 }
 

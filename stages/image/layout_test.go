@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -175,63 +174,3 @@ func TestTag(t *testing.T) {
 }
 
 const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-
-func TestParseLayoutRef(t *testing.T) {
-	tests := []struct {
-		ref     string
-		dir     string
-		wantErr error
-	}{
-		{"oci-layout:///tmp/out/oci@sha256:" + hex64, "/tmp/out/oci", nil},
-		{"oci-layout:///tmp/a@b/oci/@sha256:" + hex64, "/tmp/a@b/oci", nil},
-		{"oci-layout:///@sha256:" + hex64, "/", nil},
-		{"registry.test/repo@sha256:" + hex64, "", image.ErrNotLayoutRef},
-		{"/tmp/out/oci@sha256:" + hex64, "", image.ErrNotLayoutRef},
-		{"oci-layout:///tmp/out/oci", "", image.ErrBadLayoutRef},
-		{"oci-layout://tmp/out/oci@sha256:" + hex64, "", image.ErrBadLayoutRef},
-		{"oci-layout://@sha256:" + hex64, "", image.ErrBadLayoutRef},
-		{"oci-layout:///tmp/oci@sha256:" + strings.ToUpper(hex64), "", image.ErrBadLayoutRef},
-		{"oci-layout:///tmp/oci@sha256:" + hex64[:63], "", image.ErrBadLayoutRef},
-		{"oci-layout:///tmp/oci@sha512:" + hex64 + hex64, "", image.ErrBadLayoutRef},
-		{"oci-layout:///tmp/oci@" + hex64, "", image.ErrBadLayoutRef},
-		{"oci-layout:///tmp/oci:1.0.0", "", image.ErrBadLayoutRef},
-	}
-	for _, tt := range tests {
-		dir, h, err := image.ParseLayoutRef(tt.ref)
-		if !errors.Is(err, tt.wantErr) {
-			t.Errorf("ParseLayoutRef(%q): error %v, want %v", tt.ref, err, tt.wantErr)
-			continue
-		}
-		if err == nil && (dir != tt.dir || h.String() != "sha256:"+hex64) {
-			t.Errorf("ParseLayoutRef(%q) = %q, %s", tt.ref, dir, h)
-		}
-	}
-}
-
-func FuzzParseLayoutRef(f *testing.F) {
-	f.Add("oci-layout:///tmp/out/oci@sha256:" + hex64)
-	f.Add("oci-layout:///a@b@sha256:" + hex64)
-	f.Add("oci-layout://relative@sha256:" + hex64)
-	f.Add("host/repo:tag")
-	f.Fuzz(func(t *testing.T, s string) {
-		dir, h, err := image.ParseLayoutRef(s)
-		if err != nil {
-			if !errors.Is(err, image.ErrNotLayoutRef) && !errors.Is(err, image.ErrBadLayoutRef) {
-				t.Fatalf("ParseLayoutRef(%q): unnamed error %v", s, err)
-			}
-			return
-		}
-		// What parses formats back to the same reference, up to cleaning.
-		ref, err := image.LayoutRef(dir, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir2, h2, err := image.ParseLayoutRef(ref)
-		if err != nil || dir2 != dir || h2 != h {
-			t.Fatalf("round trip of %q: %q → %q, %s, %v", s, ref, dir2, h2, err)
-		}
-		if !filepath.IsAbs(dir) || len(h.Hex) != 64 {
-			t.Fatalf("ParseLayoutRef(%q) = %q, %s", s, dir, h)
-		}
-	})
-}

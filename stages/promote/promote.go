@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -96,7 +97,11 @@ type In struct {
 	Who string
 	// StopAfter ends the promotion with ErrStopped after the named step (a
 	// test's stand-in for a killed process).
-	StopAfter       string
+	StopAfter string
+	// Access is how both registries are reached, by the copy and by
+	// verification and attestation alike; RegistryOptions and SignOptions
+	// adjust it.
+	Access          oci.Access
 	RegistryOptions []registry.Option
 	SignOptions     []sign.Option
 	Now             func() time.Time
@@ -189,6 +194,8 @@ func Promote(ctx context.Context, in In) (*Result, error) {
 	if in.Now == nil {
 		in.Now = time.Now
 	}
+	in.RegistryOptions = append([]registry.Option{registry.WithAccess(in.Access)}, in.RegistryOptions...)
+	in.SignOptions = append([]sign.Option{sign.WithAccess(in.Access)}, in.SignOptions...)
 	res := &Result{Name: in.Name, Version: in.Version, From: in.From.Name, To: in.To.Name}
 	what := fmt.Sprintf("promote %s@%s from %s to %s", in.Name, in.Version, in.From.Name, in.To.Name)
 

@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
-	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // Artifact is an image (v1.Image) or an index (v1.ImageIndex) with its
@@ -24,11 +22,11 @@ type Artifact interface {
 	RawManifest() ([]byte, error)
 }
 
-// Pull returns the image or index that ref (see ParseRef) names, unchanged;
+// Pull returns the image or index that ref (see oci.ParseRef) names, unchanged;
 // blobs are read lazily.
 func Pull(ctx context.Context, ref string, opts ...Option) (Artifact, error) {
 	o := makeOptions(opts)
-	r, err := parseRef(ref, o.insecure)
+	r, err := o.access.ParseRef(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +36,7 @@ func Pull(ctx context.Context, ref string, opts ...Option) (Artifact, error) {
 // Resolve returns the digest ref names, checking that it exists.
 func Resolve(ctx context.Context, ref string, opts ...Option) (v1.Hash, error) {
 	o := makeOptions(opts)
-	r, err := parseRef(ref, o.insecure)
+	r, err := o.access.ParseRef(ref)
 	if err != nil {
 		return v1.Hash{}, err
 	}
@@ -49,21 +47,21 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (v1.Hash, error) {
 		}
 		return a.Digest()
 	}
-	desc, err := remote.Head(r.Name, o.remote(ctx)...)
+	desc, err := remote.Head(r.Name(), o.remote(ctx)...)
 	if err != nil {
 		return v1.Hash{}, classify("resolve "+ref, err)
 	}
-	if r.Digest != (v1.Hash{}) && desc.Digest != r.Digest {
+	if r.HasDigest() && desc.Digest != r.Digest() {
 		return v1.Hash{}, fmt.Errorf("resolve %s: %w: the registry answered %s", ref, ErrDigestMismatch, desc.Digest)
 	}
 	return desc.Digest, nil
 }
 
-func pull(ctx context.Context, r Ref, o *options) (Artifact, error) {
+func pull(ctx context.Context, r oci.Ref, o *options) (Artifact, error) {
 	if r.IsLayout() {
 		return pullLayout(r)
 	}
-	desc, err := remote.Get(r.Name, o.remote(ctx)...)
+	desc, err := remote.Get(r.Name(), o.remote(ctx)...)
 	if err != nil {
 		return nil, classify("pull "+r.String(), err)
 	}
@@ -80,19 +78,19 @@ func pull(ctx context.Context, r Ref, o *options) (Artifact, error) {
 }
 
 // pullLayout finds r's digest among the layout's top-level manifests.
-func pullLayout(r Ref) (Artifact, error) {
-	idx, err := layout.ImageIndexFromPath(r.Layout)
+func pullLayout(r oci.Ref) (Artifact, error) {
+	idx, err := layout.ImageIndexFromPath(r.Layout())
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("layout %s: %w: %w", r.Layout, ErrNotFound, err)
+		return nil, fmt.Errorf("layout %s: %w: %w", r.Layout(), ErrNotFound, err)
 	} else if err != nil {
-		return nil, fmt.Errorf("layout %s: %w", r.Layout, err)
+		return nil, fmt.Errorf("layout %s: %w", r.Layout(), err)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
-		return nil, fmt.Errorf("layout %s: %w", r.Layout, err)
+		return nil, fmt.Errorf("layout %s: %w", r.Layout(), err)
 	}
 	for _, d := range im.Manifests {
-		if d.Digest != r.Digest {
+		if d.Digest != r.Digest() {
 			continue
 		}
 		var a Artifact
@@ -102,17 +100,17 @@ func pullLayout(r Ref) (Artifact, error) {
 			a, err = idx.Image(d.Digest)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("layout %s: %s: %w", r.Layout, d.Digest, err)
+			return nil, fmt.Errorf("layout %s: %s: %w", r.Layout(), d.Digest, err)
 		}
 		return a, nil
 	}
-	return nil, fmt.Errorf("layout %s: %w: no manifest %s in index.json", r.Layout, ErrNotFound, r.Digest)
+	return nil, fmt.Errorf("layout %s: %w: no manifest %s in index.json", r.Layout(), ErrNotFound, r.Digest())
 }
 
 // Copy copies the image or index src names to dst, by digest and unchanged
 // (the digest stays the same), blobs and all.
 //
-// src is any reference ParseRef accepts. dst is HOST[:PORT]/PATH,
+// src is any reference oci.ParseRef accepts. dst is HOST[:PORT]/PATH,
 // HOST[:PORT]/PATH:TAG, HOST[:PORT]/PATH@sha256:… (which must be src's
 // digest), or an OCI layout oci-layout://ABS_PATH[@sha256:…]. Tags are
 // dst's, else WithTags', else src's; they follow Push's rules in a
@@ -120,11 +118,11 @@ func pullLayout(r Ref) (Artifact, error) {
 // sha256-HEX, and a layout tag moves with a warning (ARCHITECTURE.md).
 func Copy(ctx context.Context, src, dst string, opts ...Option) (Pushed, error) {
 	o := makeOptions(opts)
-	s, err := parseRef(src, o.insecure)
+	s, err := o.access.ParseRef(src)
 	if err != nil {
 		return Pushed{}, err
 	}
-	d, err := parseDest(dst, o.insecure)
+	d, err := o.access.ParseDest(dst)
 	if err != nil {
 		return Pushed{}, err
 	}
@@ -136,51 +134,20 @@ func Copy(ctx context.Context, src, dst string, opts ...Option) (Pushed, error) 
 	if err != nil {
 		return Pushed{}, fmt.Errorf("copy %s: %w", src, err)
 	}
-	for _, want := range []v1.Hash{s.Digest, d.digest} {
+	for _, want := range []v1.Hash{s.Digest(), d.Digest} {
 		if want != (v1.Hash{}) && want != digest {
 			return Pushed{}, fmt.Errorf("copy %s to %s: %w: the content is %s, the reference names %s", src, dst, ErrDigestMismatch, digest, want)
 		}
 	}
-	if d.tag != "" {
-		o.tags = append(o.tags, d.tag)
-	} else if len(o.tags) == 0 && s.Tag != "" {
-		o.tags = []string{s.Tag}
+	if d.Tag != "" {
+		o.tags = append(o.tags, d.Tag)
+	} else if len(o.tags) == 0 && s.Tag() != "" {
+		o.tags = []string{s.Tag()}
 	}
-	if d.layout != "" {
-		return copyToLayout(ctx, a, d.layout, digest, o)
+	if d.Layout != "" {
+		return copyToLayout(ctx, a, d.Layout, digest, o)
 	}
-	return push(ctx, a, d.repo, o)
-}
-
-// dest is where Copy writes: a repository or a layout directory, with the
-// tag and digest the destination string named, if any.
-type dest struct {
-	repo   name.Repository
-	layout string
-	tag    string
-	digest v1.Hash
-}
-
-// parseDest parses a copy destination: a reference, a bare repository or
-// a layout directory without a digest.
-func parseDest(s string, insecure bool) (dest, error) {
-	if dir, ok := strings.CutPrefix(s, image.LayoutScheme); ok && !strings.Contains(dir, "@") {
-		if !filepath.IsAbs(dir) {
-			return dest{}, fmt.Errorf("reference %q: %w: path %q is not absolute", s, ErrBadRef, dir)
-		}
-		return dest{layout: filepath.Clean(dir)}, nil
-	}
-	if repo, err := parseRepo(s, insecure); err == nil {
-		return dest{repo: repo}, nil
-	}
-	r, err := parseRef(s, insecure)
-	if err != nil {
-		return dest{}, err
-	}
-	if r.IsLayout() {
-		return dest{layout: r.Layout, digest: r.Digest}, nil
-	}
-	return dest{repo: r.Name.Context(), tag: r.Tag, digest: r.Digest}, nil
+	return push(ctx, a, d.Repository, o)
 }
 
 func copyToLayout(ctx context.Context, a Artifact, dir string, digest v1.Hash, o *options) (Pushed, error) {
@@ -209,11 +176,11 @@ func copyToLayout(ctx context.Context, a Artifact, dir string, digest v1.Hash, o
 // registry does not know yet has none.
 func ListTags(ctx context.Context, repo string, opts ...Option) ([]string, error) {
 	o := makeOptions(opts)
-	r, err := parseRepo(repo, o.insecure)
+	r, err := o.access.ParseRepository(repo)
 	if err != nil {
 		return nil, err
 	}
-	tags, err := remote.List(r, o.remote(ctx)...)
+	tags, err := remote.List(r.Name(), o.remote(ctx)...)
 	if err != nil {
 		err = classify("list tags of "+repo, err)
 		if errors.Is(err, ErrNotFound) {

@@ -10,7 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 )
 
@@ -33,8 +33,8 @@ func TestCopyKeepsDigest(t *testing.T) {
 			steps := []struct{ src, dst, wantRef string }{
 				// Tag-less destination: the source's tag comes along.
 				{a.Host + "/src/" + tc.name + ":1.0.0", b.Host + "/dst/" + tc.name, b.Host + "/dst/" + tc.name + "@" + want.String()},
-				{src.Ref, image.LayoutScheme + layoutDir, image.LayoutScheme + layoutDir + "@" + want.String()},
-				{image.LayoutScheme + layoutDir + "@" + want.String(), b.Host + "/back/" + tc.name + ":2.0.0", b.Host + "/back/" + tc.name + "@" + want.String()},
+				{src.Ref, oci.LayoutScheme + layoutDir, oci.LayoutScheme + layoutDir + "@" + want.String()},
+				{oci.LayoutScheme + layoutDir + "@" + want.String(), b.Host + "/back/" + tc.name + ":2.0.0", b.Host + "/back/" + tc.name + "@" + want.String()},
 			}
 			for _, s := range steps {
 				got, err := registry.Copy(ctx, s.src, s.dst, fast)
@@ -90,9 +90,9 @@ func TestCopyErrors(t *testing.T) {
 	}{
 		{"malformed source", "m:1.0.0", srv.Host + "/x", nil, registry.ErrBadRef},
 		{"malformed destination", p.Ref, "not a ref", nil, registry.ErrBadRef},
-		{"relative layout", p.Ref, image.LayoutScheme + "relative/dir", nil, registry.ErrBadRef},
+		{"relative layout", p.Ref, oci.LayoutScheme + "relative/dir", nil, registry.ErrBadRef},
 		{"missing source", srv.Host + "/m@" + missing.String(), srv.Host + "/x", nil, registry.ErrNotFound},
-		{"missing layout", image.LayoutScheme + t.TempDir() + "/none@" + missing.String(), srv.Host + "/x", nil, registry.ErrNotFound},
+		{"missing layout", oci.LayoutScheme + t.TempDir() + "/none@" + missing.String(), srv.Host + "/x", nil, registry.ErrNotFound},
 		{"destination digest differs", p.Ref, srv.Host + "/x@" + missing.String(), nil, registry.ErrDigestMismatch},
 		{"tag taken", p.Ref, srv.Host + "/taken:1.0.0", nil, registry.ErrTagExists},
 	} {

@@ -3,71 +3,45 @@ package registry
 import (
 	"context"
 	"io"
-	"net/http"
-	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // Environment variables holding registry credentials, used when no
-// WithCredentials option is given.
+// explicit credentials are given (oci.Access).
 const (
-	EnvUsername = "MODELCI_REGISTRY_USERNAME"
-	EnvPassword = "MODELCI_REGISTRY_PASSWORD"
-)
-
-// Default retry policy: 4 attempts with 1s, 2s, 4s between them; a
-// Retry-After header is honoured up to MaxRetryAfter.
-const (
-	DefaultAttempts = 4
-	DefaultBackoff  = time.Second
-	MaxRetryAfter   = 30 * time.Second
-	DefaultJobs     = 4
+	EnvUsername = oci.EnvUsername
+	EnvPassword = oci.EnvPassword
 )
 
 // Option configures Push, Copy, Pull and Resolve.
 type Option func(*options)
 
 type options struct {
+	access         oci.Access
 	tags           []string
 	latest         bool
 	allowOverwrite bool
-	insecure       bool
-	username       string
-	password       string
-	hasCredentials bool
-	keychain       authn.Keychain
-	jobs           int
-	attempts       int
-	backoff        time.Duration
-	maxRetryAfter  time.Duration
 	progress       io.Writer
 	log            io.Writer
-	userAgent      string
 }
 
 func makeOptions(opts []Option) *options {
-	o := &options{
-		keychain:      authn.DefaultKeychain,
-		jobs:          DefaultJobs,
-		attempts:      DefaultAttempts,
-		backoff:       DefaultBackoff,
-		maxRetryAfter: MaxRetryAfter,
-		log:           io.Discard,
-		userAgent:     "modelci",
-	}
+	o := &options{log: io.Discard}
 	for _, opt := range opts {
 		opt(o)
 	}
-	if !o.hasCredentials {
-		if u, p := os.Getenv(EnvUsername), os.Getenv(EnvPassword); u != "" || p != "" {
-			o.username, o.password, o.hasCredentials = u, p, true
-		}
-	}
 	return o
 }
+
+// WithAccess sets how registries are reached (credentials, plain HTTP,
+// retries, transport), replacing what earlier options set; later options
+// adjust it.
+func WithAccess(a oci.Access) Option { return func(o *options) { o.access = a } }
 
 // WithTags moves these tags to the pushed digest once everything is in
 // place. Tags are immutable: see ErrTagExists and WithAllowOverwrite.
@@ -82,24 +56,24 @@ func WithLatest() Option { return func(o *options) { o.latest = true } }
 func WithAllowOverwrite() Option { return func(o *options) { o.allowOverwrite = true } }
 
 // WithInsecure reaches every registry over plain HTTP (loopback hosts
-// always are).
-func WithInsecure() Option { return func(o *options) { o.insecure = true } }
+// always are): oci.Access.Insecure.
+func WithInsecure() Option { return func(o *options) { o.access.Insecure = true } }
 
 // WithCredentials uses basic credentials instead of the environment and the
-// Docker config keychain.
+// Docker config keychain: oci.Access.Credentials.
 func WithCredentials(username, password string) Option {
-	return func(o *options) { o.username, o.password, o.hasCredentials = username, password, true }
+	return func(o *options) { o.access = o.access.WithCredentials(username, password) }
 }
 
 // WithKeychain replaces the Docker config keychain, the default source of
 // credentials when none are given explicitly or in the environment.
-func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.access.Keychain = k } }
 
 // WithJobs sets how many blobs upload at once (default 4).
 func WithJobs(n int) Option {
 	return func(o *options) {
 		if n > 0 {
-			o.jobs = n
+			o.access.Jobs = n
 		}
 	}
 }
@@ -108,12 +82,23 @@ func WithJobs(n int) Option {
 // first wait between them, which doubles each time. Attempts below 1 mean 1.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(o *options) {
-		o.attempts, o.backoff = max(attempts, 1), backoff
+		o.access.Attempts = max(attempts, 1)
+		o.access.Backoff = backoff
+		if backoff <= 0 {
+			o.access.Backoff = -1 // no wait, not the default
+		}
 	}
 }
 
 // WithMaxRetryAfter caps how long a Retry-After header may make us wait.
-func WithMaxRetryAfter(d time.Duration) Option { return func(o *options) { o.maxRetryAfter = d } }
+func WithMaxRetryAfter(d time.Duration) Option {
+	return func(o *options) {
+		o.access.MaxRetryAfter = d
+		if d <= 0 {
+			o.access.MaxRetryAfter = -1 // never wait, not the default
+		}
+	}
+}
 
 // WithProgress reports upload progress to w: a bar redrawn in place when w
 // is a terminal, plain lines otherwise.
@@ -124,30 +109,5 @@ func WithLog(w io.Writer) Option { return func(o *options) { o.log = w } }
 
 // remote returns go-containerregistry options for ctx.
 func (o *options) remote(ctx context.Context) []remote.Option {
-	ro := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithJobs(o.jobs),
-		remote.WithUserAgent(o.userAgent),
-		remote.WithTransport(&retryAfter{inner: remote.DefaultTransport, max: o.maxRetryAfter}),
-		remote.WithRetryBackoff(remote.Backoff{Duration: o.backoff, Factor: 2, Jitter: 0.1, Steps: o.attempts}),
-		remote.WithRetryPredicate(retryable),
-		remote.WithRetryStatusCodes(retryStatusCodes...),
-	}
-	if o.hasCredentials {
-		ro = append(ro, remote.WithAuth(&authn.Basic{Username: o.username, Password: o.password}))
-	} else {
-		ro = append(ro, remote.WithAuthFromKeychain(o.keychain))
-	}
-	return ro
-}
-
-// retryStatusCodes are retried by the transport for requests that can be
-// replayed (reads); uploads are retried whole by go-containerregistry.
-var retryStatusCodes = []int{
-	http.StatusRequestTimeout,
-	http.StatusTooManyRequests,
-	http.StatusInternalServerError,
-	http.StatusBadGateway,
-	http.StatusServiceUnavailable,
-	http.StatusGatewayTimeout,
+	return o.access.RemoteOptions(ctx)
 }

@@ -5,19 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // LatestTag floats: WithLatest moves it on every push, whatever it held.
 const LatestTag = "latest"
-
-// tagRE is the OCI distribution tag grammar.
-var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
 // Pushed says where an image or index now lives.
 type Pushed struct {
@@ -38,14 +36,15 @@ type Pushed struct {
 // same tag between our check and our tag PUT wins or loses silently.
 func Push(ctx context.Context, t remote.Taggable, repo string, opts ...Option) (Pushed, error) {
 	o := makeOptions(opts)
-	r, err := parseRepo(repo, o.insecure)
+	r, err := o.access.ParseRepository(repo)
 	if err != nil {
 		return Pushed{}, err
 	}
 	return push(ctx, t, r, o)
 }
 
-func push(ctx context.Context, t remote.Taggable, repo name.Repository, o *options) (Pushed, error) {
+func push(ctx context.Context, t remote.Taggable, target oci.Repository, o *options) (Pushed, error) {
+	repo := target.Name()
 	raw, err := t.RawManifest()
 	if err != nil {
 		return Pushed{}, fmt.Errorf("push to %s: manifest: %w", repo, err)
@@ -99,7 +98,7 @@ func tagsFor(o *options) ([]string, error) {
 	slices.Sort(tags)
 	tags = slices.Compact(tags)
 	for _, tag := range tags {
-		if !tagRE.MatchString(tag) {
+		if !oci.ValidTag(tag) {
 			return nil, fmt.Errorf("tag %q: %w: want [A-Za-z0-9_][A-Za-z0-9._-]{0,127}", tag, ErrBadRef)
 		}
 	}

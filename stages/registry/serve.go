@@ -23,6 +23,8 @@ import (
 
 	ggcr "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // MaxManifestBytes bounds a manifest PUT, as distribution registries do.
@@ -204,7 +206,7 @@ func (s *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "NAME_INVALID", fmt.Sprintf("invalid repository name %q", repo))
 		return
 	}
-	if !tagRE.MatchString(target) && !digestRE.MatchString(target) {
+	if !oci.ValidTag(target) && !digestRE.MatchString(target) {
 		writeError(w, http.StatusBadRequest, "TAG_INVALID", fmt.Sprintf("invalid tag or digest %q", target))
 		return
 	}
@@ -255,7 +257,7 @@ func (s *store) path(repo, target string) string {
 }
 
 func (s *store) write(repo, target, contentType string, body []byte) error {
-	if !digestRE.MatchString(target) && !tagRE.MatchString(target) {
+	if !digestRE.MatchString(target) && !oci.ValidTag(target) {
 		return fmt.Errorf("bad manifest target %q", target)
 	}
 	p := s.path(repo, target)

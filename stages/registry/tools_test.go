@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 )
 
@@ -105,7 +106,10 @@ func TestSkopeo(t *testing.T) {
 				t.Fatalf("after skopeo's round trip: %s, want %s", back, p.Digest)
 			}
 			// We read what skopeo wrote, in the layout and in our registry.
-			inLayout := registry.Ref{Layout: theirs, Digest: back}
+			inLayout, err := oci.LayoutRef(theirs, back)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for _, ref := range []string{inLayout.String(), host + "/back/" + tc.name + ":1.0.0"} {
 				a, err := registry.Pull(ctx, ref, fast)
 				if err != nil {

@@ -1,6 +1,10 @@
 package sign
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/modelci/modelci/stages/oci"
+)
 
 var (
 	// ErrRefused is a verification that did not pass: no valid signature, a
@@ -9,10 +13,11 @@ var (
 	// it (ARCHITECTURE.md, "Exit codes"), unlike registry or network errors.
 	ErrRefused = errors.New("verification refused")
 	// ErrLayoutRef: signatures live next to the image in a registry, so an
-	// oci-layout:// reference cannot be signed or verified.
-	ErrLayoutRef = errors.New("signing needs a registry reference, not an OCI layout")
-	// ErrBadRef: the reference is not HOST[:PORT]/PATH(:TAG|@sha256:…).
-	ErrBadRef = errors.New("malformed image reference")
+	// oci-layout:// reference cannot be signed or verified; oci.ErrLayoutRef.
+	ErrLayoutRef = oci.ErrLayoutRef
+	// ErrBadRef: the reference is not HOST[:PORT]/PATH(:TAG|@sha256:…);
+	// oci.ErrBadRef.
+	ErrBadRef = oci.ErrBadRef
 	// ErrNoPassword: the key password is in neither MODELCI_KEY_PASSWORD nor
 	// COSIGN_PASSWORD and there is no terminal to ask on.
 	ErrNoPassword = errors.New("no key password: set MODELCI_KEY_PASSWORD or COSIGN_PASSWORD")

@@ -8,6 +8,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // Option configures Sign, Attest, AttachMetrics, Verify and FetchMetrics.
@@ -15,23 +17,14 @@ type Option func(*options)
 
 type options struct {
 	log         io.Writer
-	transport   http.RoundTripper
-	keychain    authn.Keychain
-	insecure    bool
+	access      oci.Access
 	runID       string
 	annotations map[string]string
 	appendAtt   bool
-	userAgent   string
-	auth        authn.Authenticator
 }
 
 func makeOptions(opts []Option) *options {
-	o := &options{
-		log:       io.Discard,
-		transport: remote.DefaultTransport,
-		keychain:  authn.DefaultKeychain,
-		userAgent: "modelci",
-	}
+	o := &options{log: io.Discard}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -41,22 +34,28 @@ func makeOptions(opts []Option) *options {
 // WithLog receives warnings (a tag resolved to a digest).
 func WithLog(w io.Writer) Option { return func(o *options) { o.log = w } }
 
-// WithTransport sets the HTTP transport used for the registry.
-func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.transport = t } }
+// WithAccess sets how registries are reached (credentials, plain HTTP,
+// retries, transport), exactly as stages/registry does, replacing what
+// earlier options set; later options adjust it.
+func WithAccess(a oci.Access) Option { return func(o *options) { o.access = a } }
+
+// WithTransport sets the HTTP transport used for the registry:
+// oci.Access.Transport.
+func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.access.Transport = t } }
 
 // WithKeychain replaces the Docker config keychain as the source of
-// registry credentials.
-func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.keychain = k } }
+// registry credentials: oci.Access.Keychain.
+func WithKeychain(k authn.Keychain) Option { return func(o *options) { o.access.Keychain = k } }
 
 // WithCredentials uses basic credentials for the registry instead of the
-// keychain.
+// environment (MODELCI_REGISTRY_USERNAME/PASSWORD) and the keychain.
 func WithCredentials(username, password string) Option {
-	return func(o *options) { o.auth = &authn.Basic{Username: username, Password: password} }
+	return func(o *options) { o.access = o.access.WithCredentials(username, password) }
 }
 
 // WithInsecure reaches every registry over plain HTTP (loopback hosts
-// always are).
-func WithInsecure() Option { return func(o *options) { o.insecure = true } }
+// always are): oci.Access.Insecure.
+func WithInsecure() Option { return func(o *options) { o.access.Insecure = true } }
 
 // WithRunID records the pipeline run in the signature's annotations.
 func WithRunID(id string) Option { return func(o *options) { o.runID = id } }
@@ -80,17 +79,9 @@ func WithAnnotations(a map[string]string) Option {
 func WithAppend() Option { return func(o *options) { o.appendAtt = true } }
 
 func (o *options) remote(ctx context.Context) []remote.Option {
-	ro := []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithTransport(o.transport),
-		remote.WithUserAgent(o.userAgent),
-	}
-	if o.auth != nil {
-		return append(ro, remote.WithAuth(o.auth))
-	}
-	return append(ro, remote.WithAuthFromKeychain(o.keychain))
+	return o.access.RemoteOptions(ctx)
 }
 
 func (o *options) ociremote(ctx context.Context) []ociremote.Option {
-	return []ociremote.Option{ociremote.WithRemoteOptions(o.remote(ctx)...)}
+	return o.access.CosignOptions(ctx)
 }

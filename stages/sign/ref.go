@@ -3,18 +3,13 @@ package sign
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
-
-// layoutScheme prefixes OCI layout references (ARCHITECTURE.md, "Outputs
-// and references").
-const layoutScheme = "oci-layout://"
 
 // target is a resolved image: its digest reference and manifest annotations.
 type target struct {
@@ -23,37 +18,21 @@ type target struct {
 	annotations map[string]string
 }
 
-// parseRef parses a registry reference. The host is required (a bare
-// PATH:TAG would silently mean Docker Hub); loopback hosts are plain HTTP.
+// parseRef parses a registry reference through stages/oci: the host is
+// required (a bare PATH:TAG would silently mean Docker Hub), loopback hosts
+// are plain HTTP, and an oci-layout:// reference is ErrLayoutRef.
 func (o *options) parseRef(s string) (name.Reference, error) {
-	if strings.HasPrefix(s, layoutScheme) {
-		return nil, fmt.Errorf("%s: %w", s, ErrLayoutRef)
+	r, err := o.access.ParseRef(s)
+	if err == nil {
+		err = r.RequireRegistry()
 	}
-	host, _, ok := strings.Cut(s, "/")
-	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
-		return nil, fmt.Errorf("%w: %q: want HOST[:PORT]/PATH with a tag or digest", ErrBadRef, s)
-	}
-	var nopts []name.Option
-	if o.insecure || isLoopback(host) {
-		nopts = append(nopts, name.Insecure)
-	}
-	ref, err := name.ParseReference(s, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %q: %w", ErrBadRef, s, err)
+		if errors.Is(err, ErrLayoutRef) {
+			return nil, fmt.Errorf("signing needs a registry reference, not an OCI layout: %w", err)
+		}
+		return nil, err
 	}
-	return ref, nil
-}
-
-func isLoopback(hostport string) bool {
-	h, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		h = hostport
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	return r.Name(), nil
 }
 
 // resolve finds the digest behind ref (warning when ref is a tag: a tag can

@@ -1,9 +1,8 @@
-package registry
+package oci
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -61,10 +60,10 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// retryable says which failures are worth another attempt: 5xx, 408, 429
+// Retryable says which failures are worth another attempt: 5xx, 408, 429
 // and broken connections. 401, 403 and 404 never are, whatever error code
 // the body carries; nor is a refused dial (the registry is not there).
-func retryable(err error) bool {
+func Retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
@@ -76,7 +75,7 @@ func retryable(err error) bool {
 		}
 		return te.Temporary()
 	}
-	if isDialError(err) {
+	if IsDialError(err) {
 		return false
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
@@ -88,34 +87,13 @@ func retryable(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func isDialError(err error) bool {
+// IsDialError reports whether err is a failure to connect (no route, DNS,
+// connection refused): the registry is not there.
+func IsDialError(err error) bool {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
 	}
 	var dns *net.DNSError
 	return errors.As(err, &dns) || errors.Is(err, syscall.ECONNREFUSED)
-}
-
-// classify wraps err with the sentinel a caller acts on, keeping the
-// registry's own message.
-func classify(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var te *transport.Error
-	if errors.As(err, &te) {
-		switch te.StatusCode {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%s: %w: %w", what, ErrUnauthorized, err)
-		case http.StatusNotFound:
-			return fmt.Errorf("%s: %w: %w", what, ErrNotFound, err)
-		}
-		// The registry's error code alone can hide the status.
-		return fmt.Errorf("%s: HTTP %d: %w", what, te.StatusCode, err)
-	}
-	if isDialError(err) {
-		return fmt.Errorf("%s: %w: %w", what, ErrUnreachable, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
