@@ -12,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
-	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
@@ -127,7 +127,7 @@ func newDeployCmd() *cobra.Command {
 	var (
 		cf                               clusterFlags
 		p                                sign.VerifyPolicy
-		reg                              signRegistryFlags
+		reg                              registryOptions
 		strategy, steps, dryRun, sp      string
 		appName, version, runID          string
 		replicas                         int32
@@ -247,7 +247,7 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 	f.StringVar(&version, "version", "", "model version (default: the image's dev.modelci.model.version)")
 	f.StringVar(&runID, "run-id", "", "pipeline run id, for the release history")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up (and roll back) after this long")
-	reg.register(cmd)
+	reg.AddFlags(cmd)
 	return cmd
 }
 
@@ -486,61 +486,23 @@ a rolling update at once, with no canary steps or analysis.
 	return cmd
 }
 
-// EnvStatusSchema identifies the JSON of status across environments.
-const EnvStatusSchema = "modelci.dev/environments-status/v1"
-
-// envStatusReport is status across the spec's environments.
-type envStatusReport struct {
-	Schema       string           `json:"schema"`
-	Name         string           `json:"name"`
-	Environments []envStatusEntry `json:"environments"`
-}
-
-// envStatusEntry is one environment's row: the release it serves and its health.
-type envStatusEntry struct {
-	Environment string     `json:"environment"`
-	Context     string     `json:"context,omitempty"`
-	Namespace   string     `json:"namespace"`
-	Version     string     `json:"version,omitempty"`
-	Image       string     `json:"image,omitempty"`
-	Digest      string     `json:"digest,omitempty"`
-	Verdict     string     `json:"verdict,omitempty"`
-	Since       *time.Time `json:"since,omitempty"`
-	// Health is healthy, degraded (ready/wanted replicas), no release, or unknown (Error says why).
-	Health    string            `json:"health"`
-	Workloads []deploy.Workload `json:"workloads,omitempty"`
-	Error     string            `json:"error,omitempty"`
-}
-
-// envStatus reports app in every environment of the spec, one row each. An environment
-// without a release is a row, not an error; one that cannot be read fails the command after
-// the rows are written.
+// envStatus reports app in every environment of the spec, one row each
+// (pipeline.EnvironmentsStatus); an environment that cannot be read fails
+// the command after the rows are written.
 func envStatus(cmd *cobra.Command, cf *clusterFlags, app string) error {
 	sp, err := loadSpec(cf.dir, "")
 	if err != nil {
 		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required, or a modelci.yaml with environments: (%w)", err))
 	}
-	names := sp.EnvironmentNames()
-	if len(names) == 0 {
+	if len(sp.EnvironmentNames()) == 0 {
 		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required (%s defines no environments)", sp.File))
 	}
-	out := envStatusReport{Schema: EnvStatusSchema, Name: app}
-	targets := map[string]*deploy.Target{}
-	var errs []error
-	for _, n := range names {
-		e, _ := sp.Environment(n)
-		row, err := envStatusRow(cmd, cf, targets, app, e)
-		if err != nil {
-			row.Health, row.Error = "unknown", err.Error()
-			errs = append(errs, fmt.Errorf("environment %s: %w", n, err))
-		}
-		out.Environments = append(out.Environments, row)
-	}
+	out, err := pipeline.EnvironmentsStatus(cmd.Context(), sp, app, cf.kubeconfig, cf.context)
 	w := cmd.OutOrStdout()
 	if cf.format == "json" {
-		b, err := json.MarshalIndent(out, "", "  ")
-		if err != nil {
-			return err
+		b, jerr := json.MarshalIndent(out, "", "  ")
+		if jerr != nil {
+			return jerr
 		}
 		fmt.Fprintln(w, string(b))
 	} else {
@@ -555,63 +517,7 @@ func envStatus(cmd *cobra.Command, cf *clusterFlags, app string) error {
 		}
 		tw.Flush()
 	}
-	return errors.Join(errs...)
-}
-
-func envStatusRow(cmd *cobra.Command, cf *clusterFlags, targets map[string]*deploy.Target, app string, e spec.Environment) (envStatusEntry, error) {
-	row := envStatusEntry{Environment: e.Name, Context: e.Context, Namespace: e.Namespace}
-	ctxName := e.Context
-	if cf.context != "" {
-		ctxName = cf.context
-	}
-	if ctxName == "" {
-		return row, fmt.Errorf("environments.%s.context is empty: name the kubeconfig context there or with --context", e.Name)
-	}
-	t, ok := targets[ctxName]
-	if !ok {
-		var err error
-		if t, err = deploy.NewTarget(cf.kubeconfig, ctxName); err != nil {
-			return row, err
-		}
-		targets[ctxName] = t
-	}
-	row.Context = t.Context
-	rep, err := t.Status(cmd.Context(), app, e.Namespace)
-	if errors.Is(err, deploy.ErrNoRelease) {
-		row.Health = "no release"
-		return row, nil
-	}
-	if err != nil {
-		return row, err
-	}
-	if c := rep.Current; c != nil {
-		row.Version, row.Image, row.Verdict = c.Version, c.Image, c.Verdict
-		if r, err := oci.ParseRef(c.Image); err == nil && r.HasDigest() {
-			row.Digest = r.Digest().String()
-		}
-		since := c.Time
-		row.Since = &since
-	}
-	row.Workloads = rep.Workloads
-	row.Health = envHealth(rep.Workloads)
-	return row, nil
-}
-
-// envHealth is healthy when every Deployment has all its replicas available, else
-// "degraded (ready/wanted)".
-func envHealth(ws []deploy.Workload) string {
-	var want, avail int32
-	for _, w := range ws {
-		want += w.Replicas
-		avail += min(w.Available, w.Replicas)
-	}
-	if len(ws) == 0 {
-		return "no workloads"
-	}
-	if avail == want {
-		return "healthy"
-	}
-	return fmt.Sprintf("degraded (%d/%d ready)", avail, want)
+	return err
 }
 
 // shortDigest is sha256: and the first 12 hex digits.

@@ -11,10 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
-	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/promote"
-	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
 
@@ -29,7 +28,7 @@ func newPromoteCmd() *cobra.Command {
 		dir, specFile, from, to, reason, key, kubeconfig, format string
 		fulcioURL, rekorURL                                      string
 		approve, allowDowngrade, keyless                         bool
-		reg                                                      signRegistryFlags
+		reg                                                      registryOptions
 		timeout                                                  time.Duration
 	)
 	cmd := &cobra.Command{
@@ -73,47 +72,20 @@ promoted, 3 refused, 1 error, 2 usage.`,
 			if err != nil {
 				return err
 			}
-			src, err := promoteEnv(sp, from)
-			if err != nil {
-				return err
-			}
-			dst, err := promoteEnv(sp, to)
-			if err != nil {
-				return err
-			}
 			signer, err := promoteSigner(cmd, sp, key, keyless, fulcioURL, rekorURL)
 			if err != nil {
 				return err
 			}
-			policy := sp.VerifyPolicy()
-			if policy.KeyPath == "" && policy.CertificateIdentity == "" {
-				return usageError(fmt.Errorf("promote: %s: verify: needs key or certificate_identity (promoted images are verified)", sp.File))
-			}
-			cfg := sp.Deploy
-			if dst.Context == "" {
-				// Never whatever context is current: prod must not be a typo away.
-				return usageError(fmt.Errorf("promote: %s: environments.%s.context is empty: name the kubeconfig context explicitly", sp.File, dst.Name))
-			}
-			t, err := deploy.NewTarget(kubeconfig, dst.Context)
-			if err != nil {
-				return err
-			}
-			t.Log = cmd.ErrOrStderr()
-
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			in := promote.In{
-				Name: modelName, Version: version,
-				From: promoteEnvironment(src), To: promoteEnvironment(dst),
-				Cluster: promote.NewKubeCluster(t, dst.Namespace, cfg),
-				Verify:  policy, Signer: signer,
-				Approve: approve, AllowDowngrade: allowDowngrade, Reason: reason,
-				SignOptions: reg.options(cmd),
+			res, err := pipeline.Promote(ctx, sp, pipeline.PromoteInput{
+				Name: modelName, Version: version, From: from, To: to, Reason: reason,
+				Approve: approve, AllowDowngrade: allowDowngrade, Signer: signer,
+				Kubeconfig: kubeconfig, Access: reg.Access(), Log: cmd.ErrOrStderr(),
+			})
+			if errors.Is(err, spec.ErrSpec) || errors.Is(err, spec.ErrUnknownEnvironment) {
+				return usageError(fmt.Errorf("promote: %w", err))
 			}
-			if reg.insecure {
-				in.RegistryOptions = append(in.RegistryOptions, registry.WithInsecure())
-			}
-			res, err := promote.Promote(ctx, in)
 			if format == "json" && res != nil {
 				out := promoteOutput{Result: res}
 				if err != nil {
@@ -159,21 +131,8 @@ promoted, 3 refused, 1 error, 2 usage.`,
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
 	f.StringVarP(&format, "output", "o", "text", "text (the target reference) or json (with the step durations)")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
-	reg.register(cmd)
+	reg.AddFlags(cmd)
 	return cmd
-}
-
-// promoteEnv is the spec's environment name; an undefined one is a usage error.
-func promoteEnv(sp *spec.Spec, name string) (spec.Environment, error) {
-	e, err := sp.Environment(name)
-	if err != nil {
-		return e, usageError(fmt.Errorf("promote: %w", err))
-	}
-	return e, nil
-}
-
-func promoteEnvironment(e spec.Environment) promote.Environment {
-	return promote.Environment{Name: e.Name, Repository: e.Repository, Constraint: e.Constraint, Require: modelgate.Verdict(e.Require), Strategy: e.Strategy}
 }
 
 // promoteSigner signs the promotion attestation: --key or --keyless, else the spec's sign: block.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -181,7 +182,7 @@ func TestPromoteCLI(t *testing.T) {
 	}
 
 	code, stdout, stderr = run(t, append([]string{"status", "diabetes", "-o", "json"}, env...)...)
-	var st envStatusReport
+	var st pipeline.EnvStatusReport
 	if err := json.Unmarshal([]byte(stdout), &st); code != 0 || err != nil {
 		t.Fatalf("status across environments: exit %d, %v\n%s\n%s", code, err, stdout, stderr)
 	}

@@ -4,39 +4,37 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/sign"
 )
 
-// signRegistryFlags are the registry flags of sign and verify.
-type signRegistryFlags struct{ insecure bool }
+// registryOptions are the registry flags of sign and verify.
+// registryOptions are the registry flags every command that reads or
+// writes a registry shares; credentials come from the environment
+// (MODELCI_REGISTRY_USERNAME/PASSWORD) or the Docker config, as for push.
+type registryOptions struct{ insecure bool }
 
-func (f *signRegistryFlags) register(cmd *cobra.Command) {
+// AddFlags registers the flags on cmd.
+func (f *registryOptions) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.insecure, "insecure-registry", false, "reach the registry over plain HTTP (loopback registries always are)")
 }
 
-// options: the flags, credentials from the environment (as for push), and
-// warnings to stderr.
-func (f *signRegistryFlags) options(cmd *cobra.Command) []sign.Option {
-	opts := []sign.Option{sign.WithLog(cmd.ErrOrStderr())}
-	if f.insecure {
-		opts = append(opts, sign.WithInsecure())
-	}
-	if u, p := os.Getenv(registry.EnvUsername), os.Getenv(registry.EnvPassword); u != "" || p != "" {
-		opts = append(opts, sign.WithCredentials(u, p))
-	}
-	return opts
+// Access is how the registry is reached.
+func (f *registryOptions) Access() oci.Access { return oci.Access{Insecure: f.insecure} }
+
+// options are stages/sign's options: the access, and warnings to stderr.
+func (f *registryOptions) options(cmd *cobra.Command) []sign.Option {
+	return []sign.Option{sign.WithAccess(f.Access()), sign.WithLog(cmd.ErrOrStderr())}
 }
 
 func newSignCmd() *cobra.Command {
 	var (
 		key, runID, fulcioURL, rekorURL, format string
 		keyless                                 bool
-		reg                                     signRegistryFlags
+		reg                                     registryOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "sign REF",
@@ -94,6 +92,6 @@ refused: signatures need a registry. Prints the signed REPO@sha256:….`,
 	f.StringVar(&rekorURL, "rekor-url", sign.DefaultRekorURL, "Rekor for --keyless")
 	f.StringVar(&runID, "run-id", "", "run id recorded in the signature")
 	f.StringVarP(&format, "output", "o", "text", "text (the signed reference) or json")
-	reg.register(cmd)
+	reg.AddFlags(cmd)
 	return cmd
 }

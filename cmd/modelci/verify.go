@@ -14,7 +14,7 @@ func newVerifyCmd() *cobra.Command {
 	var (
 		p      sign.VerifyPolicy
 		format string
-		reg    signRegistryFlags
+		reg    registryOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "verify REF",
@@ -76,6 +76,6 @@ SLSA provenance is attested. The checks go to stderr (text) or stdout
 	f.BoolVar(&p.AllowInconclusive, "allow-inconclusive", false, "accept an INCONCLUSIVE gate verdict (approved)")
 	f.BoolVar(&p.RequireProvenance, "require-provenance", false, "refuse an image without SLSA provenance")
 	f.StringVarP(&format, "output", "o", "text", "text or json")
-	reg.register(cmd)
+	reg.AddFlags(cmd)
 	return cmd
 }
