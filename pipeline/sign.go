@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/registry"
@@ -146,27 +147,67 @@ func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.R
 }
 
 func (r *run) provenanceInput(model modelgate.ModelRef) sign.ProvenanceInput {
-	in := sign.ProvenanceInput{
-		BuilderID:      builderID(),
-		ModelciVersion: Version(),
-		RunID:          r.rec.ID,
-		Model:          model,
-		DatasetURI:     r.rec.Inputs.Dataset.Path,
-		DatasetDigest:  r.rec.Inputs.Dataset.Digest,
-		Parameters: map[string]any{
-			"params": r.rec.Inputs.Params,
-			"split":  map[string]any{"seed": r.rec.Inputs.Split.Seed, "test_fraction": r.rec.Inputs.Split.TestFraction},
-		},
-		StartedOn:  r.rec.Started,
-		FinishedOn: r.o.now().UTC(),
+	uri, rev := SourceRevision(r.spec.Dir)
+	return ProvenanceInput(r.spec, ProvenanceRun{
+		BuilderID: builderID(), RunID: r.rec.ID,
+		DatasetDigest: r.rec.Inputs.Dataset.Digest, Params: r.rec.Inputs.Params,
+		SourceURI: uri, SourceRevision: rev,
+		Started: r.rec.Started, Finished: r.o.now().UTC(),
+	})
+}
+
+// ProvenanceRun is what one build of a spec adds to its provenance: who
+// built it, when, from which commit and dataset. `modelci run` and the
+// Dagger module's predicates step (internal/stage) both fill it, so that
+// the same inputs give the same provenance apart from these fields.
+type ProvenanceRun struct {
+	BuilderID, RunID string
+	// DatasetDigest is the dataset's digest (metrics.json dataset.digest).
+	DatasetDigest string
+	// Params are train.params as the run used them (nil: the spec's).
+	Params map[string]any
+	// SourceURI and SourceRevision name the training code's repository
+	// and commit (SourceRevision's result); empty outside a repository.
+	SourceURI, SourceRevision string
+	Started, Finished         time.Time
+}
+
+// ProvenanceInput is the SLSA provenance input of a build of spec: the
+// model, the dataset, the parameters and split, the source revision and
+// the trainer (the built-in one and its version, or the command pinned by
+// the source revision).
+func ProvenanceInput(spec *Spec, b ProvenanceRun) sign.ProvenanceInput {
+	params := b.Params
+	if params == nil {
+		// A spec that loaded has valid params.
+		params, _ = spec.ParamsMap()
 	}
-	in.SourceURI, in.SourceRevision = sourceRevision(r.spec.Dir)
-	if r.spec.Train.Builtin != "" {
-		in.BuiltinTrainer, in.BuiltinTrainerVersion = r.spec.Train.Builtin, train.Version
+	split := map[string]any{}
+	if spec.Data.Seed != nil {
+		split["seed"] = *spec.Data.Seed
+	}
+	if spec.Data.TestFraction != nil {
+		split["test_fraction"] = *spec.Data.TestFraction
+	}
+	in := sign.ProvenanceInput{
+		BuilderID:      b.BuilderID,
+		ModelciVersion: Version(),
+		RunID:          b.RunID,
+		Model:          modelgate.ModelRef{Name: spec.Model.Name, Version: spec.Model.Version},
+		DatasetURI:     spec.Data.Path,
+		DatasetDigest:  b.DatasetDigest,
+		Parameters:     map[string]any{"params": params, "split": split},
+		SourceURI:      b.SourceURI,
+		SourceRevision: b.SourceRevision,
+		StartedOn:      b.Started,
+		FinishedOn:     b.Finished,
+	}
+	if spec.Train.Builtin != "" {
+		in.BuiltinTrainer, in.BuiltinTrainerVersion = spec.Train.Builtin, train.Version
 	} else {
 		// A host-process trainer has no image; its command is the best
 		// identity there is, and the source revision pins its code.
-		in.BuiltinTrainer = "command:" + strings.Join(r.spec.Train.Command, " ")
+		in.BuiltinTrainer = "command:" + strings.Join(spec.Train.Command, " ")
 		in.BuiltinTrainerVersion = in.SourceRevision
 	}
 	return in
@@ -181,9 +222,10 @@ func builderID() string {
 	return "https://modelci.dev/builders/local@" + Version()
 }
 
-// sourceRevision finds the git repository and commit of the project, when
-// it is in one.
-func sourceRevision(dir string) (uri, rev string) {
+// SourceRevision finds the git repository and commit of the project in
+// dir, when it is in one (in GitHub Actions: the workflow's repository and
+// commit).
+func SourceRevision(dir string) (uri, rev string) {
 	if sha := os.Getenv("GITHUB_SHA"); sha != "" && os.Getenv("GITHUB_REPOSITORY") != "" {
 		return os.Getenv("GITHUB_SERVER_URL") + "/" + os.Getenv("GITHUB_REPOSITORY"), sha
 	}
