@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,5 +210,48 @@ func TestGateNeedsTheChampion(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out", "result.json")); err == nil {
 		t.Error("a refused gate wrote result.json")
+	}
+}
+
+// TestChampionUnreachable: `stage champion` with an environment whose
+// cluster does not answer is refused with ErrNoChampion (the module's
+// release stops there), writing nothing.
+func TestChampionUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	spec, err := os.ReadFile("../../examples/linreg/modelci.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv, err := filepath.Abs("../../examples/linreg/data/diabetes.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(spec), "  method: t\n", "  method: t\n  baseline: {from: prod}\n", 1) +
+		"verify: {key: cosign.pub}\nenvironments:\n  prod: {repository: 127.0.0.1:1/prod/diabetes, context: gone, namespace: models}\n"
+	s = strings.Replace(s, "path: data/diabetes.csv", "path: "+csv, 1)
+	kubeconfig := `apiVersion: v1
+kind: Config
+clusters: [{name: gone, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: gone, user: {token: x}}]
+contexts: [{name: gone, context: {cluster: gone, user: gone}}]
+`
+	files := map[string]string{"modelci.yaml": s, "kubeconfig": kubeconfig}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics, err := filepath.Abs("../../modelgate/testdata/diabetes-metrics.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	err = Run(context.Background(), []string{"champion", "--spec", filepath.Join(dir, "modelci.yaml"), "--metrics", metrics,
+		"--test", csv, "--kubeconfig", filepath.Join(dir, "kubeconfig"), "--out", out})
+	if !errors.Is(err, ErrNoChampion) {
+		t.Fatalf("champion of an unreachable environment: %v, want ErrNoChampion", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "champion.json")); err == nil {
+		t.Error("a refused champion step wrote champion.json")
 	}
 }
