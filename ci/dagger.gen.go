@@ -834,7 +834,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg created", err))
 				}
 			}
-			return (*Modelci).Release(&parent, ctx, source, spec, gpu, baseline, address, registry, username, password, key, keyPassword, oidcToken, kubeconfig, kubeContext, namespace, publicKey, apiServer, created)
+			var sourceUri string
+			if inputArgs["sourceUri"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["sourceUri"]), &sourceUri)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg sourceUri", err))
+				}
+			}
+			var sourceRevision string
+			if inputArgs["sourceRevision"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["sourceRevision"]), &sourceRevision)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg sourceRevision", err))
+				}
+			}
+			return (*Modelci).Release(&parent, ctx, source, spec, gpu, baseline, address, registry, username, password, key, keyPassword, oidcToken, kubeconfig, kubeContext, namespace, publicKey, apiServer, created, sourceUri, sourceRevision)
 		case "Sign":
 			var parent Modelci
 			err = json.Unmarshal(parentJSON, &parent)

@@ -107,6 +107,9 @@ type plan struct {
 		Base      string   `json:"base"`
 		Platforms []string `json:"platforms"`
 	} `json:"image"`
+	Gate struct {
+		BaselineFrom string `json:"baseline_from"`
+	} `json:"gate"`
 }
 
 const planSchema = "modelci.dev/stage-plan/v1"
@@ -707,6 +710,7 @@ func (m *Modelci) Deploy(
 	// Registry password or token.
 	// +optional
 	password *dagger.Secret,
+	// The project: its spec (deploy: and verify: sections) and the files the spec names (verify.key).
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/__pycache__", "**/*.test"]
 	source *dagger.Directory,
@@ -757,7 +761,8 @@ func (m *Modelci) deploy(ctx context.Context, source *dagger.Directory, spec, re
 // as the spec's sign: section says) and deploys it to the target's
 // namespace. A re-run after an interruption converges.
 //
-// Returns promote's JSON result: the digest, the source and target
+// Returns promote's JSON result (`modelci promote -o json`) with a schema,
+// modelci.dev/dagger-promote/v1: the digest, the source and target
 // references, the tags copied, the attestation tag and the steps. A refusal
 // (verification, constraint, verdict, downgrade) is an error saying why.
 //
@@ -854,7 +859,37 @@ func (m *Modelci) Promote(
 	if err != nil {
 		return "", err
 	}
-	return runCLI(ctx, c, routes, args)
+	out, err := runCLI(ctx, c, routes, args)
+	if err != nil {
+		return "", err
+	}
+	return withSchema(out, promoteSchema)
+}
+
+// promoteSchema versions Promote's JSON document.
+const promoteSchema = "modelci.dev/dagger-promote/v1"
+
+// withSchema adds a schema key to a JSON object, so that every document
+// the module returns says what it is; the keys are modelci's own
+// snake_case ones.
+func withSchema(doc, schema string) (string, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(doc), &obj); err != nil {
+		return "", fmt.Errorf("modelci's JSON result: %w", err)
+	}
+	if _, ok := obj["schema"]; ok {
+		return doc, nil // modelci names its document itself
+	}
+	s, err := json.Marshal(schema)
+	if err != nil {
+		return "", err
+	}
+	obj["schema"] = s
+	b, err := json.MarshalIndent(obj, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode the JSON result: %w", err)
+	}
+	return string(b) + "\n", nil
 }
 
 // cliContainer has modelci and the project at /src,
@@ -1000,8 +1035,12 @@ type releaseJSON struct {
 // the gate refused, build the image, publish it (with an address), sign it
 // (with a key or an OIDC token) and deploy it (with a kubeconfig). A spec
 // whose gate compares with an environment's champion (gate.baseline.from)
-// needs the champion's metrics as baseline; without it the release stops
-// with a named error before anything is built.
+// gates against the champion `modelci run` would find: the release the
+// environment's cluster runs (through kubeconfig, and the apiServer and
+// registry tunnels when they are on the caller's host), verified, with its
+// signed metrics. Without a kubeconfig or a baseline, or when the
+// environment cannot be reached, the release stops with a named error
+// before anything is built.
 //
 // +cache="never"
 func (m *Modelci) Release(
@@ -1016,7 +1055,7 @@ func (m *Modelci) Release(
 	// Give the trainer every GPU of the engine's host.
 	// +optional
 	gpu bool,
-	// The champion's metrics.json, for a paired comparison.
+	// The champion's metrics.json, for a paired comparison (default, with gate.baseline.from: the environment's champion, found through kubeconfig).
 	// +optional
 	baseline *dagger.File,
 	// Repository to push to, HOST[:PORT]/PATH (default: build only).
@@ -1040,7 +1079,7 @@ func (m *Modelci) Release(
 	// OIDC identity token for keyless signing.
 	// +optional
 	oidcToken *dagger.Secret,
-	// A kubeconfig: deploy after publishing.
+	// A kubeconfig: deploy after publishing; with gate.baseline.from, also where the environment's champion is found (its context is the environment's).
 	// +optional
 	kubeconfig *dagger.Secret,
 	// The kubeconfig context.
@@ -1058,6 +1097,12 @@ func (m *Modelci) Release(
 	// Image creation time in seconds since the Unix epoch, as SOURCE_DATE_EPOCH.
 	// +optional
 	created int,
+	// The training code's repository, for the SLSA provenance (the workflow passes $GITHUB_SERVER_URL/$GITHUB_REPOSITORY, as `modelci run` records there).
+	// +optional
+	sourceUri string,
+	// The training code's git commit, for the SLSA provenance (the workflow passes $GITHUB_SHA): source has no .git, so without it the provenance names no source revision.
+	// +optional
+	sourceRevision string,
 ) (*ReleaseResult, error) {
 	p, err := m.loadProject(ctx, source, spec)
 	if err != nil {
@@ -1081,6 +1126,16 @@ func (m *Modelci) Release(
 	if err != nil {
 		return nil, err
 	}
+	baselineDigest := ""
+	if baseline == nil && p.plan.Gate.BaselineFrom != "" && kubeconfig != nil {
+		var found string
+		baseline, baselineDigest, found, err = m.champion(ctx, p, st, metrics,
+			access{kubeconfig: kubeconfig, apiServer: apiServer, registry: registry, username: username, password: password})
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, found)
+	}
 	g, err := m.gate(ctx, p.withSource(st), []string{"gate", "--spec", p.specFile()}, metrics, baseline)
 	if err != nil {
 		return nil, err
@@ -1103,7 +1158,7 @@ func (m *Modelci) Release(
 			}
 			steps = append(steps, fmt.Sprintf("- published `%s`", res.Ref))
 			if key != nil || oidcToken != nil {
-				attest, err := m.predicates(p, st, metrics, baseline, started)
+				attest, err := m.predicates(p, st, metrics, baseline, baselineDigest, started, sourceUri, sourceRevision)
 				if err != nil {
 					return nil, err
 				}
@@ -1141,6 +1196,60 @@ func (m *Modelci) Release(
 	return res, nil
 }
 
+// champion finds gate.baseline.from's champion with `stage champion`, as
+// `modelci run` does: the environment's live release, verified, and its
+// signed metrics (re-scored on the candidate's test split when it was
+// scored on another). It returns the baseline (nil when the environment
+// has no release yet: no comparison, as `modelci run` does), the digest
+// the gate attestation names, and a line for the summary. The step runs
+// on every call: the champion is the cluster's state now.
+func (m *Modelci) champion(ctx context.Context, p *project, st *dagger.Container, metrics *dagger.File, a access) (*dagger.File, string, string, error) {
+	split, err := m.split(ctx, p)
+	if err != nil {
+		return nil, "", "", err
+	}
+	const in = "/modelci/in"
+	c := once(p.withSource(st)).
+		WithMountedFile(in+"/metrics.json", metrics).
+		WithMountedFile(in+"/test.csv", split.File("test/test.csv"))
+	args := []string{"stage", "champion", "--spec", p.specFile(), "--metrics", in + "/metrics.json",
+		"--test", in + "/test.csv", "--out", stepOut}
+	c, routes, args, err := a.apply(ctx, c, args)
+	if err != nil {
+		return nil, "", "", err
+	}
+	argv := append(append([]string{cliBin, "stage", "forward"}, routes...), "--", cliBin)
+	out := c.WithExec(append(argv, args...)).Directory(stepOut)
+	var res struct {
+		Schema   string `json:"schema"`
+		Found    bool   `json:"found"`
+		Baseline struct {
+			Source   string `json:"source"`
+			Digest   string `json:"digest"`
+			Image    string `json:"image"`
+			Version  string `json:"version"`
+			Rescored bool   `json:"rescored"`
+		} `json:"baseline"`
+	}
+	if err := decodeFile(ctx, out.File("champion.json"), &res); err != nil {
+		return nil, "", "", fmt.Errorf("the champion of %s: %w", p.plan.Gate.BaselineFrom, err)
+	}
+	if res.Schema != championSchema {
+		return nil, "", "", fmt.Errorf("the champion of %s: champion.json schema %q, want %s: modelciBinary is from another modelci", p.plan.Gate.BaselineFrom, res.Schema, championSchema)
+	}
+	if !res.Found {
+		return nil, "", fmt.Sprintf("- `%s` runs no release yet: no baseline comparison", p.plan.Gate.BaselineFrom), nil
+	}
+	line := fmt.Sprintf("- baseline: the champion of `%s`, %s `%s`", p.plan.Gate.BaselineFrom, res.Baseline.Version, res.Baseline.Image)
+	if res.Baseline.Rescored {
+		line += " (re-scored on this test split)"
+	}
+	return out.File("baseline.json"), res.Baseline.Digest, line, nil
+}
+
+// championSchema versions `stage champion`'s champion.json.
+const championSchema = "modelci.dev/stage-champion/v1"
+
 // untunnel rewrites a reference through the registry tunnel
 // (registry:PORT/PATH…) to the address's host, as the caller knows it.
 func untunnel(ref, address string) string {
@@ -1156,9 +1265,16 @@ func untunnel(ref, address string) string {
 // predicates are the predicates `modelci run` attests for a signed image
 // (the gate verdict, SLSA provenance), made by `stage predicates`, and the
 // metrics it attaches.
-func (m *Modelci) predicates(p *project, st *dagger.Container, metrics, baseline *dagger.File, started time.Time) (*dagger.Directory, error) {
+func (m *Modelci) predicates(p *project, st *dagger.Container, metrics, baseline *dagger.File, baselineDigest string, started time.Time, sourceURI, sourceRevision string) (*dagger.Directory, error) {
 	c, args := withMetrics(p.withSource(st), []string{"predicates", "--spec", p.specFile()}, metrics, baseline)
-	return stage(c, append(args, "--started", started.Format(time.RFC3339Nano), "--out", stepOut)...).
+	args = append(args, "--started", started.Format(time.RFC3339Nano), "--out", stepOut)
+	if baselineDigest != "" {
+		args = append(args, "--baseline-digest", baselineDigest)
+	}
+	if sourceRevision != "" {
+		args = append(args, "--source-uri", sourceURI, "--source-revision", sourceRevision)
+	}
+	return stage(c, args...).
 		Directory(stepOut).WithFile("metrics.json", metrics), nil
 }
 

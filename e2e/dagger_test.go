@@ -112,6 +112,23 @@ func call(t *testing.T, args ...string) string {
 // dagger runs the dagger CLI on the module at the repository root.
 func dagger(t *testing.T, args ...string) string {
 	t.Helper()
+	out, err := daggerRun(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// callErr is call for a call that may fail: its error carries the end of
+// the CLI's stderr.
+func callErr(t *testing.T, args ...string) error {
+	t.Helper()
+	_, err := daggerRun(t, append([]string{"call", "--modelci-binary", binary(t)}, args...)...)
+	return err
+}
+
+func daggerRun(t *testing.T, args ...string) (string, error) {
+	t.Helper()
 	cli := daggerCLI(t)
 	moduleFiles(t)
 	cmd := exec.Command(cli, append([]string{"--progress=plain", "-m", repoRoot(t)}, args...)...)
@@ -123,9 +140,9 @@ func dagger(t *testing.T, args ...string) string {
 		if len(tail) > 6000 {
 			tail = tail[len(tail)-6000:]
 		}
-		t.Fatalf("dagger %s: %v\n%s", strings.Join(args, " "), err, tail)
+		return "", fmt.Errorf("dagger %s: %w\n%s", strings.Join(args, " "), err, tail)
 	}
-	return stdout.String()
+	return stdout.String(), nil
 }
 
 // localRun is `modelci run` on the same example, in process, into a
@@ -187,6 +204,18 @@ func TestFunctions(t *testing.T) {
 			func(t *testing.T, out string) {
 				if want := local.Report.Markdown(); strings.TrimSpace(out) != strings.TrimSpace(want) {
 					t.Errorf("report differs from modelci's:\n%s\nwant\n%s", out, want)
+				}
+			}},
+		{"gate json", []string{"gate", "--metrics", metricsPath, "--spec", linregSpec, "json"},
+			func(t *testing.T, out string) {
+				checkDocument(t, out, modelgate.ReportSchema)
+				// ci.yml's gate step reads these with jq.
+				reads := workflowReads(t, "ci.yml", `"$out/gate.json"`, out)
+				if reads[".verdict"] != string(local.Verdict) {
+					t.Errorf("ci.yml reads verdict %q, want %q", reads[".verdict"], local.Verdict)
+				}
+				if reads[".on_inconclusive"] != local.Report.OnInconclusive {
+					t.Errorf("ci.yml reads on_inconclusive %q, want %q", reads[".on_inconclusive"], local.Report.OnInconclusive)
 				}
 			}},
 		{"build", []string{"build", "--spec", linregSpec, "file", "--path", "/model/model.json", "contents"},
@@ -285,9 +314,12 @@ func TestRelease(t *testing.T) {
 	t.Setenv("MODELCI_TEST_KEY_PASSWORD", "pw")
 
 	staging, prod := addr+"/staging/diabetes", addr+"/prod/diabetes"
+	root := repoRoot(t)
+	srcURI, srcRev := pipeline.SourceRevision(filepath.Join(root, filepath.Dir(linregSpec)))
 	out := call(t, "release", "--spec", linregSpec,
 		"--address", staging, "--registry", "tcp://"+addr,
-		"--key", "file:"+keyPath, "--key-password", "env:MODELCI_TEST_KEY_PASSWORD", "json")
+		"--key", "file:"+keyPath, "--key-password", "env:MODELCI_TEST_KEY_PASSWORD",
+		"--source-uri", srcURI, "--source-revision", srcRev, "json")
 	var rel struct {
 		Verdict     string `json:"verdict"`
 		Version     string `json:"version"`
@@ -301,18 +333,18 @@ func TestRelease(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rel); err != nil {
 		t.Fatalf("release output %q: %v", out, err)
 	}
-	// release.yml reads these keys with jq, which is case-sensitive.
-	var keys map[string]any
-	if err := json.Unmarshal([]byte(out), &keys); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"schema", "verdict", "version", "digest", "ref", "model_digest", "signature", "summary", "exit_code"} {
-		if _, ok := keys[k]; !ok {
-			t.Errorf("release JSON has no %q key: %.300s", k, out)
+	// release.yml reads the result with jq, which is case-sensitive: its
+	// own filters, run on the module's document, read what Go decoded.
+	checkDocument(t, out, "modelci.dev/dagger-release/v1")
+	reads := workflowReads(t, "release.yml", `"$r"`, out)
+	for key, want := range map[string]string{
+		".summary": rel.Summary, "verdict": rel.Verdict, ".verdict": rel.Verdict,
+		"version": rel.Version, "digest": rel.Digest, "ref": rel.Ref, ".ref": rel.Ref,
+		"signature": rel.Signature, ".exit_code": fmt.Sprint(rel.ExitCode),
+	} {
+		if got, ok := reads[key]; !ok || got != want {
+			t.Errorf("release.yml's jq reads %s as %q (read: %v), want %q", key, got, ok, want)
 		}
-	}
-	if keys["schema"] != "modelci.dev/dagger-release/v1" {
-		t.Errorf("release JSON schema %v", keys["schema"])
 	}
 
 	if rel.Verdict != string(modelgate.Pass) || rel.ExitCode != 0 {
@@ -348,6 +380,10 @@ func TestRelease(t *testing.T) {
 		t.Fatalf("verify %s: %v", rel.Ref, err)
 	}
 
+	t.Run("provenance", func(t *testing.T) {
+		checkProvenance(t, rel.Ref, addr+"/run/diabetes", keyPath, pub, srcRev)
+	})
+
 	t.Run("deploy", func(t *testing.T) {
 		c := k8stest.Start(t)
 		ns := c.Namespace(t)
@@ -381,6 +417,10 @@ environments:
 			t.Fatalf("promote output %q: %v", out, err)
 		}
 		want := prod + "@" + rel.Digest
+		checkDocument(t, out, "modelci.dev/dagger-promote/v1")
+		if got := workflowReads(t, "promote.yml", `"$RUNNER_TEMP/promote.json"`, out)[".image"]; got != want {
+			t.Errorf("promote.yml's jq reads image %q, want %s", got, want)
+		}
 		if res.Digest != rel.Digest || res.Image != want || res.Source != rel.Ref {
 			t.Errorf("promoted %s (%s) from %s, want %s from %s", res.Image, res.Digest, res.Source, want, rel.Ref)
 		}

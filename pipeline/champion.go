@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/evaluate"
@@ -135,4 +138,31 @@ func (r *run) score(ctx context.Context, modelDir string, test *data.Dataset, ou
 		return nil, fmt.Errorf("built-in evaluator: %s: %w", model.FileName, err)
 	}
 	return evaluate.Builtin(lin, test)
+}
+
+// ChampionBaseline is gate.baseline.from's baseline as `modelci run` finds
+// it (championBaseline), for a caller outside a run: the Dagger module's
+// champion step. test is the candidate's test split, for re-scoring a
+// champion scored on another. It returns the baseline metrics and what
+// the run record says of them; both nil when the environment has no
+// release yet. Options: WithKubeconfig, WithRegistryAuth, WithLog.
+func ChampionBaseline(ctx context.Context, sp *spec.Spec, candidate *modelgate.Metrics, test *data.Dataset, opts ...Option) (*modelgate.Metrics, *BaselineInput, error) {
+	if sp.Gate.Baseline.From == "" {
+		return nil, nil, fmt.Errorf("%s: gate.baseline.from is empty: no environment to take the champion from", sp.File)
+	}
+	o := options{progress: func(Event) {}, log: io.Discard, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	tmp, err := os.MkdirTemp("", "modelci-champion-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("champion: a work directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	r := &run{spec: sp, o: o, tmp: tmp}
+	m, err := r.championBaseline(ctx, candidate, test)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, r.rec.Inputs.Baseline, nil
 }

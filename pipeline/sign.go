@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 	"github.com/modelci/modelci/stages/train"
@@ -61,7 +63,7 @@ func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.R
 	if err != nil {
 		return nil, err
 	}
-	spec := r.spec
+	sp := r.spec
 	opts := append([]sign.Option{sign.WithLog(r.o.log), sign.WithRunID(r.rec.ID)}, r.o.sign...)
 	out := &SignOutput{}
 	s, err := sign.Sign(ctx, ref, src, opts...)
@@ -69,12 +71,12 @@ func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.R
 		return nil, err
 	}
 	out.Signature = s.ManifestDigest
-	modelRef := modelgate.ModelRef{Name: spec.Model.Name, Version: spec.Model.Version}
+	modelRef := modelgate.ModelRef{Name: sp.Model.Name, Version: sp.Model.Version}
 	baselineDigest := ""
 	if b := r.rec.Inputs.Baseline; b != nil {
 		baselineDigest = b.Digest
 	}
-	gate := modelgate.NewGatePredicate(report, spec.Gate, metrics, modelRef, baselineDigest)
+	gate := modelgate.NewGatePredicate(report, sp.Gate, metrics, modelRef, baselineDigest)
 	a, err := sign.Attest(ctx, ref, modelgate.GatePredicateType, gate, src, opts...)
 	if err != nil {
 		return nil, err
@@ -102,27 +104,66 @@ func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.R
 }
 
 func (r *run) provenanceInput(model modelgate.ModelRef) sign.ProvenanceInput {
-	in := sign.ProvenanceInput{
-		BuilderID:      builderID(),
-		ModelciVersion: Version(),
-		RunID:          r.rec.ID,
-		Model:          model,
-		DatasetURI:     r.rec.Inputs.Dataset.Path,
-		DatasetDigest:  r.rec.Inputs.Dataset.Digest,
-		Parameters: map[string]any{
-			"params": r.rec.Inputs.Params,
-			"split":  map[string]any{"seed": r.rec.Inputs.Split.Seed, "test_fraction": r.rec.Inputs.Split.TestFraction},
-		},
-		StartedOn:  r.rec.Started,
-		FinishedOn: r.o.now().UTC(),
+	uri, rev := SourceRevision(r.spec.Dir)
+	return ProvenanceInput(r.spec, ProvenanceRun{
+		BuilderID: builderID(), RunID: r.rec.ID,
+		DatasetDigest: r.rec.Inputs.Dataset.Digest, Params: r.rec.Inputs.Params,
+		SourceURI: uri, SourceRevision: rev,
+		Started: r.rec.Started, Finished: r.o.now().UTC(),
+	})
+}
+
+// ProvenanceRun is what one build of a spec adds to its provenance: who
+// built it, when, from which commit and dataset. `modelci run` and the
+// Dagger module's predicates step (internal/stage) both fill it, so that
+// the same inputs give the same provenance apart from these fields.
+type ProvenanceRun struct {
+	BuilderID, RunID string
+	// DatasetDigest is the dataset's digest (metrics.json dataset.digest).
+	DatasetDigest string
+	// Params are train.params as the run used them (nil: the spec's).
+	Params map[string]any
+	// SourceURI and SourceRevision name the training code's repository
+	// and commit (SourceRevision's result); empty outside a repository.
+	SourceURI, SourceRevision string
+	Started, Finished         time.Time
+}
+
+// ProvenanceInput is the SLSA provenance input of a build of spec: the
+// model, the dataset, the parameters and split, the source revision and
+// the trainer (the built-in one and its version, or the command pinned by
+// the source revision).
+func ProvenanceInput(sp *spec.Spec, b ProvenanceRun) sign.ProvenanceInput {
+	params := b.Params
+	if params == nil {
+		params = sp.Train.Params
 	}
-	in.SourceURI, in.SourceRevision = sourceRevision(r.spec.Dir)
-	if r.spec.Train.Builtin != "" {
-		in.BuiltinTrainer, in.BuiltinTrainerVersion = r.spec.Train.Builtin, train.Version
+	split := map[string]any{}
+	if sp.Data.Seed != nil {
+		split["seed"] = *sp.Data.Seed
+	}
+	if sp.Data.TestFraction != nil {
+		split["test_fraction"] = *sp.Data.TestFraction
+	}
+	in := sign.ProvenanceInput{
+		BuilderID:      b.BuilderID,
+		ModelciVersion: Version(),
+		RunID:          b.RunID,
+		Model:          modelgate.ModelRef{Name: sp.Model.Name, Version: sp.Model.Version},
+		DatasetURI:     sp.Data.Path,
+		DatasetDigest:  b.DatasetDigest,
+		Parameters:     map[string]any{"params": params, "split": split},
+		SourceURI:      b.SourceURI,
+		SourceRevision: b.SourceRevision,
+		StartedOn:      b.Started,
+		FinishedOn:     b.Finished,
+	}
+	if sp.Train.Builtin != "" {
+		in.BuiltinTrainer, in.BuiltinTrainerVersion = sp.Train.Builtin, train.Version
 	} else {
 		// A host-process trainer has no image; its command is the best
 		// identity there is, and the source revision pins its code.
-		in.BuiltinTrainer = "command:" + strings.Join(r.spec.Train.Command, " ")
+		in.BuiltinTrainer = "command:" + strings.Join(sp.Train.Command, " ")
 		in.BuiltinTrainerVersion = in.SourceRevision
 	}
 	return in
@@ -137,9 +178,10 @@ func builderID() string {
 	return "https://modelci.dev/builders/local@" + Version()
 }
 
-// sourceRevision finds the git repository and commit of the project, when
-// it is in one.
-func sourceRevision(dir string) (uri, rev string) {
+// SourceRevision finds the git repository and commit of the project in
+// dir, when it is in one (in GitHub Actions: the workflow's repository and
+// commit).
+func SourceRevision(dir string) (uri, rev string) {
 	if sha := os.Getenv("GITHUB_SHA"); sha != "" && os.Getenv("GITHUB_REPOSITORY") != "" {
 		return os.Getenv("GITHUB_SERVER_URL") + "/" + os.Getenv("GITHUB_REPOSITORY"), sha
 	}

@@ -12,7 +12,8 @@
 //	stage evaluate   --target COL   (evaluator contract v1: MODELCI_MODEL, MODELCI_DATA, MODELCI_OUT)
 //	stage metrics    --spec FILE --split split.json --train train.json --predictions predictions.json --out FILE
 //	stage gate       --metrics FILE [--baseline FILE] (--spec FILE | --policy FILE) --out DIR
-//	stage predicates --spec FILE --metrics FILE [--baseline FILE] --started RFC3339 --out DIR
+//	stage champion   --spec FILE --metrics FILE --test test.csv --kubeconfig FILE [--insecure] --out DIR   (gate.baseline.from's champion, as modelci run finds it)
+//	stage predicates --spec FILE --metrics FILE [--baseline FILE [--baseline-digest D]] --started RFC3339 [--source-uri URI --source-revision SHA] --out DIR
 //	stage image      --model DIR --runtime FILE --name N --version V --dataset-digest D --out DIR [--created UNIX]
 //	stage push       --layout DIR --digest D --to HOST/REPO:TAG [--insecure] [--username U] [--allow-overwrite]
 //	stage sign       --ref REF [--key FILE] [--insecure] [--gate FILE] [--provenance FILE] [--metrics FILE]
@@ -74,7 +75,7 @@ type Image struct {
 }
 
 // Usage lists the steps.
-const Usage = "usage: modelci stage plan|split|train|evaluate|metrics|gate|predicates|image|push|sign|digest|forward [flags]"
+const Usage = "usage: modelci stage plan|split|train|evaluate|metrics|gate|champion|predicates|image|push|sign|digest|forward [flags]"
 
 // ErrUsage is returned for an unknown step or malformed flags.
 var ErrUsage = errors.New(Usage)
@@ -89,7 +90,7 @@ func Run(ctx context.Context, args []string, exitCode func(modelgate.Decision) i
 	}
 	cmds := map[string]func(context.Context, []string) error{
 		"plan": planCmd, "split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
-		"metrics": metricsCmd, "gate": func(ctx context.Context, a []string) error { return gateCmd(ctx, a, exitCode) }, "predicates": predicatesCmd,
+		"metrics": metricsCmd, "gate": func(ctx context.Context, a []string) error { return gateCmd(ctx, a, exitCode) }, "predicates": predicatesCmd, "champion": championCmd,
 		"image": imageCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
 		"forward": forwardCmd,
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,4 +215,47 @@ func TestGateNeedsTheChampion(t *testing.T) {
 // so that the gate step is seen to write the code of its decision.
 func decisionCode(d modelgate.Decision) int {
 	return map[modelgate.Decision]int{modelgate.Released: 10, modelgate.Held: 14, modelgate.Refused: 13}[d]
+}
+
+// TestChampionUnreachable: `stage champion` with an environment whose
+// cluster does not answer is refused with ErrNoChampion (the module's
+// release stops there), writing nothing.
+func TestChampionUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	spec, err := os.ReadFile("../../examples/linreg/modelci.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv, err := filepath.Abs("../../examples/linreg/data/diabetes.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(spec), "  method: t\n", "  method: t\n  baseline: {from: prod}\n", 1) +
+		"verify: {key: cosign.pub}\nenvironments:\n  prod: {repository: 127.0.0.1:1/prod/diabetes, context: gone, namespace: models}\n"
+	s = strings.Replace(s, "path: data/diabetes.csv", "path: "+csv, 1)
+	kubeconfig := `apiVersion: v1
+kind: Config
+clusters: [{name: gone, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: gone, user: {token: x}}]
+contexts: [{name: gone, context: {cluster: gone, user: gone}}]
+`
+	files := map[string]string{"modelci.yaml": s, "kubeconfig": kubeconfig}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metrics, err := filepath.Abs("../../modelgate/testdata/diabetes-metrics.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	err = Run(context.Background(), []string{"champion", "--spec", filepath.Join(dir, "modelci.yaml"), "--metrics", metrics,
+		"--test", csv, "--kubeconfig", filepath.Join(dir, "kubeconfig"), "--out", out}, decisionCode)
+	if !errors.Is(err, ErrNoChampion) {
+		t.Fatalf("champion of an unreachable environment: %v, want ErrNoChampion", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "champion.json")); err == nil {
+		t.Error("a refused champion step wrote champion.json")
+	}
 }

@@ -22,7 +22,7 @@ import (
 const PlanSchema = "modelci.dev/stage-plan/v1"
 
 // Plan is what the Dagger module needs from a spec to wire its containers,
-// read by the spec's own reader (pipeline.LoadSpec: strict, defaulted,
+// read by the spec's own reader (spec.Load: strict, defaulted,
 // validated). Paths are relative to the spec's directory, with slashes.
 type Plan struct {
 	Schema string `json:"schema"`
@@ -146,9 +146,10 @@ type GateResult struct {
 }
 
 // ErrNoChampion: the policy compares with an environment's champion
-// (gate.baseline.from) and no baseline was given. The module cannot reach
-// an environment's cluster and registry from here, and a gate that quietly
-// skipped the comparison would pass what `modelci run` might refuse.
+// (gate.baseline.from) and no baseline was given, or `stage champion`
+// could not reach the environment's cluster and registry to find it. A
+// gate that quietly skipped the comparison would pass what `modelci run`
+// might refuse.
 var ErrNoChampion = errors.New("gate.baseline.from needs the champion's metrics")
 
 // gateInputs reads the candidate, the baseline and the policy of gate and
@@ -242,46 +243,48 @@ func gateCmd(_ context.Context, args []string, exitCode func(modelgate.Decision)
 	return nil
 }
 
+// DaggerBuilderID is the SLSA builder id of the Dagger module's releases
+// (with @VERSION): `modelci run` names itself or the workflow instead.
+const DaggerBuilderID = "https://modelci.dev/builders/dagger"
+
 // predicatesCmd writes the predicates a signed release attests: gate.json
 // (the gate verdict) and provenance.json (SLSA provenance).
 func predicatesCmd(_ context.Context, args []string) error {
 	fs := flag.NewFlagSet("predicates", flag.ContinueOnError)
 	out := fs.String("out", "", "output directory")
 	started := fs.String("started", "", "when the release started (RFC 3339)")
-	r, s, m, baselineDigest, err := gateInputs(fs, args)
+	sourceURI := fs.String("source-uri", "", "the training code's repository, for the provenance")
+	sourceRevision := fs.String("source-revision", "", "the training code's commit, for the provenance")
+	baselineDigest := fs.String("baseline-digest", "", "the champion's metrics digest as `stage champion` recorded it (default: --baseline's)")
+	r, s, m, digest, err := gateInputs(fs, args)
 	if err != nil {
 		return err
 	}
 	if s == nil {
 		return errors.New("predicates need --spec")
 	}
+	if *baselineDigest != "" {
+		// A re-scored champion: the attestation names its signed metrics.
+		digest = *baselineDigest
+	}
 	start, err := time.Parse(time.RFC3339Nano, *started)
 	if err != nil {
 		return fmt.Errorf("--started %q: %w", *started, err)
 	}
 	model := modelgate.ModelRef{Name: s.Model.Name, Version: s.Model.Version}
-	gb, err := json.Marshal(modelgate.NewGatePredicate(r, s.Gate, m, model, baselineDigest))
+	gb, err := json.Marshal(modelgate.NewGatePredicate(r, s.Gate, m, model, digest))
 	if err != nil {
 		return fmt.Errorf("encode the gate attestation: %w", err)
 	}
-	in := sign.ProvenanceInput{
-		BuilderID:      "https://modelci.dev/builders/dagger@" + pipeline.Version(),
-		ModelciVersion: pipeline.Version(),
-		Model:          model,
-		DatasetURI:     s.Data.Path,
-		DatasetDigest:  m.Dataset.Digest,
-		Parameters: map[string]any{
-			"params": m.Params,
-			"split":  map[string]any{"seed": m.Split.Seed, "test_fraction": m.Split.TestFraction},
-		},
-		StartedOn:  start.UTC(),
-		FinishedOn: time.Now().UTC(),
-	}
-	if s.Train.Builtin != "" {
-		in.BuiltinTrainer, in.BuiltinTrainerVersion = s.Train.Builtin, train.Version
-	} else {
-		in.TrainerImage = s.Train.Image
-	}
+	// The provenance `modelci run` attests, built by the same function;
+	// only the builder and the run's identity and times differ.
+	in := pipeline.ProvenanceInput(s, pipeline.ProvenanceRun{
+		BuilderID:     DaggerBuilderID + "@" + pipeline.Version(),
+		DatasetDigest: m.Dataset.Digest,
+		// The module's source has no .git: the caller names the commit.
+		SourceURI: *sourceURI, SourceRevision: *sourceRevision,
+		Started: start.UTC(), Finished: time.Now().UTC(),
+	})
 	prov, err := sign.NewProvenance(in)
 	if err != nil {
 		return err
