@@ -47,7 +47,7 @@ func (r *run) buildImage(ctx context.Context) (*ImageOutput, error) {
 		Version:       spec.Model.Version,
 		DatasetDigest: r.rec.Inputs.Dataset.Digest,
 		Base:          spec.Image.Base,
-		Pull:          registry.PullBase(r.o.registry...),
+		Pull:          registry.PullBase(r.o.registryOptions()...),
 		Platforms:     spec.Image.Platforms,
 		Created:       created,
 		Runtime:       runtime,

@@ -52,10 +52,10 @@ func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics
 
 	policy := r.spec.VerifyPolicy()
 	policy.RequireGate, policy.AllowInconclusive = true, true
-	if _, err := sign.Verify(ctx, ref, policy, r.o.sign...); err != nil {
+	if _, err := sign.Verify(ctx, ref, policy, r.o.signOptions()...); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	champion, err := sign.FetchMetrics(ctx, ref, policy, r.o.sign...)
+	champion, err := sign.FetchMetrics(ctx, ref, policy, r.o.signOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -96,7 +96,7 @@ func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics
 // championModel pulls ref and extracts its model directory into dir. The
 // model files are the same in every platform's image; the first is used.
 func (r *run) championModel(ctx context.Context, ref, dir string) error {
-	a, err := registry.Pull(ctx, ref, r.o.registry...)
+	a, err := registry.Pull(ctx, ref, r.o.registryOptions()...)
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func (r *run) score(ctx context.Context, modelDir string, test *data.Dataset, ou
 // champion step. test is the candidate's test split, for re-scoring a
 // champion scored on another. It returns the baseline metrics and what
 // the run record says of them; both nil when the environment has no
-// release yet. Options: WithKubeconfig, WithRegistryAuth, WithLog.
+// release yet. Options: WithKubeconfig, WithAccess or WithRegistryAuth, WithLog.
 func ChampionBaseline(ctx context.Context, sp *spec.Spec, candidate *modelgate.Metrics, test *data.Dataset, opts ...Option) (*modelgate.Metrics, *BaselineInput, error) {
 	if sp.Gate.Baseline.From == "" {
 		return nil, nil, fmt.Errorf("%s: gate.baseline.from is empty: no environment to take the champion from", sp.File)

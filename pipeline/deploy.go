@@ -41,7 +41,7 @@ func (r *run) deployStage(ctx context.Context, ref string) (string, error) {
 	t.Log = r.o.log
 	rep, err := t.Deploy(ctx, deploy.Input{
 		Config: cfg, Release: rel,
-		Verifier: runVerifier{policy: r.spec.VerifyPolicy(), opts: r.o.sign},
+		Verifier: Verifier(r.spec.VerifyPolicy(), r.o.signOptions()...),
 	})
 	if rep != nil {
 		r.rec.Outputs.Deploy = &DeployOutput{Context: cfg.Context, Namespace: rep.Namespace, Result: rep.Result}
@@ -52,13 +52,18 @@ func (r *run) deployStage(ctx context.Context, ref string) (string, error) {
 	return fmt.Sprintf("%s to %s/%s (%s)", rep.Result, cfg.Context, rep.Namespace, cfg.Strategy), nil
 }
 
-// runVerifier adapts stages/sign to deploy.Verifier.
-type runVerifier struct {
+// Verifier is stages/sign's verification under policy as deploy.Verifier
+// takes it: the one adapter, for modelci run and modelci deploy.
+func Verifier(policy sign.VerifyPolicy, opts ...sign.Option) deploy.Verifier {
+	return verifier{policy: policy, opts: opts}
+}
+
+type verifier struct {
 	policy sign.VerifyPolicy
 	opts   []sign.Option
 }
 
-func (v runVerifier) Verify(ctx context.Context, ref string) (deploy.Verification, error) {
+func (v verifier) Verify(ctx context.Context, ref string) (deploy.Verification, error) {
 	got, err := sign.Verify(ctx, ref, v.policy, v.opts...)
 	if err != nil {
 		return deploy.Verification{}, err

@@ -19,7 +19,8 @@ var ErrNotGreater = errors.New("version is not greater than the champion")
 // image.repository.
 func WithRepository(repo string) Option { return func(o *options) { o.repository = repo } }
 
-// WithRegistryOptions passes credentials and transport settings to the push.
+// WithRegistryOptions passes push settings (WithAllowOverwrite) beyond
+// the access to the push.
 func WithRegistryOptions(opts ...registry.Option) Option {
 	return func(o *options) { o.registry = append(o.registry, opts...) }
 }
@@ -47,7 +48,7 @@ func (r *run) publish(ctx context.Context, img *ImageOutput) (*PushOutput, error
 	if err := r.checkChampion(ctx, repo, tag, img.Digest); err != nil {
 		return nil, err
 	}
-	opts := append([]registry.Option{registry.WithTags(tag), registry.WithLog(r.o.log), registry.WithProgress(r.o.log)}, r.o.registry...)
+	opts := r.o.registryOptions(registry.WithTags(tag), registry.WithLog(r.o.log), registry.WithProgress(r.o.log))
 	if r.spec.Image.Latest {
 		opts = append(opts, registry.WithLatest())
 	}
@@ -68,7 +69,7 @@ func (r *run) checkChampion(ctx context.Context, repo, tag, digest string) error
 	if r.o.allowDowngrade {
 		return nil
 	}
-	tags, err := registry.ListTags(ctx, repo, r.o.registry...)
+	tags, err := registry.ListTags(ctx, repo, r.o.registryOptions()...)
 	if err != nil {
 		return err
 	}

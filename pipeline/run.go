@@ -19,6 +19,7 @@ import (
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 	"github.com/modelci/modelci/stages/train"
@@ -56,12 +57,22 @@ type options struct {
 	runtimes map[string]string
 
 	repository     string
-	registry       []registry.Option
+	access         oci.Access
+	registry       []registry.Option // push settings beyond the access
 	allowDowngrade bool
 	noPublish      bool
 	kubeconfig     string
-	sign           []sign.Option
 	signer         sign.SignerSource
+}
+
+// registryOptions are stages/registry's options for the run's access.
+func (o *options) registryOptions(extra ...registry.Option) []registry.Option {
+	return append(append([]registry.Option{registry.WithAccess(o.access)}, o.registry...), extra...)
+}
+
+// signOptions are stages/sign's options for the run's access.
+func (o *options) signOptions(extra ...sign.Option) []sign.Option {
+	return append([]sign.Option{sign.WithAccess(o.access), sign.WithLog(o.log)}, extra...)
 }
 
 // Option configures Run.

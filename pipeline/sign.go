@@ -11,7 +11,7 @@ import (
 
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/spec"
-	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/sign"
 	"github.com/modelci/modelci/stages/train"
 )
@@ -20,18 +20,18 @@ import (
 // the OCI layout: signatures live in a registry.
 var ErrNeedsRegistry = errors.New("signing needs a registry")
 
-// WithRegistryAuth gives the push and the signing the same credentials
-// (empty username: the keychain) and plain HTTP when insecure.
+// WithAccess is how the run reaches registries: the push, the base image,
+// signing and every verification (the champion, the deploy) alike.
+func WithAccess(a oci.Access) Option { return func(o *options) { o.access = a } }
+
+// WithRegistryAuth is WithAccess with basic credentials (empty username:
+// the environment, then the keychain) and plain HTTP when insecure.
 func WithRegistryAuth(username, password string, insecure bool) Option {
 	return func(o *options) {
 		if username != "" {
-			o.registry = append(o.registry, registry.WithCredentials(username, password))
-			o.sign = append(o.sign, sign.WithCredentials(username, password))
+			o.access = o.access.WithCredentials(username, password)
 		}
-		if insecure {
-			o.registry = append(o.registry, registry.WithInsecure())
-			o.sign = append(o.sign, sign.WithInsecure())
-		}
+		o.access.Insecure = o.access.Insecure || insecure
 	}
 }
 
@@ -64,7 +64,7 @@ func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.R
 		return nil, err
 	}
 	sp := r.spec
-	opts := append([]sign.Option{sign.WithLog(r.o.log), sign.WithRunID(r.rec.ID)}, r.o.sign...)
+	opts := r.o.signOptions(sign.WithRunID(r.rec.ID))
 	out := &SignOutput{}
 	s, err := sign.Sign(ctx, ref, src, opts...)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
@@ -209,7 +210,7 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 				return usageError(errors.New("deploy: --key, or --certificate-identity with --certificate-oidc-issuer, is required (or --insecure-skip-verify)"))
 			}
 			if (rel.Name == "" || rel.Version == "") && (!verifying || dryRun != "") {
-				if err := imageModel(ctx, ref, &rel, reg.insecure); err != nil {
+				if err := imageModel(ctx, ref, &rel, reg.Access()); err != nil {
 					return err
 				}
 			}
@@ -224,7 +225,7 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 			if verifying {
 				p.RequireGate = true
 				p.AllowInconclusive = allowIncon
-				in.Verifier = signVerifier{policy: p, opts: reg.options(cmd)}
+				in.Verifier = pipeline.Verifier(p, reg.options(cmd)...)
 			}
 			rep, err := t.Deploy(ctx, in)
 			return cf.finish(cmd, rep, err, showDeploy)
@@ -270,12 +271,8 @@ func deployConfig(file string, p *sign.VerifyPolicy) (deploy.Config, error) {
 }
 
 // imageModel fills the release's name and version from the image's annotations.
-func imageModel(ctx context.Context, ref string, rel *deploy.Release, insecure bool) error {
-	var opts []registry.Option
-	if insecure {
-		opts = append(opts, registry.WithInsecure())
-	}
-	a, err := registry.Pull(ctx, ref, opts...)
+func imageModel(ctx context.Context, ref string, rel *deploy.Release, access oci.Access) error {
+	a, err := registry.Pull(ctx, ref, registry.WithAccess(access))
 	if err != nil {
 		return fmt.Errorf("deploy: reading %s for its model name and version (or pass --name and --version): %w", ref, err)
 	}
@@ -314,20 +311,6 @@ func dryRunDeploy(cfg deploy.Config, rel deploy.Release, ns, dir string) *deploy
 		rep.Error = err.Error()
 	}
 	return rep
-}
-
-// signVerifier adapts stages/sign to deploy.Verifier.
-type signVerifier struct {
-	policy sign.VerifyPolicy
-	opts   []sign.Option
-}
-
-func (s signVerifier) Verify(ctx context.Context, ref string) (deploy.Verification, error) {
-	v, err := sign.Verify(ctx, ref, s.policy, s.opts...)
-	if err != nil {
-		return deploy.Verification{}, err
-	}
-	return deploy.Verification{Verdict: string(v.Verdict), Signer: v.Signer, Name: v.Model.Name, Version: v.Model.Version}, nil
 }
 
 func showDeploy(w io.Writer, rep *deploy.Report) {

@@ -3,22 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcr "github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/modelci/modelci/internal/k8stest"
+	"github.com/modelci/modelci/internal/ocitest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/deploy"
@@ -43,7 +34,7 @@ func newPromoteProject(t *testing.T) *promoteProject {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &promoteProject{staging: testRegistry(t) + "/staging/diabetes", prod: testRegistry(t) + "/prod/diabetes", prodNS: c.Namespace(t), key: sign.Key(priv, []byte(pw)), c: c}
+	p := &promoteProject{staging: ocitest.Registry(t) + "/staging/diabetes", prod: ocitest.Registry(t) + "/prod/diabetes", prodNS: c.Namespace(t), key: sign.Key(priv, []byte(pw)), c: c}
 	stagingNS := c.Namespace(t)
 	p.dir = example(t, func(s string) string {
 		return s + fmt.Sprintf(`
@@ -71,38 +62,10 @@ environments:
 	return p
 }
 
-func testRegistry(t *testing.T) string {
-	srv := httptest.NewServer(ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
 // publish pushes diabetes@version to staging, signed and gate-attested with verdict.
 func (p *promoteProject) publish(t *testing.T, version string, verdict modelgate.Verdict) string {
 	t.Helper()
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.Annotations(img, map[string]string{sign.AnnotationModelName: "diabetes", sign.AnnotationModelVersion: version}).(v1.Image)
-	ref, err := name.ParseReference(p.staging + ":" + modelgate.Tag(version))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
-	byDigest := p.staging + "@" + d.String()
-	if _, err := sign.Sign(t.Context(), byDigest, p.key); err != nil {
-		t.Fatal(err)
-	}
-	g := modelgate.GatePredicate{Model: modelgate.ModelRef{Name: "diabetes", Version: version}, Verdict: verdict,
-		Dataset: modelgate.DatasetRef{Digest: "sha256:" + strings.Repeat("ab", 32), Rows: 442}}
-	if _, err := sign.Attest(t.Context(), byDigest, modelgate.GatePredicateType, g, p.key); err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
+	return ocitest.Publish(t, p.staging, "diabetes", version, ocitest.Keys{Signer: p.key}, ocitest.Published{Verdict: verdict})
 }
 
 func (p *promoteProject) promote(t *testing.T, ref string, extra ...string) (int, string, string) {

@@ -2,21 +2,12 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcr "github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
+	"github.com/modelci/modelci/internal/ocitest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -25,23 +16,8 @@ import (
 // returns it by digest.
 func pushTestModel(t *testing.T, version string) string {
 	t.Helper()
-	srv := httptest.NewServer(ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.Annotations(img, map[string]string{sign.AnnotationModelName: "m", sign.AnnotationModelVersion: version}).(v1.Image)
-	ref, err := name.ParseReference(host+"/m:"+version, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := img.Digest()
-	return host + "/m@" + d.String()
+	repo := ocitest.Registry(t) + "/m"
+	return repo + "@" + ocitest.PushModel(t, repo, version, "m", version, 256, 1).String()
 }
 
 func TestKeygenSignVerify(t *testing.T) {

@@ -6,25 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/modelci/modelci/internal/ocitest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/promote"
 	modelcireg "github.com/modelci/modelci/stages/registry"
@@ -33,13 +23,7 @@ import (
 
 const testPassword = "promote-test-password"
 
-// newRegistry starts an in-process registry over real HTTP and returns its host.
-func newRegistry(t testing.TB) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
+func newRegistry(t testing.TB) string { return ocitest.Registry(t) }
 
 type keyPair struct {
 	pub     []byte
@@ -48,16 +32,8 @@ type keyPair struct {
 }
 
 func newKeyPair(t testing.TB) keyPair {
-	t.Helper()
-	priv, pub, err := sign.GenerateKeys([]byte(testPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "cosign.pub")
-	if err := os.WriteFile(path, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return keyPair{pub: pub, pubPath: path, src: sign.Key(priv, []byte(testPassword))}
+	k := ocitest.NewKeys(t, testPassword)
+	return keyPair{pub: k.Pub, pubPath: k.PubPath, src: k.Signer}
 }
 
 // world is a staging and a prod repository on two registries, a signing key
@@ -83,51 +59,8 @@ func newWorld(t testing.TB) *world {
 // verdict is empty) and the metrics artifact.
 func (w *world) publish(t testing.TB, version string, verdict modelgate.Verdict, signed bool) string {
 	t.Helper()
-	img, err := random.Image(1024, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.Annotations(img, map[string]string{sign.AnnotationModelName: "diabetes", sign.AnnotationModelVersion: version}).(v1.Image)
-	ref, err := name.ParseReference(w.staging.Repository + ":" + modelgate.Tag(version))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	byDigest := w.staging.Repository + "@" + d.String()
-	ctx := t.Context()
-	if signed {
-		if _, err := sign.Sign(ctx, byDigest, w.key.src); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if verdict != "" {
-		g := modelgate.GatePredicate{Model: modelgate.ModelRef{Name: "diabetes", Version: version}, Verdict: verdict,
-			Dataset: modelgate.DatasetRef{Digest: "sha256:" + strings.Repeat("ab", 32), Rows: 442}}
-		if _, err := sign.Attest(ctx, byDigest, modelgate.GatePredicateType, g, w.key.src); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := &modelgate.Metrics{
-		Schema:  modelgate.MetricsSchema,
-		Train:   modelgate.TrainMetrics{Loss: []float64{9, 4, 3}},
-		Eval:    modelgate.EvalMetrics{Loss: 2, PerExample: []float64{1, 2, 3}},
-		Dataset: modelgate.DatasetInfo{Digest: "sha256:" + strings.Repeat("ab", 32), Rows: 15},
-		Split:   modelgate.SplitInfo{TestDigest: "sha256:" + strings.Repeat("cd", 32), TestRows: 3, Seed: 42, TestFraction: 0.2},
-	}
-	b, err := m.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sign.AttachMetrics(ctx, byDigest, b, w.key.src); err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
+	return ocitest.Publish(t, w.staging.Repository, "diabetes", version, ocitest.Keys{Signer: w.key.src},
+		ocitest.Published{Verdict: verdict, Unsigned: !signed, Metrics: true})
 }
 
 func (w *world) in(version string) promote.In {
