@@ -3,8 +3,6 @@ package spec
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"go.yaml.in/yaml/v3"
 
@@ -64,21 +62,16 @@ type rolloutFile struct {
 
 // LoadRollout reads the deploy: and verify: sections of the spec at path.
 func LoadRollout(path string) (*Rollout, error) {
-	b, err := os.ReadFile(path)
+	name, dir, b, err := read(path)
 	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
+		return nil, err
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
-	}
-	name := filepath.Base(path)
 	var f rolloutFile
 	if err := strictyaml.Decode(name, b, &f); err != nil {
 		return nil, err
 	}
 	// The same checks Load makes of these sections.
-	s := &Spec{APIVersion: f.APIVersion, Verify: f.Verify, File: name, Dir: filepath.Dir(abs)}
+	s := &Spec{APIVersion: f.APIVersion, Verify: f.Verify, File: name, Dir: dir}
 	if err := s.decodeDeploy(&f.Deploy); err != nil {
 		return nil, err
 	}

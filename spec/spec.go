@@ -125,15 +125,24 @@ const (
 
 // Load reads, decodes strictly, defaults and validates a spec file.
 func Load(path string) (*Spec, error) {
-	b, err := os.ReadFile(path)
+	name, dir, b, err := read(path)
 	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
+		return nil, err
+	}
+	return Parse(name, dir, b)
+}
+
+// read returns the spec file's name (which labels errors), its absolute
+// directory (which anchors relative paths) and its bytes.
+func read(path string) (name, dir string, b []byte, err error) {
+	if b, err = os.ReadFile(path); err != nil {
+		return "", "", nil, fmt.Errorf("read spec: %w", err)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
+		return "", "", nil, fmt.Errorf("read spec: %w", err)
 	}
-	return Parse(filepath.Base(path), filepath.Dir(abs), b)
+	return filepath.Base(path), filepath.Dir(abs), b, nil
 }
 
 // Parse decodes a spec from b; name labels errors and dir anchors
