@@ -72,7 +72,16 @@ func (o *options) registryOptions(extra ...registry.Option) []registry.Option {
 
 // signOptions are stages/sign's options for the run's access.
 func (o *options) signOptions(extra ...sign.Option) []sign.Option {
-	return append([]sign.Option{sign.WithAccess(o.access), sign.WithLog(o.log)}, extra...)
+	return append(signOptions(o.access, o.log), extra...)
+}
+
+// signOptions are stages/sign's options for access, warnings to log.
+func signOptions(access oci.Access, log io.Writer) []sign.Option {
+	opts := []sign.Option{sign.WithAccess(access)}
+	if log != nil {
+		opts = append(opts, sign.WithLog(log))
+	}
+	return opts
 }
 
 // Option configures Run.

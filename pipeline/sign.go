@@ -41,19 +41,12 @@ func WithSigner(src sign.SignerSource) Option { return func(o *options) { o.sign
 
 func (r *run) signs() bool { return r.o.signer != nil || r.spec.Sign.Enabled() }
 
-// signer opens the key once for the whole run.
-func (r *run) signer(ctx context.Context) (sign.SignerSource, error) {
+// signer is WithSigner's, else the spec's sign: block's.
+func (r *run) signer(context.Context) (sign.SignerSource, error) {
 	if r.o.signer != nil {
 		return r.o.signer, nil
 	}
-	if r.spec.Sign.Keyless {
-		return sign.Keyless(sign.KeylessOptions{}), nil
-	}
-	pw, err := sign.PasswordFromEnv()
-	if err != nil {
-		return nil, fmt.Errorf("sign.key %s: %w", r.spec.Sign.Key, err)
-	}
-	return sign.KeyFile(r.spec.Path(r.spec.Sign.Key), pw), nil
+	return Signer(SignerConfig{}.OrSpec(r.spec))
 }
 
 // signAndAttest signs the pushed image, attests the gate verdict and the

@@ -307,11 +307,16 @@ func signCmd(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var src sign.SignerSource
+	// The module hands the password and the OIDC token over as secrets in
+	// the environment; it sets no password for a key that has none, which
+	// cosign encrypts under the empty one.
+	c := pipeline.SignerConfig{Keyless: *key == ""}
 	if *key != "" {
-		src = sign.KeyFile(*key, []byte(os.Getenv("MODELCI_KEY_PASSWORD")))
-	} else {
-		src = sign.Keyless(sign.KeylessOptions{IDToken: os.Getenv("SIGSTORE_ID_TOKEN")})
+		c.Key, c.Password = *key, []byte(os.Getenv(sign.EnvKeyPassword))
+	}
+	src, err := pipeline.Signer(c)
+	if err != nil {
+		return err
 	}
 	var opts []sign.Option
 	if *insecure {
