@@ -37,9 +37,6 @@ type EnvStatusEntry struct {
 	Error     string            `json:"error,omitempty"`
 }
 
-// envStatus reports app in every environment of the spec, one row each. An environment
-// without a release is a row, not an error; one that cannot be read fails the command after
-// the rows are written.
 // EnvironmentsStatus reports app in every environment of the spec, one
 // row each, from each environment's cluster (kubeconfig; kubeContext, when
 // set, overrides every environment's context). An environment without a

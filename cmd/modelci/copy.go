@@ -13,7 +13,7 @@ func newCopyCmd() *cobra.Command {
 	var (
 		allowOverwrite bool
 		tags           []string
-		reg            *registryOpts
+		reg            registryOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "copy SRC DST",
@@ -28,11 +28,11 @@ else SRC's. A tag the destination holds on another digest is refused
 (tags are immutable) unless --allow-overwrite.`,
 		Args: args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			opts, err := reg.options(cmd.InOrStdin())
+			access, err := reg.Access(cmd)
 			if err != nil {
 				return err
 			}
-			opts = append(opts, registry.WithProgress(cmd.ErrOrStderr()), registry.WithLog(cmd.ErrOrStderr()), registry.WithTags(tags...))
+			opts := []registry.Option{registry.WithAccess(access), registry.WithProgress(cmd.ErrOrStderr()), registry.WithLog(cmd.ErrOrStderr()), registry.WithTags(tags...)}
 			if allowOverwrite {
 				opts = append(opts, registry.WithAllowOverwrite())
 			}
@@ -50,6 +50,6 @@ else SRC's. A tag the destination holds on another digest is refused
 	f := cmd.Flags()
 	f.BoolVar(&allowOverwrite, "allow-overwrite", false, "move a tag the destination holds on another digest")
 	f.StringSliceVar(&tags, "tag", nil, "tag to give the copy (repeatable)")
-	reg = registryFlags(f)
+	reg.AddFlags(cmd)
 	return cmd
 }

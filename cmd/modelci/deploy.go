@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,32 +14,31 @@ import (
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
-	"github.com/modelci/modelci/stages/oci"
-	"github.com/modelci/modelci/stages/promote"
-	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
 
-// clusterFlags are the flags every cluster command shares.
-type clusterFlags struct {
-	namespace, kubeconfig, context, format string
+// clusterOptions are the flags every cluster command shares.
+type clusterOptions struct {
+	namespace, kubeconfig, context string
+	out                            outputOptions
 	// env names an environment of the spec in dir (status, history, rollback).
 	env, dir string
 	// spec is the spec loaded for env.
 	spec *spec.Spec
 }
 
-func (f *clusterFlags) register(cmd *cobra.Command) {
+// AddFlags registers -n, --kubeconfig, --context and -o on cmd.
+func (f *clusterOptions) AddFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVarP(&f.namespace, "namespace", "n", "", "namespace (required unless --env or the spec names one)")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
 	fl.StringVar(&f.context, "context", "", "kubeconfig context (default: the current context, named on stderr)")
-	fl.StringVarP(&f.format, "output", "o", "text", "text or json (one schema for deploy, status, history and rollback)")
+	f.out.AddFlags(cmd, "text or json (one schema for deploy, status, history and rollback)")
 }
 
-// registerEnv adds --env and -C, which resolve the namespace and context from the spec's
-// environments: section.
-func (f *clusterFlags) registerEnv(cmd *cobra.Command) {
+// AddEnvFlags registers --env and -C, which resolve the namespace and
+// context from the spec's environments: section.
+func (f *clusterOptions) AddEnvFlags(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.env, "env", "", "environment of modelci.yaml's environments: (its context and namespace)")
 	fl.StringVarP(&f.dir, "dir", "C", ".", "project directory holding modelci.yaml (with --env)")
@@ -48,7 +46,7 @@ func (f *clusterFlags) registerEnv(cmd *cobra.Command) {
 
 // resolveEnv sets the namespace and context from --env; -n contradicts it, and --context
 // overrides the environment's.
-func (f *clusterFlags) resolveEnv(cmd string) error {
+func (f *clusterOptions) resolveEnv(cmd string) error {
 	if f.env == "" {
 		return nil
 	}
@@ -74,9 +72,9 @@ func (f *clusterFlags) resolveEnv(cmd string) error {
 	return nil
 }
 
-func (f *clusterFlags) check(cmd string, needNamespace bool) error {
-	if f.format != "text" && f.format != "json" {
-		return usageError(fmt.Errorf("%s: -o %q: want text or json", cmd, f.format))
+func (f *clusterOptions) check(cmd string, needNamespace bool) error {
+	if err := f.out.check(cmd); err != nil {
+		return err
 	}
 	if needNamespace && f.namespace == "" {
 		return usageError(fmt.Errorf("%s: -n NAMESPACE is required", cmd))
@@ -84,7 +82,7 @@ func (f *clusterFlags) check(cmd string, needNamespace bool) error {
 	return nil
 }
 
-func (f *clusterFlags) target(cmd *cobra.Command) (*deploy.Target, error) {
+func (f *clusterOptions) target(cmd *cobra.Command) (*deploy.Target, error) {
 	t, err := deploy.NewTarget(f.kubeconfig, f.context)
 	if err != nil {
 		return nil, err
@@ -98,17 +96,15 @@ func (f *clusterFlags) target(cmd *cobra.Command) (*deploy.Target, error) {
 
 // finish writes the report (JSON to stdout with -o json, else text from show) and turns err
 // into the exit code.
-func (f *clusterFlags) finish(cmd *cobra.Command, rep *deploy.Report, err error, show func(io.Writer, *deploy.Report)) error {
+func (f *clusterOptions) finish(cmd *cobra.Command, rep *deploy.Report, err error, show func(io.Writer, *deploy.Report)) error {
 	if rep != nil {
 		if err != nil {
 			rep.Error = err.Error()
 		}
-		if f.format == "json" {
-			b, jerr := json.MarshalIndent(rep, "", "  ")
-			if jerr != nil {
-				return jerr
+		if f.out.json() {
+			if perr := f.out.print(cmd, rep); perr != nil {
+				return perr
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), string(b))
 		} else if err == nil {
 			show(cmd.OutOrStdout(), rep)
 		}
@@ -118,7 +114,7 @@ func (f *clusterFlags) finish(cmd *cobra.Command, rep *deploy.Report, err error,
 		return nil
 	case errors.Is(err, deploy.ErrNotVerified) && errors.Is(err, sign.ErrRefused):
 		return exitCode(exitRefused, err)
-	case errors.Is(err, deploy.ErrInvalidSteps) || errors.Is(err, deploy.ErrInvalidConfig):
+	case errors.Is(err, deploy.ErrInvalidSteps) || errors.Is(err, deploy.ErrInvalidConfig) || errors.Is(err, pipeline.ErrUnnamedRelease):
 		return usageError(err)
 	}
 	return err
@@ -126,14 +122,15 @@ func (f *clusterFlags) finish(cmd *cobra.Command, rep *deploy.Report, err error,
 
 func newDeployCmd() *cobra.Command {
 	var (
-		cf                               clusterFlags
-		p                                sign.VerifyPolicy
-		reg                              registryOptions
-		strategy, steps, dryRun, sp      string
-		appName, version, runID          string
-		replicas                         int32
-		createNS, skipVerify, allowIncon bool
-		timeout                          time.Duration
+		cf                      clusterOptions
+		vo                      verifyOptions
+		reg                     registryOptions
+		strategy, steps, dryRun string
+		specFile                string
+		appName, version, runID string
+		replicas                int32
+		createNS, skipVerify    bool
+		timeout                 time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy REF",
@@ -155,22 +152,24 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 1 failed (rolled back when there was a previous release), 2 usage.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			ref := a[0]
-			hasID := p.CertificateIdentity != "" || p.CertificateOIDCIssuer != ""
-			switch {
-			case p.KeyPath != "" && hasID:
-				return usageError(errors.New("deploy: --key and --certificate-identity/--certificate-oidc-issuer are mutually exclusive"))
-			case hasID && (p.CertificateIdentity == "" || p.CertificateOIDCIssuer == ""):
-				return usageError(errors.New("deploy: --certificate-identity and --certificate-oidc-issuer go together"))
-			case skipVerify && (p.KeyPath != "" || hasID):
-				return usageError(errors.New("deploy: --insecure-skip-verify contradicts --key/--certificate-identity"))
-			}
-			cfg, err := deployConfig(sp, &p)
-			if err != nil {
+			if err := vo.check("deploy", false); err != nil {
 				return err
 			}
+			if skipVerify && vo.named() {
+				return usageError(errors.New("deploy: --insecure-skip-verify contradicts --key/--certificate-identity"))
+			}
+			cfg := deploy.Defaults()
+			if specFile != "" {
+				r, err := spec.LoadRollout(specFile)
+				if err != nil {
+					return fmt.Errorf("deploy: --spec: %w", err)
+				}
+				cfg = r.Deploy
+				// The spec's verify: key is the spec directory's, not the working directory's.
+				vo.orSpec(r.Verify)
+			}
 			if cf.namespace == "" {
-				if sp == "" && dryRun == "" {
+				if specFile == "" && dryRun == "" {
 					return usageError(errors.New("deploy: -n NAMESPACE is required"))
 				}
 				cf.namespace = cfg.Namespace
@@ -185,6 +184,7 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 				cfg.Strategy = strategy
 			}
 			if cmd.Flags().Changed("steps") {
+				var err error
 				if cfg.Steps, err = deploy.ParseSteps(steps); err != nil {
 					return usageError(fmt.Errorf("deploy: --steps: %w", err))
 				}
@@ -195,8 +195,27 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 			if err := cfg.Validate(); err != nil {
 				return usageError(fmt.Errorf("deploy: %w", err))
 			}
-			if err := deploy.CheckImage(ref); err != nil {
+			if !vo.named() && !skipVerify && dryRun == "" {
+				return usageError(errors.New("deploy: --key, or --certificate-identity with --certificate-oidc-issuer, is required (or --insecure-skip-verify)"))
+			}
+			access, err := reg.Access(cmd)
+			if err != nil {
 				return err
+			}
+			in := pipeline.DeployInput{
+				Ref: a[0], Config: cfg, Namespace: cf.namespace, CreateNamespace: createNS,
+				Release:            deploy.Release{Name: appName, Version: version, RunID: runID},
+				InsecureSkipVerify: skipVerify, DryRun: dryRun, Access: access, Log: cmd.ErrOrStderr(),
+			}
+			if vo.named() {
+				p := vo.policy()
+				in.Policy = &p
+			}
+			var t *deploy.Target
+			if dryRun == "" {
+				if t, err = cf.target(cmd); err != nil {
+					return err
+				}
 			}
 			ctx := cmd.Context()
 			if timeout > 0 {
@@ -204,113 +223,26 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			rel := deploy.Release{Name: appName, Version: version, Image: ref, RunID: runID}
-			verifying := p.KeyPath != "" || hasID
-			if !verifying && !skipVerify && dryRun == "" {
-				return usageError(errors.New("deploy: --key, or --certificate-identity with --certificate-oidc-issuer, is required (or --insecure-skip-verify)"))
-			}
-			if (rel.Name == "" || rel.Version == "") && (!verifying || dryRun != "") {
-				if err := imageModel(ctx, ref, &rel, reg.Access()); err != nil {
-					return err
-				}
-			}
-			if dryRun != "" {
-				return cf.finish(cmd, dryRunDeploy(cfg, rel, cf.namespace, dryRun), nil, showDeploy)
-			}
-			t, err := cf.target(cmd)
-			if err != nil {
-				return err
-			}
-			in := deploy.Input{Config: cfg, Release: rel, Namespace: cf.namespace, CreateNamespace: createNS, InsecureSkipVerify: skipVerify}
-			if verifying {
-				p.RequireGate = true
-				p.AllowInconclusive = allowIncon
-				in.Verifier = pipeline.Verifier(p, reg.options(cmd)...)
-			}
-			rep, err := t.Deploy(ctx, in)
+			rep, err := pipeline.Deploy(ctx, t, in)
 			return cf.finish(cmd, rep, err, showDeploy)
 		},
 	}
-	cf.register(cmd)
+	cf.AddFlags(cmd)
+	vo.AddFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&p.KeyPath, "key", "", "cosign public key (cosign.pub) the image must be signed with")
-	f.StringVar(&p.CertificateIdentity, "certificate-identity", "", "keyless signer: the certificate's identity")
-	f.StringVar(&p.CertificateOIDCIssuer, "certificate-oidc-issuer", "", "keyless signer: the OIDC issuer of its identity")
-	f.BoolVar(&allowIncon, "allow-inconclusive", false, "accept an INCONCLUSIVE gate verdict (approved by a person)")
 	f.BoolVar(&skipVerify, "insecure-skip-verify", false, "deploy WITHOUT verifying the signature and gate verdict")
 	f.StringVar(&strategy, "strategy", deploy.Rolling, "rolling or canary")
 	f.StringVar(&steps, "steps", "10,50,100", "canary steps, percent of replicas, ending at 100")
 	f.Int32Var(&replicas, "replicas", 3, "replicas")
 	f.StringVar(&dryRun, "dry-run", "", "write the manifests into `DIR` instead of deploying")
 	f.BoolVar(&createNS, "create-namespace", false, "create the namespace if it does not exist")
-	f.StringVar(&sp, "spec", "", "read the deploy: and verify: sections of this modelci.yaml")
+	f.StringVar(&specFile, "spec", "", "read the deploy: and verify: sections of this modelci.yaml")
 	f.StringVar(&appName, "name", "", "app name (default: the image's dev.modelci.model.name)")
 	f.StringVar(&version, "version", "", "model version (default: the image's dev.modelci.model.version)")
 	f.StringVar(&runID, "run-id", "", "pipeline run id, for the release history")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up (and roll back) after this long")
 	reg.AddFlags(cmd)
 	return cmd
-}
-
-// deployConfig reads the deploy: section (and the verify: keys the flags did
-// not set) of the spec file, through the spec's own reader: verify.key is
-// the spec directory's, not the working directory's.
-func deployConfig(file string, p *sign.VerifyPolicy) (deploy.Config, error) {
-	if file == "" {
-		return deploy.Defaults(), nil
-	}
-	r, err := spec.LoadRollout(file)
-	if err != nil {
-		return deploy.Config{}, fmt.Errorf("deploy: --spec: %w", err)
-	}
-	if p.KeyPath == "" && p.CertificateIdentity == "" {
-		v := r.Verify.Policy()
-		p.KeyPath, p.CertificateIdentity, p.CertificateOIDCIssuer = v.KeyPath, v.CertificateIdentity, v.CertificateOIDCIssuer
-	}
-	return r.Deploy, nil
-}
-
-// imageModel fills the release's name and version from the image's annotations.
-func imageModel(ctx context.Context, ref string, rel *deploy.Release, access oci.Access) error {
-	a, err := registry.Pull(ctx, ref, registry.WithAccess(access))
-	if err != nil {
-		return fmt.Errorf("deploy: reading %s for its model name and version (or pass --name and --version): %w", ref, err)
-	}
-	raw, err := a.RawManifest()
-	if err != nil {
-		return fmt.Errorf("deploy: manifest of %s: %w", ref, err)
-	}
-	var m struct {
-		Annotations map[string]string `json:"annotations"`
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("deploy: manifest of %s: %w", ref, err)
-	}
-	if rel.Name == "" {
-		rel.Name = m.Annotations[sign.AnnotationModelName]
-	}
-	if rel.Version == "" {
-		rel.Version = m.Annotations[sign.AnnotationModelVersion]
-	}
-	if rel.Name == "" || rel.Version == "" {
-		return usageError(fmt.Errorf("deploy: %s has no model name and version annotations: pass --name and --version", ref))
-	}
-	return nil
-}
-
-func dryRunDeploy(cfg deploy.Config, rel deploy.Release, ns, dir string) *deploy.Report {
-	if ns == "" {
-		ns = cfg.Namespace
-	}
-	rep := &deploy.Report{Schema: deploy.ReportSchema, Action: deploy.ActionDeploy, Name: rel.Name, Namespace: ns, Result: deploy.ResultRendered}
-	m, err := deploy.Render(cfg, rel, ns)
-	if err == nil {
-		rep.Files, err = m.WriteDir(dir)
-	}
-	if err != nil {
-		rep.Error = err.Error()
-	}
-	return rep
 }
 
 func showDeploy(w io.Writer, rep *deploy.Report) {
@@ -325,7 +257,7 @@ func showDeploy(w io.Writer, rep *deploy.Report) {
 }
 
 func newStatusCmd() *cobra.Command {
-	var cf clusterFlags
+	var cf clusterOptions
 	cmd := &cobra.Command{
 		Use:   "status NAME",
 		Short: "Show an app's current release and its Deployments in a namespace",
@@ -355,8 +287,8 @@ since when, and health.`,
 			return cf.finish(cmd, rep, err, showStatus)
 		},
 	}
-	cf.register(cmd)
-	cf.registerEnv(cmd)
+	cf.AddFlags(cmd)
+	cf.AddEnvFlags(cmd)
 	return cmd
 }
 
@@ -373,7 +305,10 @@ func showStatus(w io.Writer, rep *deploy.Report) {
 }
 
 func newHistoryCmd() *cobra.Command {
-	var cf clusterFlags
+	var (
+		cf  clusterOptions
+		reg registryOptions
+	)
 	cmd := &cobra.Command{
 		Use:   "history NAME",
 		Short: "Show an app's release history in a namespace (kept in the cluster)",
@@ -385,24 +320,25 @@ func newHistoryCmd() *cobra.Command {
 			if err := cf.check("history", true); err != nil {
 				return err
 			}
+			access, err := reg.Access(cmd)
+			if err != nil {
+				return err
+			}
 			t, err := cf.target(cmd)
 			if err != nil {
 				return err
 			}
-			rep, err := t.History(cmd.Context(), a[0], cf.namespace)
-			if err == nil && cf.spec != nil {
-				// The registry's side of the audit trail: who promoted each release, from where, why.
-				if p := cf.spec.VerifyPolicy(); p.KeyPath != "" || p.CertificateIdentity != "" {
-					if aerr := promote.Audit(cmd.Context(), rep.History, cf.env, p); aerr != nil {
-						fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", aerr)
-					}
-				}
+			in := pipeline.HistoryInput{Name: a[0], Namespace: cf.namespace, Access: access, Log: cmd.ErrOrStderr()}
+			if cf.spec != nil {
+				in.Env, in.Policy = cf.env, cf.spec.VerifyPolicy()
 			}
+			rep, err := pipeline.History(cmd.Context(), t, in)
 			return cf.finish(cmd, rep, err, showHistory)
 		},
 	}
-	cf.register(cmd)
-	cf.registerEnv(cmd)
+	cf.AddFlags(cmd)
+	cf.AddEnvFlags(cmd)
+	reg.AddFlags(cmd)
 	return cmd
 }
 
@@ -429,7 +365,7 @@ func showHistory(w io.Writer, rep *deploy.Report) {
 
 func newRollbackCmd() *cobra.Command {
 	var (
-		cf         clusterFlags
+		cf         clusterOptions
 		to, reason string
 		timeout    time.Duration
 	)
@@ -461,8 +397,8 @@ a rolling update at once, with no canary steps or analysis.
 			return cf.finish(cmd, rep, err, showDeploy)
 		},
 	}
-	cf.register(cmd)
-	cf.registerEnv(cmd)
+	cf.AddFlags(cmd)
+	cf.AddEnvFlags(cmd)
 	cmd.Flags().StringVar(&to, "to", "", "version to restore (default: the release before the current one)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the history")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "give up after this long")
@@ -472,7 +408,7 @@ a rolling update at once, with no canary steps or analysis.
 // envStatus reports app in every environment of the spec, one row each
 // (pipeline.EnvironmentsStatus); an environment that cannot be read fails
 // the command after the rows are written.
-func envStatus(cmd *cobra.Command, cf *clusterFlags, app string) error {
+func envStatus(cmd *cobra.Command, cf *clusterOptions, app string) error {
 	sp, err := loadSpec(cf.dir, "")
 	if err != nil {
 		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required, or a modelci.yaml with environments: (%w)", err))
@@ -481,15 +417,12 @@ func envStatus(cmd *cobra.Command, cf *clusterFlags, app string) error {
 		return usageError(fmt.Errorf("status: -n NAMESPACE or --env ENV is required (%s defines no environments)", sp.File))
 	}
 	out, err := pipeline.EnvironmentsStatus(cmd.Context(), sp, app, cf.kubeconfig, cf.context)
-	w := cmd.OutOrStdout()
-	if cf.format == "json" {
-		b, jerr := json.MarshalIndent(out, "", "  ")
-		if jerr != nil {
-			return jerr
+	if cf.out.json() {
+		if perr := cf.out.print(cmd, out); perr != nil {
+			return perr
 		}
-		fmt.Fprintln(w, string(b))
 	} else {
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ENVIRONMENT\tVERSION\tDIGEST\tVERDICT\tSINCE\tHEALTH")
 		for _, r := range out.Environments {
 			since := "-"

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/promote"
-	"github.com/modelci/modelci/stages/sign"
 )
 
 // promoteOutput is promote's JSON: the result, and the error when there was one.
@@ -25,11 +23,12 @@ type promoteOutput struct {
 
 func newPromoteCmd() *cobra.Command {
 	var (
-		dir, specFile, from, to, reason, key, kubeconfig, format string
-		fulcioURL, rekorURL                                      string
-		approve, allowDowngrade, keyless                         bool
-		reg                                                      registryOptions
-		timeout                                                  time.Duration
+		dir, specFile, from, to, reason, kubeconfig string
+		approve, allowDowngrade                     bool
+		so                                          signerOptions
+		reg                                         registryOptions
+		out                                         outputOptions
+		timeout                                     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "promote NAME@VERSION --from ENV --to ENV",
@@ -61,18 +60,27 @@ promoted, 3 refused, 1 error, 2 usage.`,
 				return usageError(errors.New("promote: --from and --to are required"))
 			case from == to:
 				return usageError(fmt.Errorf("promote: --from and --to are both %s", from))
-			case key != "" && keyless:
-				return usageError(errors.New("promote: --key and --keyless are mutually exclusive"))
 			case approve && reason == "":
 				return usageError(errors.New("promote: --approve needs --reason"))
-			case format != "text" && format != "json":
-				return usageError(fmt.Errorf("promote: -o %q: want text or json", format))
+			}
+			if err := so.check("promote"); err != nil {
+				return err
+			}
+			if err := out.check("promote"); err != nil {
+				return err
 			}
 			sp, err := loadSpec(dir, specFile)
 			if err != nil {
 				return err
 			}
-			signer, err := promoteSigner(cmd, sp, key, keyless, fulcioURL, rekorURL)
+			signer, err := so.signer(cmd, sp)
+			if errors.Is(err, pipeline.ErrNoSigner) {
+				return usageError(errors.New("promote: --key or --keyless is required (or sign.key / sign.keyless in the spec) to attest the promotion"))
+			}
+			if err != nil {
+				return err
+			}
+			access, err := reg.Access(cmd)
 			if err != nil {
 				return err
 			}
@@ -81,21 +89,19 @@ promoted, 3 refused, 1 error, 2 usage.`,
 			res, err := pipeline.Promote(ctx, sp, pipeline.PromoteInput{
 				Name: modelName, Version: version, From: from, To: to, Reason: reason,
 				Approve: approve, AllowDowngrade: allowDowngrade, Signer: signer,
-				Kubeconfig: kubeconfig, Access: reg.Access(), Log: cmd.ErrOrStderr(),
+				Kubeconfig: kubeconfig, Access: access, Log: cmd.ErrOrStderr(),
 			})
 			if errors.Is(err, spec.ErrSpec) || errors.Is(err, spec.ErrUnknownEnvironment) {
 				return usageError(fmt.Errorf("promote: %w", err))
 			}
-			if format == "json" && res != nil {
-				out := promoteOutput{Result: res}
+			if out.json() && res != nil {
+				o := promoteOutput{Result: res}
 				if err != nil {
-					out.Error = err.Error()
+					o.Error = err.Error()
 				}
-				b, jerr := json.MarshalIndent(out, "", "  ")
-				if jerr != nil {
-					return jerr
+				if perr := out.print(cmd, o); perr != nil {
+					return perr
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
 			}
 			if err != nil {
 				if promote.Refused(err) {
@@ -110,7 +116,7 @@ promoted, 3 refused, 1 error, 2 usage.`,
 				}
 				fmt.Fprintln(cmd.ErrOrStderr(), line)
 			}
-			if format == "text" {
+			if !out.json() {
 				fmt.Fprintln(cmd.OutOrStdout(), res.Image)
 			}
 			return nil
@@ -124,34 +130,10 @@ promoted, 3 refused, 1 error, 2 usage.`,
 	f.StringVar(&reason, "reason", "", "why, for the attestation and the release history")
 	f.BoolVar(&approve, "approve", false, "accept an INCONCLUSIVE verdict where the target requires PASS (needs --reason)")
 	f.BoolVar(&allowDowngrade, "allow-downgrade", false, "promote a version not greater than the one the target runs")
-	f.StringVar(&key, "key", "", "cosign private key (cosign.key) for the promotion attestation (default: the spec's sign.key)")
-	f.BoolVar(&keyless, "keyless", false, "sign the promotion attestation keyless (Fulcio, Rekor)")
-	f.StringVar(&fulcioURL, "fulcio-url", sign.DefaultFulcioURL, "Fulcio for --keyless")
-	f.StringVar(&rekorURL, "rekor-url", sign.DefaultRekorURL, "Rekor for --keyless")
+	so.AddFlags(cmd, "cosign private key (cosign.key) for the promotion attestation (default: the spec's sign.key)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
-	f.StringVarP(&format, "output", "o", "text", "text (the target reference) or json (with the step durations)")
+	out.AddFlags(cmd, "text (the target reference) or json (with the step durations)")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
 	reg.AddFlags(cmd)
 	return cmd
-}
-
-// promoteSigner signs the promotion attestation: --key or --keyless, else the spec's sign: block.
-func promoteSigner(cmd *cobra.Command, sp *spec.Spec, key string, keyless bool, fulcioURL, rekorURL string) (sign.SignerSource, error) {
-	if key == "" && !keyless {
-		key, keyless = sp.Sign.Key, sp.Sign.Keyless
-		if key != "" {
-			key = sp.Path(key)
-		}
-	}
-	if keyless {
-		return sign.Keyless(sign.KeylessOptions{FulcioURL: fulcioURL, RekorURL: rekorURL}), nil
-	}
-	if key == "" {
-		return nil, usageError(errors.New("promote: --key or --keyless is required (or sign.key / sign.keyless in the spec) to attest the promotion"))
-	}
-	pw, err := keyPassword(cmd, false)
-	if err != nil {
-		return nil, fmt.Errorf("promote: %w", err)
-	}
-	return sign.KeyFile(key, pw), nil
 }

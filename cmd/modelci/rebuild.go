@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -10,7 +9,10 @@ import (
 )
 
 func newRebuildCmd() *cobra.Command {
-	var dir, specFile, output, format string
+	var (
+		dir, specFile, output string
+		out                   outputOptions
+	)
 	cmd := &cobra.Command{
 		Use:   "rebuild RUN_ID",
 		Short: "Rebuild a run's image from its record and check that every digest matches",
@@ -19,8 +21,8 @@ and compares the dataset, split, model, metrics, server binary and image
 digests with the run record. Exit 0 when all match, 3 when any differs.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if format != "text" && format != "json" {
-				return usageError(fmt.Errorf("-o %q: want text or json", format))
+			if err := out.check("rebuild"); err != nil {
+				return err
 			}
 			sp, err := loadSpec(dir, specFile)
 			if err != nil {
@@ -31,12 +33,12 @@ digests with the run record. Exit 0 when all match, 3 when any differs.`,
 			if err != nil {
 				return err
 			}
-			w := cmd.OutOrStdout()
-			if format == "json" {
-				if err := json.NewEncoder(w).Encode(res); err != nil {
+			if out.json() {
+				if err := out.print(cmd, res); err != nil {
 					return err
 				}
 			} else {
+				w := cmd.OutOrStdout()
 				for _, c := range res.Checks {
 					mark := "ok  "
 					if !c.Match {
@@ -58,6 +60,6 @@ digests with the run record. Exit 0 when all match, 3 when any differs.`,
 	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory")
 	cmd.Flags().StringVar(&specFile, "spec", "", "spec file (default DIR/modelci.yaml)")
 	cmd.Flags().StringVar(&output, "output", "", "output directory (default the spec's)")
-	cmd.Flags().StringVarP(&format, "output-format", "o", "text", "text or json")
+	out.addFlag(cmd, "output-format", "text or json")
 	return cmd
 }

@@ -126,7 +126,11 @@ func regDigest(t *testing.T, img v1.Image) v1.Hash {
 	return h
 }
 
+// zeroDigest is a well-formed digest no registry holds.
+var zeroDigest = "sha256:" + strings.Repeat("0", 64)
+
 func TestRegistryCommandsUsage(t *testing.T) {
+	t.Setenv("MODELCI_KEY_PASSWORD", "unused")
 	for _, tc := range []struct {
 		name  string
 		stdin string
@@ -139,6 +143,11 @@ func TestRegistryCommandsUsage(t *testing.T) {
 		{"username without password", "", []string{"copy", "--registry-username", "u", "127.0.0.1:1/a:1", "127.0.0.1:1/b"}, 2},
 		{"password without username", "p", []string{"copy", "--registry-password-stdin", "127.0.0.1:1/a:1", "127.0.0.1:1/b"}, 2},
 		{"empty password", "", []string{"copy", "--registry-username", "u", "--registry-password-stdin", "127.0.0.1:1/a:1", "127.0.0.1:1/b"}, 2},
+		// Every command that reaches a registry takes the same credential flags.
+		{"sign half a credential", "", []string{"sign", "--key", "k", "--registry-username", "u", "127.0.0.1:1/a@" + zeroDigest}, 2},
+		{"verify half a credential", "", []string{"verify", "--key", "k.pub", "--registry-username", "u", "127.0.0.1:1/a@" + zeroDigest}, 2},
+		{"deploy half a credential", "p", []string{"deploy", "--registry-password-stdin", "--insecure-skip-verify", "-n", "m", "--name", "a", "--version", "1", "127.0.0.1:1/a@" + zeroDigest}, 2},
+		{"history half a credential", "", []string{"history", "a", "-n", "m", "--registry-username", "u"}, 2},
 		{"unreachable", "", []string{"copy", "127.0.0.1:1/a:1", "127.0.0.1:1/b"}, 1},
 		{"serve without root", "", []string{"registry", "serve"}, 2},
 		{"serve bad address", "", []string{"registry", "serve", "--root", t.TempDir(), "--addr", "256.0.0.1:0"}, 1},
@@ -150,6 +159,9 @@ func TestRegistryCommandsUsage(t *testing.T) {
 			}
 			if out != "" {
 				t.Fatalf("stdout = %q, want nothing on failure", out)
+			}
+			if strings.Contains(tc.name, "half a credential") && !strings.Contains(err.Error(), "--registry-") {
+				t.Fatalf("error %q does not name the credential flags", err)
 			}
 		})
 	}

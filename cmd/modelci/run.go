@@ -17,7 +17,7 @@ import (
 func newRunCmd() *cobra.Command {
 	var dir, specFile, output, repository, kubeconfig string
 	var allowOverwrite, allowDowngrade bool
-	var reg *registryOpts
+	var reg registryOptions
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Train, evaluate, gate and build the serving image",
@@ -35,11 +35,11 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				output = filepath.Join(dir, output)
 			}
 			stderr := cmd.ErrOrStderr()
-			user, pass, err := reg.credentials(cmd.InOrStdin())
+			access, err := reg.Access(cmd)
 			if err != nil {
 				return err
 			}
-			opts := []pipeline.Option{pipeline.WithRegistryAuth(user, pass, reg.insecure)}
+			opts := []pipeline.Option{pipeline.WithAccess(access)}
 			if allowOverwrite {
 				opts = append(opts, pipeline.WithRegistryOptions(registry.WithAllowOverwrite()))
 			}
@@ -85,7 +85,7 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 	cmd.Flags().BoolVar(&allowOverwrite, "allow-overwrite", false, "move a version tag the repository holds on another digest")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "publish a version that is not greater than the repository's greatest")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for deploy.enabled and gate.baseline.from (default $KUBECONFIG, ~/.kube/config; the context is always named in the spec)")
-	reg = registryFlags(cmd.Flags())
+	reg.AddFlags(cmd)
 	return cmd
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -12,9 +11,10 @@ import (
 
 func newVerifyCmd() *cobra.Command {
 	var (
-		p      sign.VerifyPolicy
-		format string
-		reg    registryOptions
+		vo                             verifyOptions
+		reg                            registryOptions
+		out                            outputOptions
+		requireGate, requireProvenance bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify REF",
@@ -31,25 +31,26 @@ SLSA provenance is attested. The checks go to stderr (text) or stdout
 1 error.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			hasID := p.CertificateIdentity != "" || p.CertificateOIDCIssuer != ""
-			switch {
-			case p.KeyPath != "" && hasID:
-				return usageError(errors.New("verify: --key and --certificate-identity/--certificate-oidc-issuer are mutually exclusive"))
-			case p.KeyPath == "" && (p.CertificateIdentity == "" || p.CertificateOIDCIssuer == ""):
-				return usageError(errors.New("verify: --key, or --certificate-identity with --certificate-oidc-issuer, is required"))
-			case format != "text" && format != "json":
-				return usageError(fmt.Errorf("verify: -o %q: want text or json", format))
+			if err := vo.check("verify", true); err != nil {
+				return err
 			}
-			v, err := sign.Verify(cmd.Context(), a[0], p, reg.options(cmd)...)
+			if err := out.check("verify"); err != nil {
+				return err
+			}
+			opts, err := reg.signOptions(cmd)
+			if err != nil {
+				return err
+			}
+			p := vo.policy()
+			p.RequireGate, p.RequireProvenance = requireGate, requireProvenance
+			v, err := sign.Verify(cmd.Context(), a[0], p, opts...)
 			if err != nil && !errors.Is(err, sign.ErrRefused) {
 				return err
 			}
-			if format == "json" {
-				b, jerr := json.MarshalIndent(v, "", "  ")
-				if jerr != nil {
-					return jerr
+			if out.json() {
+				if perr := out.print(cmd, v); perr != nil {
+					return perr
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
 			} else {
 				for _, c := range v.Checks {
 					mark := "ok  "
@@ -68,14 +69,11 @@ SLSA provenance is attested. The checks go to stderr (text) or stdout
 			return nil
 		},
 	}
+	vo.AddFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&p.KeyPath, "key", "", "cosign public key (cosign.pub)")
-	f.StringVar(&p.CertificateIdentity, "certificate-identity", "", "keyless signer: the certificate's identity (e-mail or workflow URI)")
-	f.StringVar(&p.CertificateOIDCIssuer, "certificate-oidc-issuer", "", "keyless signer: the OIDC issuer of its identity")
-	f.BoolVar(&p.RequireGate, "require-gate", false, "refuse an image without a gate attestation")
-	f.BoolVar(&p.AllowInconclusive, "allow-inconclusive", false, "accept an INCONCLUSIVE gate verdict (approved)")
-	f.BoolVar(&p.RequireProvenance, "require-provenance", false, "refuse an image without SLSA provenance")
-	f.StringVarP(&format, "output", "o", "text", "text or json")
+	f.BoolVar(&requireGate, "require-gate", false, "refuse an image without a gate attestation")
+	f.BoolVar(&requireProvenance, "require-provenance", false, "refuse an image without SLSA provenance")
+	out.AddFlags(cmd, "text or json")
 	reg.AddFlags(cmd)
 	return cmd
 }

@@ -1,0 +1,200 @@
+package main
+
+// The option groups several commands share, cosign-style: each owns its
+// flags (AddFlags), their checks and what they turn into.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
+	"github.com/modelci/modelci/stages/oci"
+	"github.com/modelci/modelci/stages/sign"
+)
+
+// registryOptions are the flags of every command that reads or writes a
+// registry: credentials (default: MODELCI_REGISTRY_USERNAME/PASSWORD, then
+// the Docker config) and plain HTTP.
+type registryOptions struct {
+	username      string
+	passwordStdin bool
+	insecure      bool
+}
+
+// AddFlags registers the flags on cmd.
+func (o *registryOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.username, "registry-username", "", "registry user name, with --registry-password-stdin (default: $"+oci.EnvUsername+" and $"+oci.EnvPassword+", else the Docker config)")
+	f.BoolVar(&o.passwordStdin, "registry-password-stdin", false, "read the registry password from stdin")
+	f.BoolVar(&o.insecure, "insecure-registry", false, "reach the registry over plain HTTP (loopback registries always are)")
+}
+
+// Access is how the registry is reached, the password read from stdin
+// when asked; a half-given credential is a usage error.
+func (o *registryOptions) Access(cmd *cobra.Command) (oci.Access, error) {
+	a := oci.Access{Insecure: o.insecure}
+	user, pass, err := o.credentials(cmd.InOrStdin())
+	if err != nil || user == "" {
+		return a, err
+	}
+	return a.WithCredentials(user, pass), nil
+}
+
+// signOptions are stages/sign's options for the access, with warnings to
+// stderr.
+func (o *registryOptions) signOptions(cmd *cobra.Command) ([]sign.Option, error) {
+	a, err := o.Access(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return []sign.Option{sign.WithAccess(a), sign.WithLog(cmd.ErrOrStderr())}, nil
+}
+
+// credentials returns the user name and password the flags give (empty
+// when none: the environment or the keychain then decide).
+func (o *registryOptions) credentials(stdin io.Reader) (user, pass string, err error) {
+	switch {
+	case o.username == "" && !o.passwordStdin:
+		return "", "", nil
+	case o.username == "":
+		return "", "", usageError(errors.New("--registry-password-stdin needs --registry-username"))
+	case !o.passwordStdin:
+		return "", "", usageError(errors.New("--registry-username needs --registry-password-stdin"))
+	}
+	b, err := io.ReadAll(io.LimitReader(stdin, 64<<10))
+	if err != nil {
+		return "", "", fmt.Errorf("read registry password from stdin: %w", err)
+	}
+	pass = strings.TrimRight(string(b), "\r\n")
+	if pass == "" {
+		return "", "", usageError(errors.New("--registry-password-stdin: stdin is empty"))
+	}
+	return o.username, pass, nil
+}
+
+// verifyOptions name the signer an image must be signed by: a public key,
+// or a keyless identity and its OIDC issuer.
+type verifyOptions struct {
+	key, identity, issuer string
+	allowInconclusive     bool
+}
+
+// AddFlags registers the flags on cmd.
+func (o *verifyOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.key, "key", "", "cosign public key (cosign.pub) the image must be signed with")
+	f.StringVar(&o.identity, "certificate-identity", "", "keyless signer: the certificate's identity (e-mail or workflow URI)")
+	f.StringVar(&o.issuer, "certificate-oidc-issuer", "", "keyless signer: the OIDC issuer of its identity")
+	f.BoolVar(&o.allowInconclusive, "allow-inconclusive", false, "accept an INCONCLUSIVE gate verdict (approved by a person)")
+}
+
+// named says whether a signer was given.
+func (o *verifyOptions) named() bool { return o.key != "" || o.identity != "" || o.issuer != "" }
+
+// check refuses a key with an identity, and an identity without its
+// issuer or the reverse; required refuses no signer at all.
+func (o *verifyOptions) check(cmd string, required bool) error {
+	hasID := o.identity != "" || o.issuer != ""
+	switch {
+	case o.key != "" && hasID:
+		return usageError(fmt.Errorf("%s: --key and --certificate-identity/--certificate-oidc-issuer are mutually exclusive", cmd))
+	case hasID && (o.identity == "" || o.issuer == ""):
+		return usageError(fmt.Errorf("%s: --certificate-identity and --certificate-oidc-issuer go together", cmd))
+	case required && !o.named():
+		return usageError(fmt.Errorf("%s: --key, or --certificate-identity with --certificate-oidc-issuer, is required", cmd))
+	}
+	return nil
+}
+
+// orSpec takes the signer from the spec's verify: block when no flag named
+// one; the spec's key is the spec directory's.
+func (o *verifyOptions) orSpec(v spec.VerifySpec) {
+	if o.named() {
+		return
+	}
+	p := v.Policy()
+	o.key, o.identity, o.issuer = p.KeyPath, p.CertificateIdentity, p.CertificateOIDCIssuer
+}
+
+// policy is the verification the flags ask for.
+func (o *verifyOptions) policy() sign.VerifyPolicy {
+	return sign.VerifyPolicy{KeyPath: o.key, CertificateIdentity: o.identity, CertificateOIDCIssuer: o.issuer, AllowInconclusive: o.allowInconclusive}
+}
+
+// signerOptions name who signs: a private key, or keyless.
+type signerOptions struct {
+	key                 string
+	keyless             bool
+	fulcioURL, rekorURL string
+}
+
+// AddFlags registers the flags on cmd; keyUsage says what the key signs.
+func (o *signerOptions) AddFlags(cmd *cobra.Command, keyUsage string) {
+	f := cmd.Flags()
+	f.StringVar(&o.key, "key", "", keyUsage)
+	f.BoolVar(&o.keyless, "keyless", false, "sign with a short-lived certificate for the OIDC identity (Fulcio, Rekor)")
+	f.StringVar(&o.fulcioURL, "fulcio-url", sign.DefaultFulcioURL, "Fulcio for --keyless")
+	f.StringVar(&o.rekorURL, "rekor-url", sign.DefaultRekorURL, "Rekor for --keyless")
+}
+
+// check refuses --key with --keyless.
+func (o *signerOptions) check(cmd string) error {
+	if o.key != "" && o.keyless {
+		return usageError(fmt.Errorf("%s: --key and --keyless are mutually exclusive", cmd))
+	}
+	return nil
+}
+
+// signer is the signer the flags name or, with neither, the spec's sign:
+// block (sp may be nil). A key's password comes from the environment or a
+// terminal prompt.
+func (o *signerOptions) signer(cmd *cobra.Command, sp *spec.Spec) (sign.SignerSource, error) {
+	c := pipeline.SignerConfig{
+		Key: o.key, Keyless: o.keyless,
+		KeylessOptions: sign.KeylessOptions{FulcioURL: o.fulcioURL, RekorURL: o.rekorURL},
+	}.OrSpec(sp)
+	if c.Key != "" {
+		pw, err := keyPassword(cmd, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd.Name(), err)
+		}
+		c.Password = pw
+	}
+	return pipeline.Signer(c)
+}
+
+// outputOptions is -o: text, or JSON on stdout.
+type outputOptions struct{ format string }
+
+// AddFlags registers -o/--output on cmd.
+func (o *outputOptions) AddFlags(cmd *cobra.Command, usage string) { o.addFlag(cmd, "output", usage) }
+
+// addFlag registers -o under another long name (rebuild's --output is a directory).
+func (o *outputOptions) addFlag(cmd *cobra.Command, name, usage string) {
+	cmd.Flags().StringVarP(&o.format, name, "o", "text", usage)
+}
+
+func (o *outputOptions) check(cmd string) error {
+	if o.format != "text" && o.format != "json" {
+		return usageError(fmt.Errorf("%s: -o %q: want text or json", cmd, o.format))
+	}
+	return nil
+}
+
+func (o *outputOptions) json() bool { return o.format == "json" }
+
+// print writes v to stdout as indented JSON.
+func (o *outputOptions) print(cmd *cobra.Command, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
+	return err
+}
