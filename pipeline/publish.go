@@ -41,16 +41,16 @@ func (r *run) repository() string {
 }
 
 // publish pushes the image from the layout to the repository by digest,
-// then its version tag (and latest when asked).
-func (r *run) publish(ctx context.Context, img *ImageOutput) (*PushOutput, error) {
+// then its version tag (and latest when asked). With deferTags the tags are
+// checked but not moved: the run signs the digest first (tagVersion).
+func (r *run) publish(ctx context.Context, img *ImageOutput, deferTags bool) (*PushOutput, error) {
 	repo := r.repository()
-	tag := image.Tag(r.spec.Model.Version)
-	if err := r.checkChampion(ctx, repo, tag, img.Digest); err != nil {
+	if err := r.checkChampion(ctx, repo, image.Tag(r.spec.Model.Version), img.Digest); err != nil {
 		return nil, err
 	}
-	opts := r.o.registryOptions(registry.WithTags(tag), registry.WithLog(r.o.log), registry.WithProgress(r.o.log))
-	if r.spec.Image.Latest {
-		opts = append(opts, registry.WithLatest())
+	opts := r.tagOptions(registry.WithLog(r.o.log), registry.WithProgress(r.o.log))
+	if deferTags {
+		opts = append(opts, registry.WithDeferredTags())
 	}
 	pushed, err := registry.Copy(ctx, img.Ref, repo, opts...)
 	if err != nil {
@@ -60,6 +60,27 @@ func (r *run) publish(ctx context.Context, img *ImageOutput) (*PushOutput, error
 		return nil, fmt.Errorf("push to %s: %w: pushed %s, built %s", repo, registry.ErrDigestMismatch, pushed.Digest, img.Digest)
 	}
 	return &PushOutput{Repository: repo, Ref: pushed.Ref, Digest: pushed.Digest.String(), Tags: pushed.Tags}, nil
+}
+
+// tagOptions are the registry options that move the version tag (and
+// latest when asked).
+func (r *run) tagOptions(extra ...registry.Option) []registry.Option {
+	opts := r.o.registryOptions(append([]registry.Option{registry.WithTags(image.Tag(r.spec.Model.Version))}, extra...)...)
+	if r.spec.Image.Latest {
+		opts = append(opts, registry.WithLatest())
+	}
+	return opts
+}
+
+// tagVersion moves the tags a deferred push left, once the digest is signed.
+func (r *run) tagVersion(ctx context.Context) error {
+	p := r.rec.Outputs.Push
+	tagged, err := registry.Copy(ctx, p.Ref, p.Repository, r.tagOptions(registry.WithLog(r.o.log))...)
+	if err != nil {
+		return err
+	}
+	p.Tags = tagged.Tags
+	return nil
 }
 
 // checkChampion refuses a version below the greatest one in repo. The same
@@ -103,11 +124,15 @@ func (r *run) checkChampion(ctx context.Context, repo, tag, digest string) error
 
 // push is the push stage: the layout's image to the repository, by digest.
 func (r *run) push(ctx context.Context) (string, error) {
-	p, err := r.publish(ctx, r.rec.Outputs.Image)
+	signs := r.signs()
+	p, err := r.publish(ctx, r.rec.Outputs.Image, signs)
 	if err != nil {
 		return "", err
 	}
 	r.rec.Outputs.Push = p
 	r.ref = p.Ref
+	if signs {
+		return p.Ref + ", tagged once signed", nil
+	}
 	return fmt.Sprintf("%s, tags %s", p.Ref, strings.Join(p.Tags, ", ")), nil
 }

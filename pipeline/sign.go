@@ -200,5 +200,10 @@ func (r *run) sign(ctx context.Context) (string, error) {
 		return "", err
 	}
 	r.rec.Outputs.Sign = s
-	return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached", r.report.Verdict), nil
+	// Only now does the version tag name the image: a failed signature
+	// leaves a digest nobody tagged.
+	if err := r.tagVersion(ctx); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached; tags %s", r.report.Verdict, strings.Join(r.rec.Outputs.Push.Tags, ", ")), nil
 }

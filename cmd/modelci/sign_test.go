@@ -38,14 +38,14 @@ func TestKeygenSignVerify(t *testing.T) {
 	if code != 0 || strings.TrimSpace(stdout) != ref {
 		t.Fatalf("sign: exit %d, stdout %q\n%s", code, stdout, stderr)
 	}
-	code, stdout, stderr = run(t, "verify", ref, "--key", prefix+".pub")
+	code, stdout, stderr = run(t, "verify", ref, "--key", prefix+".pub", "--require-gate=false")
 	if code != 0 || strings.TrimSpace(stdout) != ref || !strings.Contains(stderr, "ok   signature:") {
 		t.Fatalf("verify: exit %d, stdout %q\n%s", code, stdout, stderr)
 	}
 
-	// Without a gate attestation --require-gate refuses: exit 3, and the
-	// JSON lists the failed check.
-	code, stdout, stderr = run(t, "verify", ref, "--key", prefix+".pub", "--require-gate", "-o", "json")
+	// Without a gate attestation verify refuses by default, as deploy does:
+	// exit 3, and the JSON lists the failed check.
+	code, stdout, stderr = run(t, "verify", ref, "--key", prefix+".pub", "-o", "json")
 	var v sign.Verification
 	if err := json.Unmarshal([]byte(stdout), &v); err != nil {
 		t.Fatalf("verify -o json: %v\n%s", err, stdout)
@@ -60,7 +60,7 @@ func TestKeygenSignVerify(t *testing.T) {
 		sign.KeyFile(prefix+".key", pw)); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub", "--require-gate"); code != 0 || !strings.Contains(stderr, "ok   gate-verdict: gate verdict PASS") {
+	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub"); code != 0 || !strings.Contains(stderr, "ok   gate-verdict: gate verdict PASS") {
 		t.Errorf("verify --require-gate after attesting PASS: exit %d\n%s", code, stderr)
 	}
 	for _, out := range []string{stdout, stderr} {

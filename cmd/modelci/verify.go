@@ -23,7 +23,7 @@ func newVerifyCmd() *cobra.Command {
 keyless identity --certificate-identity issued for --certificate-oidc-issuer,
 checked against the public Sigstore root: certificate chain, identity and
 transparency log entry); that every attestation signed by it is about this
-digest; that the gate attestation (required with --require-gate) has the
+digest; that the gate attestation (required unless --require-gate=false) has the
 verdict PASS (INCONCLUSIVE too with --allow-inconclusive) for the model name
 and version in the image's annotations; and, with --require-provenance, that
 SLSA provenance is attested. The checks go to stderr (text) or stdout
@@ -71,7 +71,7 @@ SLSA provenance is attested. The checks go to stderr (text) or stdout
 	}
 	vo.AddFlags(cmd)
 	f := cmd.Flags()
-	f.BoolVar(&requireGate, "require-gate", false, "refuse an image without a gate attestation")
+	f.BoolVar(&requireGate, "require-gate", true, "refuse an image without a gate attestation, as deploy does (--require-gate=false relaxes)")
 	f.BoolVar(&requireProvenance, "require-provenance", false, "refuse an image without SLSA provenance")
 	out.AddFlags(cmd, "text or json")
 	reg.AddFlags(cmd)

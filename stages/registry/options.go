@@ -26,6 +26,7 @@ type options struct {
 	tags           []string
 	latest         bool
 	allowOverwrite bool
+	deferTags      bool
 	progress       io.Writer
 	log            io.Writer
 }
@@ -48,6 +49,12 @@ func WithAccess(a oci.Access) Option { return func(o *options) { o.access = a } 
 func WithTags(tags ...string) Option {
 	return func(o *options) { o.tags = append(o.tags, tags...) }
 }
+
+// WithDeferredTags checks the tags before the push, as WithTags does, but
+// leaves them where they are: the caller moves them with a later Copy of
+// the digest once it is signed, so a version tag never names an unsigned
+// image. Pushed.Tags then lists none.
+func WithDeferredTags() Option { return func(o *options) { o.deferTags = true } }
 
 // WithLatest also moves the "latest" tag, which is never immutable.
 func WithLatest() Option { return func(o *options) { o.latest = true } }

@@ -73,6 +73,9 @@ func push(ctx context.Context, t remote.Taggable, target oci.Repository, o *opti
 	if err := pushDigest(ctx, ref, t, o, ro); err != nil {
 		return Pushed{}, classify("push "+ref.String(), err)
 	}
+	if o.deferTags {
+		return Pushed{Ref: ref.String(), Digest: digest}, nil
+	}
 	if len(move) == 0 {
 		return Pushed{Ref: ref.String(), Digest: digest, Tags: tags}, nil
 	}
