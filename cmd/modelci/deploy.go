@@ -112,7 +112,7 @@ func (f *clusterOptions) finish(cmd *cobra.Command, rep *deploy.Report, err erro
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, deploy.ErrNotVerified) && errors.Is(err, sign.ErrRefused):
+	case errors.Is(err, deploy.ErrNotVerified) && (errors.Is(err, sign.ErrRefused) || errors.Is(err, deploy.ErrReleaseMismatch)):
 		return exitCode(exitRefused, err)
 	case errors.Is(err, deploy.ErrInvalidSteps) || errors.Is(err, deploy.ErrInvalidConfig) || errors.Is(err, pipeline.ErrUnnamedRelease):
 		return usageError(err)

@@ -185,6 +185,30 @@ func TestDeploySpecKeyIsTheSpecDirectorys(t *testing.T) {
 		t.Errorf("deploy report %+v", rep)
 	}
 
+	// --name and --version are bound to the signed annotations: another
+	// model's image cannot be deployed under this name, nor as another
+	// version, and the refusal changes nothing.
+	history := func() string {
+		t.Helper()
+		code, out, stderr := run(t, "history", "diabetes", "-n", ns, "--kubeconfig", p.c.Kubeconfig, "--context", k8stest.Context, "-o", "json")
+		if code != 0 {
+			t.Fatalf("history: exit %d\n%s", code, stderr)
+		}
+		return out
+	}
+	before := history()
+	for _, flags := range [][]string{{"--name", "other-model"}, {"--version", "9.9.9"}} {
+		args := append([]string{"deploy", ref, "--spec", filepath.Join(p.dir, "modelci.yaml"), "-n", ns,
+			"--kubeconfig", p.c.Kubeconfig, "--context", k8stest.Context}, flags...)
+		code, _, stderr := run(t, args...)
+		if code != 3 || !strings.Contains(stderr, "signed as") {
+			t.Errorf("deploy %v: exit %d, want 3 naming the signed annotation\n%s", flags, code, stderr)
+		}
+	}
+	if after := history(); after != before {
+		t.Errorf("a refused deploy changed the history:\nbefore %s\nafter %s", before, after)
+	}
+
 	// The key in the working directory is not the signer's: naming it refuses.
 	code, _, stderr = run(t, "deploy", ref, "--key", "cosign.pub", "-n", ns,
 		"--kubeconfig", p.c.Kubeconfig, "--context", k8stest.Context)

@@ -102,6 +102,19 @@ type Workload struct {
 	Available int32  `json:"available"`
 }
 
+// bindVerified takes the release's verdict, name and version from the
+// verification: a name or version given that differs from the signed
+// annotations is refused, so an image cannot be deployed as another model.
+func bindVerified(rel *Release, v Verification) error {
+	for _, f := range []struct{ field, given, signed string }{{"name", rel.Name, v.Name}, {"version", rel.Version, v.Version}} {
+		if f.given != "" && f.given != f.signed {
+			return fmt.Errorf("%w: model %s %q given, the image is signed as %q", ErrReleaseMismatch, f.field, f.given, f.signed)
+		}
+	}
+	rel.Verdict, rel.Name, rel.Version = v.Verdict, v.Name, v.Version
+	return nil
+}
+
 // Deploy verifies in.Release, takes the app's Lease, rolls the release out with the configured
 // strategy and records it in the history. A release that fails is rolled back to the previous
 // one (the error then wraps ErrRolledBack and the cause). The report is returned with errors
@@ -129,12 +142,8 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 		if err != nil {
 			return rep, fmt.Errorf("verify %s: %w: %w", rel.Image, ErrNotVerified, err)
 		}
-		rel.Verdict = v.Verdict
-		if rel.Name == "" {
-			rel.Name = v.Name
-		}
-		if rel.Version == "" {
-			rel.Version = v.Version
+		if err := bindVerified(&rel, v); err != nil {
+			return rep, fmt.Errorf("verify %s: %w: %w", rel.Image, ErrNotVerified, err)
 		}
 	case in.InsecureSkipVerify:
 		t.logf("WARNING: deploying %s WITHOUT verifying its signature or gate verdict (--insecure-skip-verify)", rel.Image)

@@ -41,6 +41,10 @@ var (
 	ErrVersionNotFound = errors.New("version not in release history")
 	// ErrNotVerified: the image's verification did not pass.
 	ErrNotVerified = errors.New("image verification did not pass")
+	// ErrReleaseMismatch: the release's name or version is not what the
+	// verified image's signed annotations say (a refusal, like a failed
+	// signature).
+	ErrReleaseMismatch = errors.New("release is not the verified model")
 	// ErrNoVerifier: no verifier was given and verification was not explicitly skipped.
 	ErrNoVerifier = errors.New("no verifier configured")
 )
