@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelci/modelci/modelgate"
 )
@@ -407,6 +408,47 @@ func TestPlotLoss(t *testing.T) {
 	}
 }
 
+// TestPolicyDigest: defaults written out or left out give one digest, the
+// champion's local metrics path is not part of it, and any setting is.
+func TestPolicyDigest(t *testing.T) {
+	decode := func(doc string) modelgate.Policy {
+		t.Helper()
+		p, err := modelgate.DecodePolicy("gate.yaml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := decode("threshold: 5000\n")
+	d := base.Digest()
+	if !strings.HasPrefix(d, "sha256:") || len(d) != len("sha256:")+64 {
+		t.Fatalf("digest %q", d)
+	}
+	var zero modelgate.Policy
+	zero.Threshold = base.Threshold
+	for name, p := range map[string]modelgate.Policy{
+		"explicit defaults": decode("threshold: 5000\nmetric: loss\ndirection: minimize\nconfidence: 0.95\nmethod: t\nresamples: 10000\nseed: 1\nbaseline: {max_regression: 0.02, relative: true}\nhealth: {max_divergence: 1.5, max_gap: 0.5}\non_inconclusive: hold\n"),
+		"zero value":        zero,
+		"baseline metrics":  decode("threshold: 5000\nbaseline: {metrics: /tmp/champion.json}\n"),
+	} {
+		if got := p.Digest(); got != d {
+			t.Errorf("%s: digest %s, want %s", name, got, d)
+		}
+	}
+	for _, doc := range []string{
+		"threshold: 4999\n",
+		"threshold: 5000\nconfidence: 0.99\n",
+		"threshold: 5000\nmethod: bootstrap\n",
+		"threshold: 5000\non_inconclusive: fail\n",
+		"threshold: 5000\nbaseline: {from: prod}\n",
+		"threshold: 5000\nhealth: {max_gap: 0.4}\n",
+	} {
+		if decode(doc).Digest() == d {
+			t.Errorf("%q has the default policy's digest", doc)
+		}
+	}
+}
+
 func TestGatePredicate(t *testing.T) {
 	m := diabetes(t)
 	p := policy(5000)
@@ -414,7 +456,8 @@ func TestGatePredicate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pred := modelgate.NewGatePredicate(r, p, m, modelgate.ModelRef{Name: "diabetes", Version: "1.0.0"}, "sha256:base")
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.FixedZone("CET", 3600))
+	pred := modelgate.NewGatePredicate(r, p, m, modelgate.ModelRef{Name: "diabetes", Version: "1.0.0"}, "sha256:base", at)
 	b, err := json.Marshal(pred)
 	if err != nil {
 		t.Fatal(err)
@@ -427,6 +470,8 @@ func TestGatePredicate(t *testing.T) {
 		Dataset map[string]any     `json:"dataset"`
 		Base    string             `json:"baseline_digest"`
 		Checks  []map[string]any   `json:"checks"`
+		Digest  string             `json:"policy_digest"`
+		Time    string             `json:"time"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
@@ -434,7 +479,8 @@ func TestGatePredicate(t *testing.T) {
 	if doc.Model.Name != "diabetes" || doc.Model.Version != "1.0.0" || doc.Verdict != "PASS" || doc.Base != "sha256:base" ||
 		doc.Policy["threshold"] != 5000.0 || doc.Policy["confidence"] != 0.95 ||
 		doc.Dataset["digest"] != m.Dataset.Digest || doc.Dataset["test_digest"] != m.Split.TestDigest ||
-		doc.Metrics["eval_loss"] != m.Eval.Loss || len(doc.Checks) != 5 {
+		doc.Metrics["eval_loss"] != m.Eval.Loss || len(doc.Checks) != 5 ||
+		doc.Digest != p.Digest() || doc.Time != "2026-12-07T09:00:00Z" {
 		t.Errorf("predicate: %s", b)
 	}
 	if modelgate.GatePredicateType != "https://modelci.dev/attestations/gate/v1" {

@@ -1,5 +1,12 @@
 package modelgate
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
 // GatePredicateType is the in-toto predicate type of the gate attestation.
 const GatePredicateType = "https://modelci.dev/attestations/gate/v1"
 
@@ -33,16 +40,25 @@ type GatePredicate struct {
 	// a baseline).
 	BaselineDigest string  `json:"baseline_digest"`
 	Checks         []Check `json:"checks"`
+	// PolicyDigest is Policy.Digest(): what `verify --policy` and a spec's
+	// deploy, promote and rollback require the attestation to be made under.
+	PolicyDigest string `json:"policy_digest,omitempty"`
+	// Time is when the run that gated began; among several gate
+	// attestations of one image, the newest decides.
+	Time time.Time `json:"time,omitzero"`
 }
 
-// NewGatePredicate assembles the attestation predicate for a report.
-func NewGatePredicate(r *Report, p Policy, m *Metrics, model ModelRef, baselineDigest string) GatePredicate {
+// NewGatePredicate assembles the attestation predicate for a report of the
+// run that began at.
+func NewGatePredicate(r *Report, p Policy, m *Metrics, model ModelRef, baselineDigest string, at time.Time) GatePredicate {
 	p.ApplyDefaults()
 	return GatePredicate{
-		Model:   model,
-		Verdict: r.Verdict,
-		Policy:  p,
-		Metrics: Summarize(m),
+		PolicyDigest: p.Digest(),
+		Time:         at.UTC(),
+		Model:        model,
+		Verdict:      r.Verdict,
+		Policy:       p,
+		Metrics:      Summarize(m),
 		Dataset: DatasetRef{
 			Digest:       m.Dataset.Digest,
 			Rows:         m.Dataset.Rows,
@@ -54,4 +70,22 @@ func NewGatePredicate(r *Report, p Policy, m *Metrics, model ModelRef, baselineD
 		BaselineDigest: baselineDigest,
 		Checks:         r.Checks,
 	}
+}
+
+// Digest is the sha256 of the policy's JSON with every default applied, so
+// that an explicit default and an absent key give the same digest. It
+// leaves out baseline.metrics, a local path: the champion's content is
+// bound by the predicate's baseline_digest instead.
+func (p Policy) Digest() string {
+	p.ApplyDefaults()
+	p.Normalize()
+	p.Baseline.Metrics = ""
+	b, err := json.Marshal(p)
+	if err != nil {
+		// A Policy is plain data: only a non-finite number fails, and
+		// Validate refuses those.
+		panic("modelgate: encode policy: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -18,13 +18,46 @@ import (
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
 
+// ErrChampion means the release an environment runs cannot be the
+// champion: not an image by digest in the environment's repository, not
+// verified, or another model. A refusal: nothing is built.
+var ErrChampion = errors.New("champion refused")
+
+// checkChampionRef accepts a registry image by digest in repo (when set).
+func checkChampionRef(ref, repo string) error {
+	r, err := oci.ParseRef(ref)
+	if err != nil {
+		return err
+	}
+	if err := r.RequireRegistry(); err != nil {
+		return err
+	}
+	if err := r.RequireDigest(); err != nil {
+		return err
+	}
+	if repo == "" {
+		return nil
+	}
+	want, err := oci.ParseRepository(repo)
+	if err != nil {
+		return fmt.Errorf("environment repository: %w", err)
+	}
+	if r.Repository() != want.String() {
+		return fmt.Errorf("the image is not in the environment's repository %s", want)
+	}
+	return nil
+}
+
 // championBaseline is the baseline of gate.baseline.from: ENV: the release
-// ENV's cluster runs now, its signature and gate attestation verified, and
-// its signed metrics artifact. When the champion was scored on another
+// ENV's cluster runs now (its live Deployment's image; the history is not
+// asked), an image by digest in ENV's repository, its signature and gate
+// attestation verified and signed as this model, and its signed metrics
+// artifact. When the champion was scored on another
 // test split than the candidate's, its model is taken out of its image and
 // re-scored on the candidate's test split with the spec's evaluator, so
 // that the paired comparison pairs the same rows. An environment with no
@@ -39,22 +72,33 @@ func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	st, err := t.Status(ctx, r.spec.Model.Name, env.Namespace)
-	if errors.Is(err, deploy.ErrNoRelease) || (err == nil && st.Current == nil) {
-		r.warnf("warning: %s has no release of %s yet; no baseline comparison", env.Name, r.spec.Model.Name)
+	// The champion is what the environment runs, not what its history says.
+	ref, err := t.LiveImage(ctx, env.Namespace, r.spec.Model.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if ref == "" {
+		r.warnf("warning: %s runs no release of %s yet; no baseline comparison", env.Name, r.spec.Model.Name)
 		return nil, nil
+	}
+	where = fmt.Sprintf("champion of %s (%s)", env.Name, ref)
+	if err := checkChampionRef(ref, env.Repository); err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", where, ErrChampion, err)
+	}
+	// Any verified gate will do: a changed gate must still find its champion.
+	policy := r.spec.Verify.Policy()
+	policy.RequireGate, policy.AllowInconclusive = true, true
+	v, err := sign.Verify(ctx, ref, policy, r.o.signOptions()...)
+	if errors.Is(err, sign.ErrRefused) {
+		return nil, fmt.Errorf("%s: %w: %w", where, ErrChampion, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	ref := st.Current.Image
-	where = fmt.Sprintf("champion %s@%s of %s (%s)", r.spec.Model.Name, st.Current.Version, env.Name, ref)
-
-	policy := r.spec.VerifyPolicy()
-	policy.RequireGate, policy.AllowInconclusive = true, true
-	if _, err := sign.Verify(ctx, ref, policy, r.o.signOptions()...); err != nil {
-		return nil, fmt.Errorf("%s: %w", where, err)
+	if v.Model.Name != r.spec.Model.Name {
+		return nil, fmt.Errorf("%s: %w: it is signed as model %q, not %q", where, ErrChampion, v.Model.Name, r.spec.Model.Name)
 	}
+	where = fmt.Sprintf("champion %s@%s of %s (%s)", v.Model.Name, v.Model.Version, env.Name, ref)
 	champion, err := sign.FetchMetrics(ctx, ref, policy, r.o.signOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
@@ -63,7 +107,7 @@ func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics
 	if err != nil {
 		return nil, err
 	}
-	in := &BaselineInput{Source: "environment:" + env.Name, Image: ref, Version: st.Current.Version, Digest: DigestBytes(raw)}
+	in := &BaselineInput{Source: "environment:" + env.Name, Image: ref, Version: v.Model.Version, Digest: DigestBytes(raw)}
 	r.rec.Inputs.Baseline = in
 	if champion.Split.TestDigest == candidate.Split.TestDigest {
 		return champion, nil

@@ -58,11 +58,12 @@ func Promote(ctx context.Context, s *spec.Spec, in PromoteInput) (*promote.Resul
 		in.Log = io.Discard
 	}
 	t.Log = in.Log
+	policy := s.VerifyPolicy()
 	return promote.Promote(ctx, promote.In{
 		Name: in.Name, Version: in.Version,
 		From: promoteEnvironment(src), To: promoteEnvironment(dst),
-		Cluster: promote.NewKubeCluster(t, dst.Namespace, s.Deploy),
-		Verify:  s.VerifyPolicy(), Signer: in.Signer,
+		Cluster: promote.NewKubeCluster(t, dst.Namespace, s.Deploy, trust(&policy, false, dst.Repository, in.Access, in.Log)),
+		Verify:  policy, Signer: in.Signer,
 		Approve: in.Approve, AllowDowngrade: in.AllowDowngrade, Reason: in.Reason,
 		Access: in.Access, SignOptions: []sign.Option{sign.WithLog(in.Log)},
 	})

@@ -137,3 +137,42 @@ func History(ctx context.Context, t *deploy.Target, in HistoryInput) (*deploy.Re
 	}
 	return rep, nil
 }
+
+// RollbackInput names the release to restore and how it is checked.
+type RollbackInput struct {
+	Name, Namespace string
+	// To is the version to restore; empty means the release before the
+	// current one.
+	To, Reason string
+	// Policy verifies the release before anything changes (the gate
+	// attestation is always required); nil needs InsecureSkipVerify.
+	Policy             *sign.VerifyPolicy
+	InsecureSkipVerify bool
+	// Repository, the environment's with --env, is where the restored image
+	// must live; empty means the repository of the release running now.
+	Repository string
+	Access     oci.Access
+	// Log takes warnings (nil: none).
+	Log io.Writer
+}
+
+// Rollback restores a release of the app's history in t once it is
+// verified: the history only names it (deploy.Trust).
+func Rollback(ctx context.Context, t *deploy.Target, in RollbackInput) (*deploy.Report, error) {
+	return t.Rollback(ctx, deploy.RollbackInput{
+		Name: in.Name, Namespace: in.Namespace, To: in.To, Reason: in.Reason,
+		Trust: trust(in.Policy, in.InsecureSkipVerify, in.Repository, in.Access, in.Log),
+	})
+}
+
+// trust is the check of a release the cluster's history names: policy,
+// with the gate attestation required, in repository.
+func trust(policy *sign.VerifyPolicy, insecure bool, repository string, access oci.Access, log io.Writer) deploy.Trust {
+	tr := deploy.Trust{InsecureSkipVerify: insecure, Repository: repository}
+	if policy != nil {
+		p := *policy
+		p.RequireGate = true
+		tr.Verifier = Verifier(p, signOptions(access, log)...)
+	}
+	return tr
+}

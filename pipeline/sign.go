@@ -69,7 +69,7 @@ func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.R
 	if b := r.rec.Inputs.Baseline; b != nil {
 		baselineDigest = b.Digest
 	}
-	gate := modelgate.NewGatePredicate(report, sp.Gate, metrics, modelRef, baselineDigest)
+	gate := modelgate.NewGatePredicate(report, sp.Gate, metrics, modelRef, baselineDigest, r.rec.Started)
 	a, err := sign.Attest(ctx, ref, modelgate.GatePredicateType, gate, src, opts...)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/modelci/modelci/internal/strictyaml"
+	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/deploy"
 )
 
@@ -40,6 +41,9 @@ func (s *Spec) validateDeploy() []error {
 type Rollout struct {
 	Deploy deploy.Config
 	Verify VerifySpec
+	// Gate is the gate: block when the file has one: the policy a deployed
+	// image's gate attestation must have been made under.
+	Gate *modelgate.Policy
 	// File is the spec's path, for messages.
 	File string
 }
@@ -51,7 +55,7 @@ type rolloutFile struct {
 	Data         yaml.Node              `yaml:"data"`
 	Train        yaml.Node              `yaml:"train"`
 	Evaluate     yaml.Node              `yaml:"evaluate"`
-	Gate         yaml.Node              `yaml:"gate"`
+	Gate         *modelgate.Policy      `yaml:"gate"`
 	Image        yaml.Node              `yaml:"image"`
 	Output       yaml.Node              `yaml:"output"`
 	Sign         yaml.Node              `yaml:"sign"`
@@ -81,9 +85,15 @@ func LoadRollout(path string) (*Rollout, error) {
 	}
 	errs = append(errs, s.validateVerify()...)
 	errs = append(errs, s.validateDeploy()...)
+	if f.Gate != nil {
+		f.Gate.Normalize()
+		if err := f.Gate.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: gate: %w", name, err))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	s.resolvePaths()
-	return &Rollout{Deploy: s.Deploy, Verify: s.Verify, File: name}, nil
+	return &Rollout{Deploy: s.Deploy, Verify: s.Verify, Gate: f.Gate, File: name}, nil
 }

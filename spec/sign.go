@@ -42,8 +42,14 @@ func (s *Spec) validateVerify() []error {
 	return errs
 }
 
-// VerifyPolicy is the spec's verify: block as stages/sign takes it.
-func (s *Spec) VerifyPolicy() sign.VerifyPolicy { return s.Verify.Policy() }
+// VerifyPolicy is the spec's verify: block as stages/sign takes it, with
+// the gate attestation required to be made under the spec's gate: block
+// (what deploy, promote and rollback require when a spec is given).
+func (s *Spec) VerifyPolicy() sign.VerifyPolicy {
+	p := s.Verify.Policy()
+	p.GatePolicyDigest = s.Gate.Digest()
+	return p
+}
 
 // Policy is the verify: block as stages/sign takes it; the gate
 // attestation is required. Key is absolute once loaded.

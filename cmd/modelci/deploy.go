@@ -23,8 +23,9 @@ type clusterOptions struct {
 	out                            outputOptions
 	// env names an environment of the spec in dir (status, history, rollback).
 	env, dir string
-	// spec is the spec loaded for env.
-	spec *spec.Spec
+	// spec and environment are the spec loaded for env and its entry.
+	spec        *spec.Spec
+	environment spec.Environment
 }
 
 // AddFlags registers -n, --kubeconfig, --context and -o on cmd.
@@ -61,7 +62,7 @@ func (f *clusterOptions) resolveEnv(cmd string) error {
 	if err != nil {
 		return usageError(fmt.Errorf("%s: %w", cmd, err))
 	}
-	f.spec = sp
+	f.spec, f.environment = sp, e
 	f.namespace = e.Namespace
 	if f.context == "" {
 		f.context = e.Context
@@ -112,7 +113,7 @@ func (f *clusterOptions) finish(cmd *cobra.Command, rep *deploy.Report, err erro
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, deploy.ErrNotVerified) && (errors.Is(err, sign.ErrRefused) || errors.Is(err, deploy.ErrReleaseMismatch)):
+	case errors.Is(err, deploy.ErrNotVerified) && (errors.Is(err, sign.ErrRefused) || errors.Is(err, deploy.ErrReleaseMismatch) || errors.Is(err, deploy.ErrUntrusted)):
 		return exitCode(exitRefused, err)
 	case errors.Is(err, deploy.ErrInvalidSteps) || errors.Is(err, deploy.ErrInvalidConfig) || errors.Is(err, pipeline.ErrUnnamedRelease):
 		return usageError(err)
@@ -167,6 +168,9 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 				cfg = r.Deploy
 				// The spec's verify: key is the spec directory's, not the working directory's.
 				vo.orSpec(r.Verify)
+				if r.Gate != nil {
+					vo.requireGatePolicy(*r.Gate)
+				}
 			}
 			if cf.namespace == "" {
 				if specFile == "" && dryRun == "" {
@@ -366,19 +370,29 @@ func showHistory(w io.Writer, rep *deploy.Report) {
 func newRollbackCmd() *cobra.Command {
 	var (
 		cf         clusterOptions
+		vo         verifyOptions
+		reg        registryOptions
 		to, reason string
+		skipVerify bool
 		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback NAME",
-		Short: "Restore an app's previous release (or --to VERSION) from the cluster's history",
+		Short: "Restore an app's previous release (or --to VERSION), verified, from the cluster's history",
 		Long: `Restore the release before the current one, or the latest deployed release of
---to VERSION, exactly as it ran (image and deploy settings), under the app's
-Lease, and record it in the history with --reason. Prints the restored image.
-It is the fast path out of a bad release: the recorded release is applied as
-a rolling update at once, with no canary steps or analysis.
---env ENV takes the namespace and context from modelci.yaml's environments:
-(-C DIR), e.g. rollback diabetes --env prod --reason "p99 latency".`,
+--to VERSION, under the app's Lease, and record it in the history with
+--reason. Prints the restored image. It is the fast path out of a bad release:
+the release is applied as a rolling update at once, with no canary steps.
+The history only names the release; it is verified first, as deploy verifies
+(--key, or --certificate-identity with --certificate-oidc-issuer; the gate
+attestation PASS, or INCONCLUSIVE with --allow-inconclusive): an image by
+digest in the environment's repository (--env) or else the repository of the
+release running now, signed as NAME at that version. A refusal exits 3 and
+changes nothing. A release deployed with --insecure-skip-verify is restored
+only with that flag again. Each Deployment takes the pod template that last
+ran the restored image (as kubectl rollout undo does), never the history's.
+--env ENV takes the namespace, context, repository and verify: block from
+modelci.yaml (-C DIR), e.g. rollback diabetes --env prod --reason "p99 latency".`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if err := cf.resolveEnv("rollback"); err != nil {
@@ -387,20 +401,49 @@ a rolling update at once, with no canary steps or analysis.
 			if err := cf.check("rollback", true); err != nil {
 				return err
 			}
+			if err := vo.check("rollback", false); err != nil {
+				return err
+			}
+			if skipVerify && vo.named() {
+				return usageError(errors.New("rollback: --insecure-skip-verify contradicts --key/--certificate-identity"))
+			}
+			if cf.spec != nil && !skipVerify {
+				vo.orSpec(cf.spec.Verify)
+				vo.requireGatePolicy(cf.spec.Gate)
+			}
+			if !vo.named() && !skipVerify {
+				return usageError(errors.New("rollback: --key, or --certificate-identity with --certificate-oidc-issuer, is required (or --insecure-skip-verify, or --env with a verify: block)"))
+			}
+			access, err := reg.Access(cmd)
+			if err != nil {
+				return err
+			}
+			in := pipeline.RollbackInput{
+				Name: a[0], Namespace: cf.namespace, To: to, Reason: reason,
+				InsecureSkipVerify: skipVerify, Repository: cf.environment.Repository,
+				Access: access, Log: cmd.ErrOrStderr(),
+			}
+			if vo.named() {
+				p := vo.policy()
+				in.Policy = &p
+			}
 			t, err := cf.target(cmd)
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			rep, err := t.Rollback(ctx, deploy.RollbackInput{Name: a[0], Namespace: cf.namespace, To: to, Reason: reason})
+			rep, err := pipeline.Rollback(ctx, t, in)
 			return cf.finish(cmd, rep, err, showDeploy)
 		},
 	}
 	cf.AddFlags(cmd)
 	cf.AddEnvFlags(cmd)
+	vo.AddFlags(cmd)
+	reg.AddFlags(cmd)
 	cmd.Flags().StringVar(&to, "to", "", "version to restore (default: the release before the current one)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the history")
+	cmd.Flags().BoolVar(&skipVerify, "insecure-skip-verify", false, "restore without verifying the signature and gate verdict (loudly)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "give up after this long")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/oci"
@@ -83,6 +84,9 @@ func (o *registryOptions) credentials(stdin io.Reader) (user, pass string, err e
 type verifyOptions struct {
 	key, identity, issuer string
 	allowInconclusive     bool
+	// gatePolicy is the digest of the gate policy the gate attestation
+	// must have been made under (a spec's gate: block); empty: any.
+	gatePolicy string
 }
 
 // AddFlags registers the flags on cmd.
@@ -122,9 +126,12 @@ func (o *verifyOptions) orSpec(v spec.VerifySpec) {
 	o.key, o.identity, o.issuer = p.KeyPath, p.CertificateIdentity, p.CertificateOIDCIssuer
 }
 
+// requireGatePolicy requires the gate attestation to be made under p.
+func (o *verifyOptions) requireGatePolicy(p modelgate.Policy) { o.gatePolicy = p.Digest() }
+
 // policy is the verification the flags ask for.
 func (o *verifyOptions) policy() sign.VerifyPolicy {
-	return sign.VerifyPolicy{KeyPath: o.key, CertificateIdentity: o.identity, CertificateOIDCIssuer: o.issuer, AllowInconclusive: o.allowInconclusive}
+	return sign.VerifyPolicy{KeyPath: o.key, CertificateIdentity: o.identity, CertificateOIDCIssuer: o.issuer, AllowInconclusive: o.allowInconclusive, GatePolicyDigest: o.gatePolicy}
 }
 
 // signerOptions name who signs: a private key, or keyless.

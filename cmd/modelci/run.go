@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,6 +62,9 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				pipeline.WithProgress(func(e pipeline.Event) {
 					fmt.Fprintf(stderr, "%-9s %8s  %s\n", e.Stage, roundDuration(e.Duration), e.Summary)
 				}))...)
+			if errors.Is(err, pipeline.ErrChampion) {
+				return exitCode(exitRefused, err)
+			}
 			if err != nil {
 				return err
 			}

@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/sign"
 )
 
@@ -15,6 +18,7 @@ func newVerifyCmd() *cobra.Command {
 		reg                            registryOptions
 		out                            outputOptions
 		requireGate, requireProvenance bool
+		policyFile, specFile           string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify REF",
@@ -26,7 +30,11 @@ transparency log entry); that every attestation signed by it is about this
 digest; that the gate attestation (required unless --require-gate=false) has the
 verdict PASS (INCONCLUSIVE too with --allow-inconclusive) for the model name
 and version in the image's annotations; and, with --require-provenance, that
-SLSA provenance is attested. The checks go to stderr (text) or stdout
+SLSA provenance is attested. With --policy FILE (a gate: block's content) or
+--spec FILE (modelci.yaml), the gate attestation must have been made under that
+gate policy (its policy_digest), so an earlier attestation put back in the
+registry no longer passes; among several, the newest by its signed time
+decides. The checks go to stderr (text) or stdout
 (-o json); the verified REPO@sha256:… to stdout. Exit 0 verified, 3 refused,
 1 error.`,
 		Args: args(cobra.ExactArgs(1)),
@@ -40,6 +48,29 @@ SLSA provenance is attested. The checks go to stderr (text) or stdout
 			opts, err := reg.signOptions(cmd)
 			if err != nil {
 				return err
+			}
+			switch {
+			case policyFile != "" && specFile != "":
+				return usageError(errors.New("verify: --policy and --spec are mutually exclusive"))
+			case policyFile != "":
+				b, err := os.ReadFile(policyFile)
+				if err != nil {
+					return usageError(fmt.Errorf("verify: --policy: %w", err))
+				}
+				gp, err := modelgate.DecodePolicy(policyFile, b)
+				if err != nil {
+					return usageError(fmt.Errorf("verify: --policy: %w", err))
+				}
+				vo.requireGatePolicy(gp)
+			case specFile != "":
+				sp, err := spec.Load(specFile)
+				if err != nil {
+					return usageError(fmt.Errorf("verify: --spec: %w", err))
+				}
+				vo.requireGatePolicy(sp.Gate)
+			}
+			if vo.gatePolicy != "" && !requireGate {
+				return usageError(errors.New("verify: --policy/--spec need the gate attestation: drop --require-gate=false"))
 			}
 			p := vo.policy()
 			p.RequireGate, p.RequireProvenance = requireGate, requireProvenance
@@ -73,6 +104,8 @@ SLSA provenance is attested. The checks go to stderr (text) or stdout
 	f := cmd.Flags()
 	f.BoolVar(&requireGate, "require-gate", true, "refuse an image without a gate attestation, as deploy does (--require-gate=false relaxes)")
 	f.BoolVar(&requireProvenance, "require-provenance", false, "refuse an image without SLSA provenance")
+	f.StringVar(&policyFile, "policy", "", "require a gate attestation made under this gate policy (a file with a gate: block's content)")
+	f.StringVar(&specFile, "spec", "", "require a gate attestation made under this modelci.yaml's gate: block")
 	out.AddFlags(cmd, "text or json")
 	reg.AddFlags(cmd)
 	return cmd

@@ -272,7 +272,7 @@ func predicatesCmd(_ context.Context, args []string) error {
 		return fmt.Errorf("--started %q: %w", *started, err)
 	}
 	model := modelgate.ModelRef{Name: s.Model.Name, Version: s.Model.Version}
-	gb, err := json.Marshal(modelgate.NewGatePredicate(r, s.Gate, m, model, digest))
+	gb, err := json.Marshal(modelgate.NewGatePredicate(r, s.Gate, m, model, digest, start))
 	if err != nil {
 		return fmt.Errorf("encode the gate attestation: %w", err)
 	}

@@ -34,6 +34,9 @@ func image(version string) string {
 	return "registry.test:5000/models/diabetes@sha256:" + hex.EncodeToString(sum[:])
 }
 
+// insecure restores the releases these tests deploy unverified.
+var insecure = deploy.Trust{InsecureSkipVerify: true}
+
 func rel(version string) deploy.Release {
 	return deploy.Release{Name: "diabetes", Version: version, Image: image(version), RunID: "run-" + version, Who: "tester"}
 }
@@ -322,7 +325,7 @@ func TestRollbackTo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rep, err := tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns, To: "1.0.0", Reason: "bad predictions", Who: "oncall"})
+	rep, err := tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns, To: "1.0.0", Reason: "bad predictions", Who: "oncall", Trust: insecure})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +335,7 @@ func TestRollbackTo(t *testing.T) {
 	assertServing(t, c, ns, "1.0.0", 3)
 
 	// Without --to: the release before the current one.
-	rep, err = tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns})
+	rep, err = tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns, Trust: insecure})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,10 +344,10 @@ func TestRollbackTo(t *testing.T) {
 	}
 	assertServing(t, c, ns, "1.2.0", 3)
 
-	if _, err := tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns, To: "9.9.9"}); !errors.Is(err, deploy.ErrVersionNotFound) {
+	if _, err := tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns, To: "9.9.9", Trust: insecure}); !errors.Is(err, deploy.ErrVersionNotFound) {
 		t.Errorf("rollback to an unknown version: %v; want ErrVersionNotFound", err)
 	}
-	if _, err := tg.Rollback(ctx, deploy.RollbackInput{Name: "other", Namespace: ns}); !errors.Is(err, deploy.ErrNoRelease) {
+	if _, err := tg.Rollback(ctx, deploy.RollbackInput{Name: "other", Namespace: ns, Trust: insecure}); !errors.Is(err, deploy.ErrNoRelease) {
 		t.Errorf("rollback of an unknown app: %v; want ErrNoRelease", err)
 	}
 }
@@ -390,7 +393,7 @@ func TestConcurrentWritersConflict(t *testing.T) {
 	if !errors.Is(err, deploy.ErrConflict) {
 		t.Errorf("second deploy: %v; want ErrConflict", err)
 	}
-	if _, err := second.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns}); !errors.Is(err, deploy.ErrConflict) {
+	if _, err := second.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: ns, Trust: insecure}); !errors.Is(err, deploy.ErrConflict) {
 		t.Errorf("rollback during a deploy: %v; want ErrConflict", err)
 	}
 	// Nothing of the second writer reached the cluster. The generation counts

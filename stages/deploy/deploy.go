@@ -60,6 +60,10 @@ type Input struct {
 	// Verifier runs before anything else; nil is refused unless InsecureSkipVerify.
 	Verifier           Verifier
 	InsecureSkipVerify bool
+	// Rollback checks the previous release before an automatic rollback
+	// restores it. Its zero value takes Verifier and InsecureSkipVerify, and
+	// the repository the previous release runs from.
+	Rollback Trust
 	// Analysis decides canary steps; nil means Prometheus when analysis.prometheus.url is
 	// set, else PodsReady.
 	Analysis Analysis
@@ -178,6 +182,20 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 		p := *prev
 		rep.Previous = &p
 	}
+	trust := in.Rollback
+	if trust.Verifier == nil && !trust.InsecureSkipVerify {
+		trust.Verifier, trust.InsecureSkipVerify = in.Verifier, in.InsecureSkipVerify
+	}
+	// What runs now, read before the rollout replaces it: a rollback
+	// restores from the repository it came from.
+	live, err := t.LiveImage(ctx, ns, rel.Name)
+	if err != nil {
+		return rep, err
+	}
+	repo, err := trust.repository(live, rel.Image)
+	if err != nil {
+		return rep, err
+	}
 	analysis := in.Analysis
 	if analysis == nil {
 		if cfg.Analysis.Prometheus.URL != "" {
@@ -222,12 +240,18 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 		return rep, fmt.Errorf("deploy %s %s: %w (no previous release to roll back to)", rel.Name, rel.Version, cause)
 	}
 	t.logf("%s %s failed: %v; restoring %s", rel.Name, rel.Version, cause, prev.Version)
-	if err := t.restore(after, ns, rel.Name, *prev); err != nil {
+	restore, err := trust.check(after, t.logf, rel.Name, repo, *prev)
+	if err != nil {
+		// Nothing the history names runs unverified: the failed release stays.
+		rep.Result = ResultFailed
+		return rep, fmt.Errorf("deploy %s %s: %w; the automatic rollback to %s was refused, %s %s is left as it is: %w", rel.Name, rel.Version, cause, prev.Version, rel.Name, rel.Version, err)
+	}
+	if err := t.restore(after, ns, restore, &cfg); err != nil {
 		rep.Result = ResultFailed
 		return rep, fmt.Errorf("deploy %s %s: %w; restoring %s also failed: %w", rel.Name, rel.Version, cause, prev.Version, err)
 	}
 	back := *prev
-	back.Action, back.Time, back.Who = ActionAutoRollback, time.Time{}, rel.Who
+	back.Action, back.Time, back.Who, back.Verdict = ActionAutoRollback, time.Time{}, rel.Who, restore.Verdict
 	back.Reason = fmt.Sprintf("automatic rollback from %s: %v", rel.Version, cause)
 	e, rerr := t.record(after, ns, h, back)
 	rep.Current, rep.Result = &e, ResultRolledBack
@@ -323,24 +347,6 @@ func (t *Target) canary(ctx context.Context, ns string, cfg Config, rel Release,
 	return false, nil
 }
 
-// restore applies a recorded release as it ran, waits for it, and removes any canary.
-func (t *Target) restore(ctx context.Context, ns, app string, e Entry) error {
-	e.Config.Namespace = ns
-	m, err := Render(e.Config, e.release(app), ns)
-	if err != nil {
-		return err
-	}
-	if err := t.applyAll(ctx, m); err != nil {
-		return err
-	}
-	for _, d := range m.Deployments {
-		if err := t.Wait(ctx, ns, d.Name); err != nil {
-			return err
-		}
-	}
-	return t.deleteCanaries(ctx, ns, app)
-}
-
 func (t *Target) applyAll(ctx context.Context, m *Manifests) error {
 	for _, o := range m.Objects() {
 		if err := t.apply(ctx, o); err != nil {
@@ -402,9 +408,13 @@ type RollbackInput struct {
 	To     string
 	Reason string
 	Who    string
+	// Trust checks the release before anything changes: the history only
+	// names it.
+	Trust Trust
 }
 
-// Rollback restores a recorded release under the app's Lease and records it.
+// Rollback restores a recorded release under the app's Lease, verified
+// first (in.Trust; a refusal changes nothing), and records it.
 func (t *Target) Rollback(ctx context.Context, in RollbackInput) (*Report, error) {
 	rep := &Report{Schema: ReportSchema, Action: ActionRollback, Name: in.Name, Namespace: in.Namespace, Context: t.Context}
 	if in.Who == "" {
@@ -437,13 +447,25 @@ func (t *Target) Rollback(ctx context.Context, in RollbackInput) (*Report, error
 	} else if target == nil {
 		return rep, fmt.Errorf("rollback %s in %s: %w before %s", in.Name, in.Namespace, ErrNoRelease, cur.Version)
 	}
+	live, err := t.LiveImage(ctx, in.Namespace, in.Name)
+	if err != nil {
+		return rep, err
+	}
+	repo, err := in.Trust.repository(live, "")
+	if err != nil {
+		return rep, err
+	}
+	restore, err := in.Trust.check(ctx, t.logf, in.Name, repo, *target)
+	if err != nil {
+		return rep, fmt.Errorf("rollback %s in %s to %s refused: %w", in.Name, in.Namespace, target.Version, err)
+	}
 	t.logf("rolling %s back from %s to %s in %s", in.Name, cur.Version, target.Version, in.Namespace)
-	if err := t.restore(ctx, in.Namespace, in.Name, *target); err != nil {
+	if err := t.restore(ctx, in.Namespace, restore, nil); err != nil {
 		rep.Result = ResultFailed
 		return rep, fmt.Errorf("rollback %s to %s: %w", in.Name, target.Version, err)
 	}
 	e := *target
-	e.Action, e.Time, e.Who, e.RunID = ActionRollback, time.Time{}, in.Who, ""
+	e.Action, e.Time, e.Who, e.RunID, e.Verdict = ActionRollback, time.Time{}, in.Who, "", restore.Verdict
 	e.Reason = in.Reason
 	if e.Reason == "" {
 		e.Reason = "rollback from " + cur.Version

@@ -45,6 +45,10 @@ var (
 	// verified image's signed annotations say (a refusal, like a failed
 	// signature).
 	ErrReleaseMismatch = errors.New("release is not the verified model")
+	// ErrUntrusted: the release the history names may not be restored: not
+	// an image by digest, outside the expected repository, or deployed
+	// unverified (a refusal, like a failed signature).
+	ErrUntrusted = errors.New("release not trusted")
 	// ErrNoVerifier: no verifier was given and verification was not explicitly skipped.
 	ErrNoVerifier = errors.New("no verifier configured")
 )

@@ -9,15 +9,18 @@ import (
 )
 
 // NewKubeCluster adapts a stages/deploy Target to Cluster: the environment's
-// namespace ns, deployed with cfg (its Strategy replaced by the environment's).
-func NewKubeCluster(t *deploy.Target, ns string, cfg deploy.Config) Cluster {
-	return &kubeCluster{t: t, ns: ns, cfg: cfg}
+// namespace ns, deployed with cfg (its Strategy replaced by the
+// environment's). rollback checks the release an automatic rollback would
+// restore: the environment's verification and repository.
+func NewKubeCluster(t *deploy.Target, ns string, cfg deploy.Config, rollback deploy.Trust) Cluster {
+	return &kubeCluster{t: t, ns: ns, cfg: cfg, rollback: rollback}
 }
 
 type kubeCluster struct {
-	t   *deploy.Target
-	ns  string
-	cfg deploy.Config
+	t        *deploy.Target
+	ns       string
+	cfg      deploy.Config
+	rollback deploy.Trust
 }
 
 func (c *kubeCluster) Lock(ctx context.Context, app, who string) (Locked, error) {
@@ -63,6 +66,7 @@ func (l *kubeLocked) Deploy(ctx context.Context, rel Release, strategy string) e
 		Release:   deploy.Release{Name: rel.Name, Version: rel.Version, Image: rel.Image, Who: rel.Who},
 		Namespace: l.ns,
 		Verifier:  verified(rel),
+		Rollback:  l.rollback,
 		Lease:     l.lease,
 		Reason:    rel.Reason,
 	})

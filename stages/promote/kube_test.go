@@ -11,9 +11,11 @@ import (
 
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
+	"github.com/modelci/modelci/stages/sign"
 )
 
 func TestMain(m *testing.M) { k8stest.Main(m) }
@@ -40,12 +42,23 @@ func newKubeWorld(t *testing.T) *kubeWorld {
 }
 
 func (w *kubeWorld) in(version string) promote.In {
-	in := w.world.in(version)
 	cfg := deploy.Defaults()
 	cfg.Replicas = 2
 	cfg.ProgressDeadlineSeconds = 30
-	in.Cluster = promote.NewKubeCluster(w.tg, w.prodNS, cfg)
+	return w.inWith(version, cfg)
+}
+
+// inWith deploys with cfg; an automatic rollback verifies its target with
+// the world's key, in prod's repository.
+func (w *kubeWorld) inWith(version string, cfg deploy.Config) promote.In {
+	in := w.world.in(version)
+	in.Cluster = promote.NewKubeCluster(w.tg, w.prodNS, cfg, w.trust())
 	return in
+}
+
+// trust is prod's verification of a release its history names.
+func (w *kubeWorld) trust() deploy.Trust {
+	return deploy.Trust{Verifier: pipeline.Verifier(sign.VerifyPolicy{KeyPath: w.key.pubPath, RequireGate: true}), Repository: w.prod.Repository}
 }
 
 // prodImage is the image of prod's predict Deployment, "" when there is none.
@@ -235,7 +248,7 @@ func TestKubePromoteAfterRollback(t *testing.T) {
 			t.Fatalf("promote %s: %v", v, err)
 		}
 	}
-	if _, err := w.tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: w.prodNS, Reason: "incident", Who: "tester"}); err != nil {
+	if _, err := w.tg.Rollback(ctx, deploy.RollbackInput{Name: "diabetes", Namespace: w.prodNS, Reason: "incident", Who: "tester", Trust: w.trust()}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := promote.Promote(ctx, w.in("1.1.0"))
@@ -251,5 +264,35 @@ func TestKubePromoteAfterRollback(t *testing.T) {
 	}
 	if w.prodImage(t) != res.Image {
 		t.Fatalf("prod runs %s, want %s", w.prodImage(t), res.Image)
+	}
+}
+
+// TestKubePromoteRollsBackToAVerifiedRelease: a promoted release that never
+// becomes ready is rolled back to prod's previous release, which is
+// verified with prod's policy first (promote's own verification covers only
+// the promoted image).
+func TestKubePromoteRollsBackToAVerifiedRelease(t *testing.T) {
+	w := newKubeWorld(t)
+	w.publish(t, "1.0.0", modelgate.Pass, true)
+	w.publish(t, "1.1.0", modelgate.Pass, true)
+	ctx := promoteCtx(t)
+	first, err := promote.Promote(ctx, w.in("1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := deploy.Defaults()
+	broken.Replicas, broken.ProgressDeadlineSeconds = 2, 3
+	broken.PodAnnotations = map[string]string{k8stest.NeverReadyAnnotation: "true"}
+	_, err = promote.Promote(ctx, w.inWith("1.1.0", broken))
+	if !errors.Is(err, deploy.ErrRolledBack) || !errors.Is(err, deploy.ErrProgressDeadline) {
+		t.Fatalf("promote of a release that never becomes ready: %v, want ErrRolledBack", err)
+	}
+	if got := w.prodImage(t); got != first.Image {
+		t.Fatalf("prod runs %s after the rollback, want %s", got, first.Image)
+	}
+	h := w.history(t)
+	last := h[len(h)-1]
+	if last.Action != deploy.ActionAutoRollback || last.Version != "1.0.0" || last.Verdict != "PASS" {
+		t.Fatalf("last history entry %+v, want an auto-rollback to a verified 1.0.0", last)
 	}
 }

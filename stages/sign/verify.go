@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
@@ -46,6 +48,11 @@ type VerifyPolicy struct {
 	AllowInconclusive bool
 	// RequireProvenance refuses an image without SLSA provenance.
 	RequireProvenance bool
+	// GatePolicyDigest, when set, requires a gate attestation made under
+	// that gate policy (modelgate.Policy.Digest): an attestation of an
+	// earlier policy, re-tagged by someone with write access to the
+	// registry, then no longer passes.
+	GatePolicyDigest string
 }
 
 // Verification lists what Verify checked (for -o json and text output).
@@ -77,6 +84,7 @@ const (
 	CheckSubject    = "attestation-subject"
 	CheckGate       = "gate-attestation"
 	CheckGateModel  = "gate-model"
+	CheckGatePolicy = "gate-policy"
 	CheckVerdict    = "gate-verdict"
 	CheckProvenance = "provenance"
 )
@@ -185,13 +193,12 @@ func checkGate(v *Verification, gates []*Statement, p VerifyPolicy, who string, 
 		}
 		return nil
 	}
-	v.pass(CheckGate, "gate attestation signed by %s", who)
+	v.pass(CheckGate, "%d gate attestation(s) signed by %s", len(gates), who)
 	if v.Model.Name == "" || v.Model.Version == "" {
 		return v.refuse(CheckGateModel, "the image has no %s and %s annotations to bind the gate verdict to",
 			AnnotationModelName, AnnotationModelVersion)
 	}
-	// Every gate statement must hold (Attest keeps one per image unless
-	// WithAppend): a FAIL next to a PASS is a refusal.
+	preds := make([]modelgate.GatePredicate, 0, len(gates))
 	for _, st := range gates {
 		var g modelgate.GatePredicate
 		if err := json.Unmarshal(st.Predicate, &g); err != nil {
@@ -200,6 +207,29 @@ func checkGate(v *Verification, gates []*Statement, p VerifyPolicy, who string, 
 		if g.Model != v.Model {
 			return v.refuse(CheckGateModel, "the gate attestation is for model %s version %s, the image is %s version %s",
 				g.Model.Name, g.Model.Version, v.Model.Name, v.Model.Version)
+		}
+		preds = append(preds, g)
+	}
+	v.pass(CheckGateModel, "gate attestation is for %s version %s, as the image's annotations say", v.Model.Name, v.Model.Version)
+	if p.GatePolicyDigest != "" {
+		var under []modelgate.GatePredicate
+		for _, g := range preds {
+			if g.PolicyDigest == p.GatePolicyDigest {
+				under = append(under, g)
+			}
+		}
+		if len(under) == 0 {
+			return v.refuse(CheckGatePolicy, "no gate attestation was made under gate policy %s (the attestations name %s)", p.GatePolicyDigest, policyDigests(preds))
+		}
+		v.pass(CheckGatePolicy, "gate attestation made under gate policy %s", p.GatePolicyDigest)
+		preds = under
+	}
+	// The newest decides: a re-gate's verdict replaces the earlier ones.
+	// Attestations of the same time must all hold.
+	newest := slices.MaxFunc(preds, func(a, b modelgate.GatePredicate) int { return a.Time.Compare(b.Time) }).Time
+	for _, g := range preds {
+		if !g.Time.Equal(newest) {
+			continue
 		}
 		v.Verdict = g.Verdict
 		switch {
@@ -211,9 +241,27 @@ func checkGate(v *Verification, gates []*Statement, p VerifyPolicy, who string, 
 			return v.refuse(CheckVerdict, "gate verdict is %q, want PASS", g.Verdict)
 		}
 	}
-	v.pass(CheckGateModel, "gate attestation is for %s version %s, as the image's annotations say", v.Model.Name, v.Model.Version)
-	v.pass(CheckVerdict, "gate verdict %s", v.Verdict)
+	when := ""
+	if len(preds) > 1 {
+		when = fmt.Sprintf(" (the newest of %d, gated %s)", len(preds), newest.Format(time.RFC3339))
+	}
+	v.pass(CheckVerdict, "gate verdict %s%s", v.Verdict, when)
 	return nil
+}
+
+// policyDigests lists the gate policy digests of preds, for a refusal.
+func policyDigests(preds []modelgate.GatePredicate) string {
+	var out []string
+	for _, g := range preds {
+		d := g.PolicyDigest
+		if d == "" {
+			d = "none"
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // because appends cosign's reason why no attestation verified; there is
