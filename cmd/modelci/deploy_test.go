@@ -70,7 +70,13 @@ func TestDeployStatusHistoryRollbackCLI(t *testing.T) {
 		t.Errorf("status report: current %+v, workloads %+v", rep.Current, rep.Workloads)
 	}
 
-	code, stdout, stderr = run(t, append([]string{"rollback", "diabetes", "--to", "1.0.0", "--reason", "drift", "-o", "json"}, cluster...)...)
+	// The history only names a release: restoring one needs a verifier, or
+	// the flag it was deployed with.
+	code, _, stderr = run(t, append([]string{"rollback", "diabetes", "--to", "1.0.0"}, cluster...)...)
+	if code != 2 || !strings.Contains(stderr, "--insecure-skip-verify") {
+		t.Fatalf("rollback without a verifier: exit %d, want 2\n%s", code, stderr)
+	}
+	code, stdout, stderr = run(t, append([]string{"rollback", "diabetes", "--to", "1.0.0", "--reason", "drift", "-o", "json", "--insecure-skip-verify"}, cluster...)...)
 	if code != 0 {
 		t.Fatalf("rollback: exit %d\n%s", code, stderr)
 	}

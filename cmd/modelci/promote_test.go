@@ -8,10 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/internal/ocitest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -65,7 +68,11 @@ environments:
 // publish pushes diabetes@version to staging, signed and gate-attested with verdict.
 func (p *promoteProject) publish(t *testing.T, version string, verdict modelgate.Verdict) string {
 	t.Helper()
-	return ocitest.Publish(t, p.staging, "diabetes", version, ocitest.Keys{Signer: p.key}, ocitest.Published{Verdict: verdict})
+	sp, err := spec.Load(filepath.Join(p.dir, "modelci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ocitest.Publish(t, p.staging, "diabetes", version, ocitest.Keys{Signer: p.key}, ocitest.Published{Verdict: verdict, Gate: &sp.Gate})
 }
 
 func (p *promoteProject) promote(t *testing.T, ref string, extra ...string) (int, string, string) {
@@ -137,6 +144,28 @@ func TestPromoteCLI(t *testing.T) {
 	code, stdout, _ = run(t, append([]string{"history", "diabetes", "--env", "prod"}, env...)...)
 	if code != 0 || !strings.Contains(stdout, "PROMOTED") || strings.Count(stdout, "from staging by ") != 2 {
 		t.Fatalf("history --env prod (text): exit %d\n%s", code, stdout)
+	}
+
+	// A history that names an image prod's policy does not verify: exit 3,
+	// nothing changed.
+	unsigned := p.prod + "@" + ocitest.Publish(t, p.prod, "diabetes", "0.9.0", ocitest.Keys{}, ocitest.Published{Unsigned: true})
+	cms := p.c.Client.CoreV1().ConfigMaps(p.prodNS)
+	cm, err := cms.Get(t.Context(), deploy.HistoryName("diabetes"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	original := cm.Data["history.json"]
+	cm.Data["history.json"] = strings.Replace(original, p.prod+"@"+d1, unsigned, 1)
+	if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = run(t, append([]string{"rollback", "diabetes", "--env", "prod", "--reason", "p99 latency"}, env...)...)
+	if code != 3 || stdout != "" || !strings.Contains(stderr, "no signatures found") {
+		t.Fatalf("rollback --env prod to a forged release: exit %d, stdout %q\n%s", code, stdout, stderr)
+	}
+	cm.Data["history.json"] = original
+	if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 
 	code, stdout, stderr = run(t, append([]string{"rollback", "diabetes", "--env", "prod", "--reason", "p99 latency"}, env...)...)

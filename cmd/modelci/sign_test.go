@@ -63,6 +63,34 @@ func TestKeygenSignVerify(t *testing.T) {
 	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub"); code != 0 || !strings.Contains(stderr, "ok   gate-verdict: gate verdict PASS") {
 		t.Errorf("verify --require-gate after attesting PASS: exit %d\n%s", code, stderr)
 	}
+
+	// --policy FILE and --spec FILE require an attestation made under that gate.
+	policy := filepath.Join(t.TempDir(), "gate.yaml")
+	if err := os.WriteFile(policy, []byte("threshold: 4000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub", "--policy", policy); code != 3 || !strings.Contains(stderr, "FAIL gate-policy") {
+		t.Errorf("verify --policy of an attestation made under no policy: exit %d, want 3\n%s", code, stderr)
+	}
+	gp, err := modelgate.DecodePolicy(policy, []byte("threshold: 4000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sign.Attest(t.Context(), ref, modelgate.GatePredicateType,
+		modelgate.GatePredicate{Model: modelgate.ModelRef{Name: "m", Version: "1.0.0"}, Verdict: modelgate.Pass, Policy: gp, PolicyDigest: gp.Digest()},
+		sign.KeyFile(prefix+".key", pw)); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub", "--policy", policy); code != 0 || !strings.Contains(stderr, "ok   gate-policy") {
+		t.Errorf("verify --policy of an attestation made under it: exit %d\n%s", code, stderr)
+	}
+	dir := example(t, nil)
+	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub", "--spec", filepath.Join(dir, "modelci.yaml")); code != 3 || !strings.Contains(stderr, gp.Digest()) {
+		t.Errorf("verify --spec with another gate: exit %d, want 3 naming the attested policy\n%s", code, stderr)
+	}
+	if code, _, stderr := run(t, "verify", ref, "--key", prefix+".pub", "--spec", filepath.Join(dir, "modelci.yaml"), "--policy", policy); code != 2 {
+		t.Errorf("verify --spec --policy: exit %d, want 2\n%s", code, stderr)
+	}
 	for _, out := range []string{stdout, stderr} {
 		if strings.Contains(out, string(pw)) {
 			t.Errorf("the password appears in the output: %s", out)

@@ -90,6 +90,9 @@ type Published struct {
 	Unsigned bool
 	// Metrics attaches a metrics artifact.
 	Metrics bool
+	// Gate is the gate policy the attestation says it was made under (its
+	// policy_digest), as a spec's deploy, promote and rollback require.
+	Gate *modelgate.Policy
 }
 
 // Publish pushes name@version to repo tagged with the version, as modelci
@@ -108,6 +111,9 @@ func Publish(t testing.TB, repo, name, version string, keys Keys, p Published) s
 	if p.Verdict != "" {
 		g := modelgate.GatePredicate{Model: modelgate.ModelRef{Name: name, Version: version}, Verdict: p.Verdict,
 			Dataset: modelgate.DatasetRef{Digest: "sha256:" + strings.Repeat("ab", 32), Rows: 442}}
+		if p.Gate != nil {
+			g.Policy, g.PolicyDigest = *p.Gate, p.Gate.Digest()
+		}
 		if _, err := sign.Attest(ctx, byDigest, modelgate.GatePredicateType, g, keys.Signer); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -537,4 +538,88 @@ func stripBundle(t *testing.T, ref string) {
 	if err := ociremote.WriteSignatures(d.Repository, se); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOldVerdictsDoNotOutliveNewOnes: after a stricter re-gate attests
+// INCONCLUSIVE, putting the earlier attestation manifest back under the
+// .att tag (registry write access, no key) passes a plain verify but not
+// one that requires the current gate policy; among several attestations
+// the newest by signed time decides.
+func TestOldVerdictsDoNotOutliveNewOnes(t *testing.T) {
+	r := newRegistry(t)
+	k := newKeyPair(t)
+	ref := pushModel(t, r, "m", "m", "1.0.0")
+	mustSign(t, ref, k)
+	loose, strict := modelgate.DefaultPolicy(), modelgate.DefaultPolicy()
+	loose.Threshold, strict.Threshold = ptr(5000.0), ptr(3000.0)
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	attested := func(p modelgate.Policy, v modelgate.Verdict, when time.Time) modelgate.GatePredicate {
+		g := gate("m", "1.0.0", v)
+		g.Policy, g.PolicyDigest, g.Time = p, p.Digest(), when
+		return g
+	}
+	mustAttest(t, ref, attested(loose, modelgate.Pass, at), k)
+	earlier := resolveTag(t, attTag(ref))
+	mustAttest(t, ref, attested(strict, modelgate.Inconclusive, at.Add(time.Hour)), k)
+	now := resolveTag(t, attTag(ref))
+
+	under := func(p modelgate.Policy) sign.VerifyPolicy {
+		return sign.VerifyPolicy{Key: k.pub, RequireGate: true, GatePolicyDigest: p.Digest()}
+	}
+	if _, err := sign.Verify(ctx(t), ref, under(strict)); !errors.Is(err, sign.ErrRefused) {
+		t.Fatalf("verify after the stricter re-gate: %v, want refused (INCONCLUSIVE)", err)
+	}
+
+	// The attacker puts the earlier attestation manifest back.
+	retag(t, ref, earlier, attTag(ref))
+	if _, err := sign.Verify(ctx(t), ref, sign.VerifyPolicy{Key: k.pub, RequireGate: true}); err != nil {
+		t.Fatalf("a plain verify of the re-tagged attestation: %v (it cannot tell; the policy can)", err)
+	}
+	v, err := sign.Verify(ctx(t), ref, under(strict))
+	if !errors.Is(err, sign.ErrRefused) || !strings.Contains(err.Error(), sign.CheckGatePolicy) || !strings.Contains(err.Error(), loose.Digest()) {
+		t.Fatalf("verify under the current policy of the re-tagged old attestation: %v, want a %s refusal naming %s", err, sign.CheckGatePolicy, loose.Digest())
+	}
+	if c := v.Checks[len(v.Checks)-1]; c.Name != sign.CheckGatePolicy || c.Passed {
+		t.Errorf("last check %+v, want a failed %s", c, sign.CheckGatePolicy)
+	}
+	if _, err := sign.Verify(ctx(t), ref, under(loose)); err != nil {
+		t.Fatalf("verify under the earlier policy: %v", err)
+	}
+	retag(t, ref, now, attTag(ref))
+
+	// Both kept side by side: the newest decides, in either order of signing.
+	for _, order := range [][2]modelgate.Verdict{{modelgate.Pass, modelgate.Inconclusive}, {modelgate.Inconclusive, modelgate.Pass}} {
+		mustAttest(t, ref, attested(loose, order[1], at.Add(2*time.Hour)), k)
+		if _, err := sign.Attest(ctx(t), ref, modelgate.GatePredicateType, attested(loose, order[0], at.Add(time.Hour)), k.source(), sign.WithAppend()); err != nil {
+			t.Fatal(err)
+		}
+		v, err := sign.Verify(ctx(t), ref, sign.VerifyPolicy{Key: k.pub, RequireGate: true})
+		if (order[1] == modelgate.Pass) != (err == nil) || v.Verdict != order[1] {
+			t.Errorf("older %s, newer %s: verdict %s, err %v; want the newer to decide", order[0], order[1], v.Verdict, err)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// resolveTag is the digest tag names now.
+func resolveTag(t *testing.T, tag string) string {
+	t.Helper()
+	r, err := name.ParseReference(tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Digest.String()
+}
+
+// retag points tag at the manifest digest of ref's repository, as anyone
+// with write access to the registry can.
+func retag(t *testing.T, ref, digest, tag string) {
+	t.Helper()
+	repo, _, _ := strings.Cut(ref, "@")
+	copyImage(t, repo+"@"+digest, tag)
 }
