@@ -3,10 +3,14 @@ package pipeline_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/modelci/modelci/spec"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -186,13 +191,63 @@ func TestChampionFromEnvironment(t *testing.T) {
 		dir := w.candidate(t, w.ns, nil)
 		os.WriteFile(filepath.Join(dir, "cosign.pub"), otherPub, 0o644)
 		_, err = run(t, dir)
-		if !errors.Is(err, sign.ErrRefused) || !strings.Contains(err.Error(), "champion diabetes@1.0.0 of prod") {
+		if !errors.Is(err, pipeline.ErrChampion) || !errors.Is(err, sign.ErrRefused) || !strings.Contains(err.Error(), "champion of prod ("+w.champion.Ref+")") {
 			t.Fatalf("run = %v, want the champion refused", err)
 		}
 		if ids, _ := pipeline.ListRuns(filepath.Join(dir, ".modelci")); len(ids) != 0 {
 			t.Fatalf("a refused champion left runs %v", ids)
 		}
 	})
+}
+
+// TestChampionIsWhatTheEnvironmentRuns: the champion is the image prod's
+// Deployment runs, verified, never what prod's history says; a live image
+// that is not a digest in prod's repository is refused.
+func TestChampionIsWhatTheEnvironmentRuns(t *testing.T) {
+	w := newChampionWorld(t)
+	stub := runtimeStub(t)
+	run := func(t *testing.T) (*pipeline.Result, error) {
+		return runProject(t, w.candidate(t, w.ns, nil), pipeline.WithKubeconfig(w.c.Kubeconfig), pipeline.WithRuntime("linux/amd64", stub))
+	}
+	cms := w.c.Client.CoreV1().ConfigMaps(w.ns)
+	cm, err := cms.Get(t.Context(), deploy.HistoryName("diabetes"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A history forged to name another image (here one that does not even
+	// exist) is not asked.
+	cm.Data["history.json"] = strings.ReplaceAll(cm.Data["history.json"], w.champion.Ref, w.reg.repo()+"@sha256:"+strings.Repeat("0", 64))
+	if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := run(t)
+	if err != nil {
+		t.Fatalf("run against a forged history: %v", err)
+	}
+	if b := res.Record.Inputs.Baseline; b == nil || b.Image != w.champion.Ref || b.Version != "1.0.0" {
+		t.Fatalf("baseline %+v, want what prod runs: %s", b, w.champion.Ref)
+	}
+
+	setImage := func(t *testing.T, img string) {
+		t.Helper()
+		patch := fmt.Appendf(nil, `{"spec":{"template":{"spec":{"containers":[{"name":"model","image":%q}]}}}}`, img)
+		if _, err := w.c.Client.AppsV1().Deployments(w.ns).Patch(t.Context(), "diabetes", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo, digest, _ := strings.Cut(w.champion.Ref, "@")
+	for _, tc := range []struct{ name, image string }{
+		{"a tag", repo + ":1.0.0"},
+		{"another repository", strings.Replace(repo, "/diabetes", "/other", 1) + "@" + digest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setImage(t, tc.image)
+			t.Cleanup(func() { setImage(t, w.champion.Ref) })
+			if _, err := run(t); !errors.Is(err, pipeline.ErrChampion) {
+				t.Fatalf("prod runs %s: %v, want ErrChampion", tc.image, err)
+			}
+		})
+	}
 }
 
 // rescored is the champion's metrics re-scored by the run res.

@@ -125,6 +125,23 @@ func parseDigest(s string) (v1.Hash, error) {
 	return v1.Hash{Algorithm: "sha256", Hex: hexPart}, nil
 }
 
+// SplitPinned splits a container image pinned by digest, NAME@sha256:…,
+// into its name and digest. Unlike ParseRef it accepts a name without a
+// registry host (a trainer image such as python@sha256:…, which the
+// container runtime resolves); the name is not resolved. Errors wrap
+// ErrNotDigest and name s.
+func SplitPinned(s string) (string, v1.Hash, error) {
+	repo, dg, ok := strings.Cut(s, "@")
+	if !ok || repo == "" {
+		return "", v1.Hash{}, fmt.Errorf("image %q: %w: want NAME@sha256:…", s, ErrNotDigest)
+	}
+	h, err := parseDigest(dg)
+	if err != nil {
+		return "", v1.Hash{}, fmt.Errorf("image %q: %w: %w", s, ErrNotDigest, err)
+	}
+	return repo, h, nil
+}
+
 // LayoutRef returns the reference to digest in the OCI layout at dir
 // (made absolute).
 func LayoutRef(dir string, digest v1.Hash) (Ref, error) {

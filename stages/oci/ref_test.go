@@ -354,3 +354,27 @@ func FuzzParseRef(f *testing.F) {
 		}
 	})
 }
+
+func TestSplitPinned(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		in, repo string
+		ok       bool
+	}{
+		{"python@" + d, "python", true},
+		{"ghcr.example/team/trainer@" + d, "ghcr.example/team/trainer", true},
+		{"127.0.0.1:5000/t@" + d, "127.0.0.1:5000/t", true},
+		{"python:3.11", "", false},
+		{"@" + d, "", false},
+		{"python@sha256:abc", "", false},
+		{"python@md5:" + strings.Repeat("a", 32), "", false},
+	} {
+		repo, h, err := oci.SplitPinned(tc.in)
+		if tc.ok != (err == nil) || (tc.ok && (repo != tc.repo || h.String() != d)) {
+			t.Errorf("SplitPinned(%q) = %q, %v, %v", tc.in, repo, h, err)
+		}
+		if err != nil && !errors.Is(err, oci.ErrNotDigest) {
+			t.Errorf("SplitPinned(%q): %v, want ErrNotDigest", tc.in, err)
+		}
+	}
+}

@@ -244,15 +244,26 @@ type promotion struct {
 }
 
 func (p *promotion) resolve(ctx context.Context) (string, error) {
-	tag := p.From.Repository + ":" + modelgate.Tag(p.Version)
-	d, err := registry.Resolve(ctx, tag, p.RegistryOptions...)
+	from, err := oci.ParseRepository(p.From.Repository)
+	if err != nil {
+		return "", err
+	}
+	to, err := oci.ParseRepository(p.To.Repository)
+	if err != nil {
+		return "", err
+	}
+	tag, err := from.Tag(modelgate.Tag(p.Version))
+	if err != nil {
+		return "", err
+	}
+	d, err := registry.Resolve(ctx, tag.String(), p.RegistryOptions...)
 	if err != nil {
 		return "", err
 	}
 	p.digest = d
 	p.res.Digest = d.String()
-	p.res.Source = p.From.Repository + "@" + d.String()
-	p.res.Image = p.To.Repository + "@" + d.String()
+	p.res.Source = from.Digest(d).String()
+	p.res.Image = to.Digest(d).String()
 	return "", nil
 }
 

@@ -2,12 +2,12 @@ package sign
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/stages/oci"
 )
 
 // SLSA provenance v1 (https://slsa.dev/spec/v1.0/provenance).
@@ -103,15 +103,11 @@ func NewProvenance(in ProvenanceInput) (*Provenance, error) {
 	}
 	switch {
 	case in.TrainerImage != "":
-		repo, dg, ok := strings.Cut(in.TrainerImage, "@")
-		if !ok {
-			return nil, fmt.Errorf("provenance: trainer image %q is not pinned by digest (repo@sha256:…)", in.TrainerImage)
-		}
-		d, err := digestMap(dg)
+		repo, h, err := oci.SplitPinned(in.TrainerImage)
 		if err != nil {
-			return nil, fmt.Errorf("provenance: trainer image %q: %w", in.TrainerImage, err)
+			return nil, fmt.Errorf("provenance: trainer image is not pinned by digest: %w", err)
 		}
-		deps = append(deps, ResourceDescriptor{Name: "trainer", URI: "oci://" + repo, Digest: d})
+		deps = append(deps, ResourceDescriptor{Name: "trainer", URI: "oci://" + repo, Digest: map[string]string{h.Algorithm: h.Hex}})
 	case in.BuiltinTrainer != "" && in.BuiltinTrainerVersion != "":
 		deps = append(deps, ResourceDescriptor{
 			Name: "trainer",
