@@ -4,12 +4,15 @@
 package ocitest
 
 import (
+	"bytes"
 	"io"
 	"log"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	ggcr "github.com/google/go-containerregistry/pkg/registry"
@@ -30,6 +33,54 @@ func Registry(t testing.TB) string {
 	srv := httptest.NewServer(ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// Recorded is a registry like Registry's that keeps what crossed the wire:
+// every request URL and body and every response body, for tests that
+// search it (a secret that must never reach a registry).
+type Recorded struct {
+	// Host is the registry's host:port.
+	Host string
+	mu   sync.Mutex
+	seen bytes.Buffer
+}
+
+// RecordingRegistry starts a Recorded registry; it stops when the test ends.
+func RecordingRegistry(t testing.TB) *Recorded {
+	t.Helper()
+	r := &Recorded{}
+	h := ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		rec := &recorder{ResponseWriter: w}
+		h.ServeHTTP(rec, req)
+		r.mu.Lock()
+		r.seen.WriteString(req.URL.String())
+		r.seen.Write(body)
+		r.seen.Write(rec.body.Bytes())
+		r.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	r.Host = strings.TrimPrefix(srv.URL, "http://")
+	return r
+}
+
+// Contents is everything the registry has seen so far.
+func (r *Recorded) Contents() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seen.String()
+}
+
+type recorder struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
 }
 
 // Keys is a cosign key pair written to a temporary directory.

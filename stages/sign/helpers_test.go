@@ -1,25 +1,11 @@
 package sign_test
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
+	"github.com/modelci/modelci/internal/ocitest"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/sign"
 )
@@ -28,76 +14,23 @@ const testPassword = "correct-horse-battery-staple-7f3a"
 
 // testRegistry is an in-process registry over real HTTP that records every
 // request and response body (the password test searches them).
-type testRegistry struct {
-	host string
-	mu   sync.Mutex
-	seen bytes.Buffer
-}
+type testRegistry struct{ *ocitest.Recorded }
 
 func newRegistry(t testing.TB) *testRegistry {
-	t.Helper()
-	r := &testRegistry{}
-	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		rec := &recorder{ResponseWriter: w}
-		h.ServeHTTP(rec, req)
-		r.mu.Lock()
-		r.seen.WriteString(req.URL.String())
-		r.seen.Write(body)
-		r.seen.Write(rec.body.Bytes())
-		r.mu.Unlock()
-	}))
-	t.Cleanup(srv.Close)
-	r.host = strings.TrimPrefix(srv.URL, "http://")
-	return r
+	r := ocitest.RecordingRegistry(t)
+	return &testRegistry{Recorded: r}
 }
 
-func (r *testRegistry) contents() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.seen.String()
-}
-
-type recorder struct {
-	http.ResponseWriter
-	body bytes.Buffer
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	r.body.Write(b)
-	return r.ResponseWriter.Write(b)
-}
+func (r *testRegistry) contents() string { return r.Contents() }
 
 // pushModel pushes a random image annotated as model name/version and
 // returns it by digest.
 func pushModel(t testing.TB, r *testRegistry, repo, model, version string) string {
 	t.Helper()
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.Annotations(img, map[string]string{
-		sign.AnnotationModelName:    model,
-		sign.AnnotationModelVersion: version,
-	}).(v1.Image)
-	ref, err := name.ParseReference(r.host+"/"+repo+":"+version, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r.host + "/" + repo + "@" + d.String()
+	return r.Host + "/" + repo + "@" + ocitest.PushModel(t, r.Host+"/"+repo, version, model, version, 512, 1).String()
 }
 
-// keyPair generates a cosign key pair and writes it to a temporary
-// directory.
+// keyPair is a cosign key pair written to a temporary directory.
 type keyPair struct {
 	priv, pub         []byte
 	privPath, pubPath string
@@ -105,22 +38,8 @@ type keyPair struct {
 }
 
 func newKeyPair(t testing.TB) keyPair {
-	t.Helper()
-	priv, pub, err := sign.GenerateKeys([]byte(testPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	k := keyPair{priv: priv, pub: pub, privPath: filepath.Join(dir, "cosign.key"), pubPath: filepath.Join(dir, "cosign.pub")}
-	// One source per key: it decrypts the key (scrypt) once.
-	k.src = sign.Key(priv, []byte(testPassword))
-	if err := os.WriteFile(k.privPath, priv, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(k.pubPath, pub, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return k
+	k := ocitest.NewKeys(t, testPassword)
+	return keyPair{priv: k.Priv, pub: k.Pub, privPath: k.PrivPath, pubPath: k.PubPath, src: k.Signer}
 }
 
 func (k keyPair) source() sign.SignerSource { return k.src }

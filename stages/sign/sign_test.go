@@ -56,7 +56,7 @@ func TestSignAttestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantSigTag := r.host + "/models/diabetes:sha256-" + strings.TrimPrefix(digest, "sha256:") + ".sig"
+	wantSigTag := r.Host + "/models/diabetes:sha256-" + strings.TrimPrefix(digest, "sha256:") + ".sig"
 	if s.Tag != wantSigTag || s.Ref != ref || !strings.HasPrefix(s.ManifestDigest, "sha256:") {
 		t.Errorf("Sign = %+v, want tag %s and ref %s", s, wantSigTag, ref)
 	}
@@ -92,7 +92,7 @@ func TestSignAttestVerify(t *testing.T) {
 	}
 
 	// The signed payload carries the model and the run id.
-	sigs := signatureLayers(t, r.host+"/models/diabetes:"+strings.Replace(digest, ":", "-", 1)+".sig")
+	sigs := signatureLayers(t, r.Host+"/models/diabetes:"+strings.Replace(digest, ":", "-", 1)+".sig")
 	var p struct {
 		Optional map[string]string `json:"optional"`
 	}
@@ -138,7 +138,7 @@ func TestSignResolvesTagWithWarning(t *testing.T) {
 	k := newKeyPair(t)
 	ref := pushModel(t, r, "m", "m", "2.0.0")
 	var log bytes.Buffer
-	res, err := sign.Sign(ctx(t), r.host+"/m:2.0.0", k.source(), sign.WithLog(&log))
+	res, err := sign.Sign(ctx(t), r.Host+"/m:2.0.0", k.source(), sign.WithLog(&log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestVerifyRefused(t *testing.T) {
 func TestVerifyRegistryErrorIsNotRefusal(t *testing.T) {
 	k := newKeyPair(t)
 	r := newRegistry(t)
-	_, err := sign.Verify(ctx(t), r.host+"/absent@sha256:"+strings.Repeat("1", 64), sign.VerifyPolicy{Key: k.pub})
+	_, err := sign.Verify(ctx(t), r.Host+"/absent@sha256:"+strings.Repeat("1", 64), sign.VerifyPolicy{Key: k.pub})
 	if err == nil || errors.Is(err, sign.ErrRefused) {
 		t.Fatalf("Verify of a missing image: %v, want an error that is not ErrRefused", err)
 	}
