@@ -168,9 +168,11 @@ func (r *run) championModel(ctx context.Context, ref, dir string) error {
 // score runs the spec's evaluator on the model in modelDir.
 func (r *run) score(ctx context.Context, modelDir string, test *data.Dataset, outDir string) ([]float64, error) {
 	if len(r.spec.Evaluate.Command) > 0 {
+		exclude, dataset := r.leftOut()
 		return evaluate.External(ctx, evaluate.ExternalInput{
-			Command: r.spec.Evaluate.Command, Dir: r.spec.Dir, ModelDir: modelDir, Test: test,
-			OutDir: outDir, Log: r.o.log,
+			Command: r.spec.Evaluate.Command, Dir: r.spec.Dir, Workdir: r.spec.Evaluate.Workdir, Env: r.spec.Evaluate.Env,
+			Exclude: exclude, Dataset: dataset,
+			ModelDir: modelDir, Test: test, OutDir: outDir, Log: r.o.log,
 		})
 	}
 	b, err := os.ReadFile(filepath.Join(modelDir, model.FileName))

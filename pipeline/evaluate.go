@@ -17,8 +17,11 @@ func (r *run) evaluate(ctx context.Context) (string, error) {
 	if len(spec.Evaluate.Command) == 0 {
 		perExample, err = evaluate.Builtin(r.linear, r.testSet)
 	} else {
+		exclude, dataset := r.leftOut()
 		perExample, err = evaluate.External(ctx, evaluate.ExternalInput{
-			Command: spec.Evaluate.Command, Dir: spec.Dir, ModelDir: r.modelDir, Test: r.testSet,
+			Command: spec.Evaluate.Command, Dir: spec.Dir, Workdir: spec.Evaluate.Workdir, Env: spec.Evaluate.Env,
+			Exclude: exclude, Dataset: dataset,
+			ModelDir: r.modelDir, Test: r.testSet,
 			OutDir: filepath.Join(r.tmp, "evaluate"), Log: r.o.log,
 		})
 	}

@@ -33,8 +33,11 @@ func (r *run) train(ctx context.Context) (string, error) {
 			return "", err
 		}
 	} else {
+		exclude, dataset := r.leftOut()
 		res, err := train.External(ctx, train.ExternalInput{
-			Command: spec.Train.Command, Dir: spec.Dir, Train: r.trainSet, Params: spec.Train.Params,
+			Command: spec.Train.Command, Dir: spec.Dir, Workdir: spec.Train.Workdir, Env: spec.Train.Env,
+			Exclude: exclude, Dataset: dataset,
+			Train: r.trainSet, Params: spec.Train.Params,
 			Seed: *spec.Data.Seed, OutDir: filepath.Join(r.tmp, "train"), Log: r.o.log,
 		})
 		if err != nil {
@@ -54,4 +57,19 @@ func (r *run) train(ctx context.Context) (string, error) {
 	r.rec.Figures.Epochs = len(r.trainLoss)
 	r.rec.Figures.FinalTrainLoss = last
 	return fmt.Sprintf("%d epochs, final loss %s", len(r.trainLoss), num(last)), nil
+}
+
+// leftOut is what the staging copy of the project, where an external
+// trainer or evaluator runs, leaves out besides the fixed rules (data files,
+// keys, .git): the output directory (the run's and the spec's) and the
+// signing key by path, and the data set by content, under any name.
+func (r *run) leftOut() (exclude []string, dataset string) {
+	sp := r.spec
+	exclude = []string{sp.Path(sp.Output)}
+	for _, p := range []string{r.out, sp.Sign.Key} { // r.out is empty outside a run (ChampionBaseline)
+		if p != "" {
+			exclude = append(exclude, p)
+		}
+	}
+	return exclude, sp.Path(sp.Data.Path)
 }

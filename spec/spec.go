@@ -89,6 +89,14 @@ type TrainSpec struct {
 	Linear train.Params `yaml:"-"`
 	Image  string       `yaml:"image"`
 	GPU    bool         `yaml:"gpu"`
+	// Env names variables passed through from modelci's environment to
+	// the command; it otherwise gets a clean one (trainer contract v1).
+	// Secrets modelci uses and MODELCI_* names are refused
+	// (train.CheckPassEnv).
+	Env []string `yaml:"env"`
+	// Workdir runs the command in this directory, in place, instead of a
+	// staging copy of the project; absolute once loaded.
+	Workdir string `yaml:"workdir"`
 }
 
 // file is the spec as written: the sections decoded later (train.params,
@@ -105,6 +113,9 @@ type file struct {
 // EvaluateSpec names an external evaluator; built-in models need none.
 type EvaluateSpec struct {
 	Command []string `yaml:"command"`
+	// Env and Workdir are train.env and train.workdir for the evaluator.
+	Env     []string `yaml:"env"`
+	Workdir string   `yaml:"workdir"`
 }
 
 // ImageSpec describes the serving image.
@@ -178,6 +189,12 @@ func (s *Spec) resolvePaths() {
 	if s.Verify.Key != "" {
 		s.Verify.Key = s.Path(s.Verify.Key)
 	}
+	if s.Train.Workdir != "" {
+		s.Train.Workdir = s.Path(s.Train.Workdir)
+	}
+	if s.Evaluate.Workdir != "" {
+		s.Evaluate.Workdir = s.Path(s.Evaluate.Workdir)
+	}
 }
 
 func (s *Spec) applyDefaults() {
@@ -235,6 +252,8 @@ func (s *Spec) validate() error {
 	case len(s.Train.Command) > 0 && len(s.Evaluate.Command) == 0:
 		bad("evaluate.command", "an external trainer needs an external evaluator (evaluator contract v1)")
 	}
+	errs = append(errs, validateCommandEnv(s.File, "train", len(s.Train.Command) > 0, s.Train.Env, s.Train.Workdir)...)
+	errs = append(errs, validateCommandEnv(s.File, "evaluate", len(s.Evaluate.Command) > 0, s.Evaluate.Env, s.Evaluate.Workdir)...)
 	if s.Train.GPU {
 		errs = append(errs, fmt.Errorf("%s: train.gpu: %w on a bare machine: GPUs come with the Dagger module (issue [8/9])", s.File, ErrNotSupported))
 	}
@@ -256,6 +275,21 @@ func (s *Spec) validate() error {
 	errs = append(errs, s.validateEnvironments()...)
 	errs = append(errs, s.validateBaselineFrom()...)
 	return errors.Join(errs...)
+}
+
+// validateCommandEnv checks train.env and train.workdir (section "train"),
+// or evaluate's: they need a command, and env names no secret.
+func validateCommandEnv(file, section string, command bool, env []string, workdir string) []error {
+	var errs []error
+	if !command && (len(env) > 0 || workdir != "") {
+		errs = append(errs, fmt.Errorf("%s: %s: %w: env and workdir apply to %s.command", file, section, ErrSpec, section))
+	}
+	for i, name := range env {
+		if err := train.CheckPassEnv(name); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s.env[%d]: %w: %w", file, section, i, ErrSpec, err))
+		}
+	}
+	return errs
 }
 
 var supportedPlatforms = []string{"linux/amd64", "linux/arm64"}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelci/modelci/internal/strictyaml"
 	"github.com/modelci/modelci/spec"
+	"github.com/modelci/modelci/stages/train"
 )
 
 const validSpec = `apiVersion: modelci.dev/v1
@@ -74,6 +75,20 @@ func TestParseSpecErrors(t *testing.T) {
 		{"bad trainer param value", func(s string) string { return s + "train:\n  params: {epochs: 0}\n" }, nil, "train.params"},
 		{"builtin and command", func(s string) string { return s + "train:\n  builtin: linear\n  command: [x]\n" }, spec.ErrSpec, "set builtin or command, not both"},
 		{"command without evaluator", func(s string) string { return s + "train:\n  command: [python3, t.py]\n" }, spec.ErrSpec, "evaluate.command"},
+		{"secret in train.env", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\n  env: [HF_TOKEN, MODELCI_KEY_PASSWORD]\nevaluate:\n  command: [python3, e.py]\n"
+		}, train.ErrSecretEnv, "train.env[1]: invalid spec: MODELCI_KEY_PASSWORD: "},
+		{"secret in evaluate.env", func(s string) string {
+			return s + "evaluate:\n  command: [python3, e.py]\n  env: [GITHUB_TOKEN]\n"
+		}, train.ErrSecretEnv, "evaluate.env[0]: invalid spec: GITHUB_TOKEN: "},
+		{"MODELCI_ name in train.env", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\n  env: [MODELCI_DATA]\nevaluate:\n  command: [python3, e.py]\n"
+		}, train.ErrSecretEnv, "train.env[0]: invalid spec: MODELCI_DATA: "},
+		{"bad name in train.env", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\n  env: [A=B]\nevaluate:\n  command: [python3, e.py]\n"
+		}, train.ErrEnvName, "train.env[0]"},
+		{"train.env with the builtin trainer", func(s string) string { return s + "train:\n  env: [HF_TOKEN]\n" }, spec.ErrSpec, "train: invalid spec: env and workdir apply to train.command"},
+		{"evaluate.workdir without a command", func(s string) string { return s + "evaluate:\n  workdir: src\n" }, spec.ErrSpec, "evaluate: invalid spec: env and workdir apply to evaluate.command"},
 		{"unknown builtin", func(s string) string { return s + "train:\n  builtin: xgboost\n" }, spec.ErrSpec, "train.builtin"},
 		{"bad platform", func(s string) string { return s + "image:\n  platforms: [windows/amd64]\n" }, spec.ErrSpec, "image.platforms[0]"},
 		{"bad repository", func(s string) string { return s + "image:\n  repository: diabetes\n" }, spec.ErrSpec, "image.repository"},
@@ -97,6 +112,27 @@ func TestParseSpecErrors(t *testing.T) {
 				t.Fatalf("err = %q, want it to contain %q", err, tt.message)
 			}
 		})
+	}
+}
+
+func TestParseSpecCommandEnv(t *testing.T) {
+	s, err := spec.Parse("modelci.yaml", "/proj", []byte(validSpec+`train:
+  command: [python3, train.py]
+  env: [HF_TOKEN, CUDA_VISIBLE_DEVICES]
+  workdir: src
+evaluate:
+  command: [python3, evaluate.py]
+  env: [HF_TOKEN]
+  workdir: /abs/eval
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Train.Env, ",") != "HF_TOKEN,CUDA_VISIBLE_DEVICES" || strings.Join(s.Evaluate.Env, ",") != "HF_TOKEN" {
+		t.Errorf("env %v, %v", s.Train.Env, s.Evaluate.Env)
+	}
+	if s.Train.Workdir != "/proj/src" || s.Evaluate.Workdir != "/abs/eval" {
+		t.Errorf("workdir %q, %q: want them resolved against the spec's directory", s.Train.Workdir, s.Evaluate.Workdir)
 	}
 }
 

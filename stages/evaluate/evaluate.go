@@ -88,8 +88,22 @@ func Builtin(m *model.Linear, test *data.Dataset) ([]float64, error) {
 type ExternalInput struct {
 	// Command is the spec's evaluate.command: program and arguments.
 	Command []string
-	// Dir is the working directory, the project directory.
+	// Dir is the project directory, staged as for a trainer (see
+	// train.ExternalInput.Dir) unless Workdir is set.
 	Dir string
+	// Workdir, when set, is where the evaluator runs, in place and unstaged
+	// (evaluate.workdir).
+	Workdir string
+	// Exclude are files and directories of Dir left out of the staging
+	// copy: the output directory, the signing key.
+	Exclude []string
+	// Dataset is the data set file: the staging copy leaves out every file
+	// with its bytes, whatever its name.
+	Dataset string
+	// Env names variables passed through from modelci's environment
+	// (evaluate.env). The evaluator's environment is otherwise PATH, a
+	// fresh HOME and TMPDIR, LANG and the contract's variables only.
+	Env []string
 	// ModelDir is the trainer's model directory.
 	ModelDir string
 	// Test is the test split.
@@ -146,11 +160,19 @@ func External(ctx context.Context, in ExternalInput) ([]float64, error) {
 		return nil, fmt.Errorf("external evaluator: %w", err)
 	}
 
+	var dataset []string
+	if in.Dataset != "" {
+		dataset = []string{in.Dataset}
+	}
 	err = proc.Run(ctx, proc.Cmd{
-		Argv: in.Command,
-		Dir:  in.Dir,
-		Env:  []string{EnvModel + "=" + modelDir, EnvData + "=" + dataDir, EnvOut + "=" + out},
-		Log:  in.Log,
+		Argv:           in.Command,
+		Project:        in.Dir,
+		Workdir:        in.Workdir,
+		Exclude:        in.Exclude,
+		ExcludeContent: dataset,
+		SetEnv:         []string{EnvModel + "=" + modelDir, EnvData + "=" + dataDir, EnvOut + "=" + out},
+		PassEnv:        in.Env,
+		Log:            in.Log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("external evaluator: %w", err)

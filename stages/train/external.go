@@ -34,7 +34,22 @@ var (
 	ErrBadTrainReport = errors.New("invalid train.json")
 	// ErrNonFiniteLoss: a loss in train.json is NaN or infinite.
 	ErrNonFiniteLoss = errors.New("training loss is not finite")
+	// ErrSecretEnv: train.env (or evaluate.env) names a secret modelci
+	// uses, or another MODELCI_* variable (CheckPassEnv).
+	ErrSecretEnv = proc.ErrSecretEnv
+	// ErrEnvName: train.env (or evaluate.env) holds something that is not
+	// a variable name.
+	ErrEnvName = proc.ErrEnvName
+	// ErrProjectTooLarge: the project's files to stage are over
+	// proc.MaxStageBytes (1 GiB); train.workdir runs in place instead.
+	ErrProjectTooLarge = proc.ErrProjectTooLarge
 )
+
+// CheckPassEnv says whether a name in train.env or evaluate.env may be
+// passed through to a trainer or evaluator: an error wrapping ErrSecretEnv
+// for the secrets modelci uses (stages/internal/proc.SecretEnv, the one
+// list) and every other MODELCI_* name, ErrEnvName for a malformed name.
+func CheckPassEnv(name string) error { return proc.CheckPassEnv(name) }
 
 // ExitError is a trainer's non-zero exit: its code and the last lines of
 // its stderr.
@@ -55,8 +70,24 @@ const (
 type ExternalInput struct {
 	// Command is the spec's train.command: program and arguments.
 	Command []string
-	// Dir is the working directory, the project directory.
+	// Dir is the project directory. The trainer runs in a fresh staging
+	// directory holding a copy of its files, removed afterwards, without
+	// data files (*.csv, *.tsv, *.parquet), keys (*.key, *.pem), .git,
+	// Exclude, and any file with Dataset's bytes; unless Workdir is set.
 	Dir string
+	// Workdir, when set, is where the trainer runs, in place and unstaged
+	// (train.workdir, the escape hatch); Dir is then not copied.
+	Workdir string
+	// Exclude are files and directories of Dir left out of the staging
+	// copy: the output directory, the signing key.
+	Exclude []string
+	// Dataset is the data set file: the staging copy leaves out every file
+	// with its bytes, whatever its name.
+	Dataset string
+	// Env names variables passed through from modelci's environment
+	// (train.env). The trainer's environment is otherwise PATH, a fresh
+	// HOME and TMPDIR, LANG and the contract's variables only.
+	Env []string
 	// Train is the training split, the only rows the trainer sees.
 	Train *data.Dataset
 	// Params is the spec's train.params, passed as JSON.
@@ -109,16 +140,24 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 		return nil, fmt.Errorf("external trainer: %w", err)
 	}
 
+	var dataset []string
+	if in.Dataset != "" {
+		dataset = []string{in.Dataset}
+	}
 	err = proc.Run(ctx, proc.Cmd{
-		Argv: in.Command,
-		Dir:  in.Dir,
-		Env: []string{
+		Argv:           in.Command,
+		Project:        in.Dir,
+		Workdir:        in.Workdir,
+		Exclude:        in.Exclude,
+		ExcludeContent: dataset,
+		SetEnv: []string{
 			EnvData + "=" + dataDir,
 			EnvOut + "=" + out,
 			EnvParams + "=" + string(pj),
 			EnvSeed + "=" + strconv.FormatInt(in.Seed, 10),
 		},
-		Log: in.Log,
+		PassEnv: in.Env,
+		Log:     in.Log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("external trainer: %w", err)

@@ -2,8 +2,13 @@
 
 package proc
 
-import "os/exec"
+import (
+	"context"
+	"os/exec"
+)
 
-// setProcessGroup keeps exec's default: only the program itself is killed on
-// cancellation.
-func setProcessGroup(*exec.Cmd) {}
+// command keeps exec's defaults: only the program itself is killed on
+// cancellation, and nothing when modelci dies.
+func command(ctx context.Context, argv []string) (*exec.Cmd, func(), error) {
+	return exec.CommandContext(ctx, argv[0], argv[1:]...), func() {}, nil
+}

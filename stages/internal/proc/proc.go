@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -40,13 +42,36 @@ const waitDelay = 5 * time.Second
 // Cmd is one program run.
 type Cmd struct {
 	// Argv is the program and its arguments. A relative program path with a
-	// separator (./train.sh) is resolved against Dir.
+	// separator (./train.sh) is resolved against the working directory; a
+	// bare name (python3) is looked up on PATH.
 	Argv []string
-	// Dir is the working directory; empty means the current one.
-	Dir string
-	// Env is added to the current environment, overriding equal names.
-	Env []string
-	// Log receives the program's stdout and stderr; nil discards them.
+	// Project is the project directory. Unless Workdir is set, the program
+	// runs in a fresh staging directory, removed afterwards, that holds a
+	// copy of Project's files without ExcludedNames, Exclude and the
+	// bytes of ExcludeContent (see stage). Empty stages nothing: the
+	// program starts in an empty directory.
+	Project string
+	// Exclude are files and directories of Project (absolute, or relative
+	// to Project) left out of the staging copy: the output directory, the
+	// signing key.
+	Exclude []string
+	// ExcludeContent are files whose bytes the staging copy leaves out
+	// under any name: the data set.
+	ExcludeContent []string
+	// Workdir, when set, is where the program runs, in place and unstaged
+	// (train.workdir, the escape hatch); Project is then not copied.
+	Workdir string
+	// SetEnv are NAME=VALUE variables set for the program: the contract's
+	// MODELCI_* variables. Run builds the rest of the environment itself
+	// (childEnv: PATH, HOME, LANG, TMPDIR and PassEnv); nothing else of
+	// modelci's environment reaches the program.
+	SetEnv []string
+	// PassEnv names variables passed through from modelci's environment
+	// (train.env); an unset one is left unset. A name that CheckPassEnv
+	// refuses is an error.
+	PassEnv []string
+	// Log receives the program's stdout and stderr, and a line about the
+	// staging directory; nil discards them.
 	Log io.Writer
 }
 
@@ -75,17 +100,16 @@ func (e *ExitError) Is(target error) bool { return target == ErrExit }
 // Run runs c to completion. It returns an error wrapping ErrNotFound when the
 // program cannot be found, an *ExitError (matching ErrExit) when it exits
 // non-zero, and ctx.Err() when ctx ends first, in which case the program and
-// its children are killed.
-func Run(ctx context.Context, c Cmd) error {
+// its children are killed. They are killed too when modelci dies, and
+// whatever the program left running is killed when it exits (see command).
+//
+// The program gets a clean environment (SetEnv, PassEnv) with a fresh HOME
+// and TMPDIR, and runs in a staging copy of Project unless Workdir is set;
+// Run removes the fresh directories before it returns.
+func Run(ctx context.Context, c Cmd) (err error) {
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
 		return fmt.Errorf("run: empty command: %w", ErrNotFound)
 	}
-	cmd := exec.CommandContext(ctx, c.Argv[0], c.Argv[1:]...)
-	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), c.Env...)
-	cmd.WaitDelay = waitDelay
-	setProcessGroup(cmd)
-
 	log := c.Log
 	if log == nil {
 		log = io.Discard
@@ -93,17 +117,78 @@ func Run(ctx context.Context, c Cmd) error {
 	// stdout and stderr are copied by two goroutines; the lock keeps a
 	// writer that is not safe for concurrent use (a bytes.Buffer) intact.
 	lw := &lockedWriter{w: log}
+
+	root, err := os.MkdirTemp("", "modelci-run-")
+	if err != nil {
+		return fmt.Errorf("run %q: %w", c.Argv[0], err)
+	}
+	defer func() {
+		if rmErr := removeAll(root); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("run %q: remove its temporary directories: %w", c.Argv[0], rmErr))
+		}
+	}()
+	home, tmp, work := filepath.Join(root, "home"), filepath.Join(root, "tmp"), filepath.Join(root, "work")
+	for _, d := range []string{home, tmp, work} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return fmt.Errorf("run %q: %w", c.Argv[0], err)
+		}
+	}
+	env, err := childEnv(home, tmp, c.PassEnv, c.SetEnv)
+	if err != nil {
+		return fmt.Errorf("run %q: environment: %w", c.Argv[0], err)
+	}
+	dir := work
+	if c.Workdir != "" {
+		if dir, err = filepath.Abs(c.Workdir); err != nil {
+			return fmt.Errorf("run %q: workdir: %w", c.Argv[0], err)
+		}
+		if fi, err := os.Stat(dir); err != nil {
+			return fmt.Errorf("run %q: workdir: %w", c.Argv[0], err)
+		} else if !fi.IsDir() {
+			return fmt.Errorf("run %q: workdir %s is not a directory", c.Argv[0], dir)
+		}
+	} else if err := stage(c.Project, work, c.Exclude, c.ExcludeContent, lw); err != nil {
+		return fmt.Errorf("run %q: %w", c.Argv[0], err)
+	}
+	if err := findProgram(c.Argv[0], dir); err != nil {
+		return err
+	}
+
+	cmd, done, err := command(ctx, c.Argv)
+	if err != nil {
+		return fmt.Errorf("run %q: %w", c.Argv[0], err)
+	}
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.WaitDelay = waitDelay
 	tail := &tailWriter{}
 	cmd.Stdout = lw
 	cmd.Stderr = io.MultiWriter(lw, tail)
 
-	if err := cmd.Start(); err != nil {
+	// Start and Wait on one goroutine locked to its OS thread: Pdeathsig
+	// fires when the thread that started the child exits, and a locked
+	// thread runs nothing else, so it lives until the child has exited.
+	// Unlocking after Wait gives the thread back to the runtime.
+	started, waited := make(chan error, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		done()
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("run %q: %w: %w", c.Argv[0], ErrNotFound, err)
 		}
 		return fmt.Errorf("run %q: %w", c.Argv[0], err)
 	}
-	err := cmd.Wait()
+	err = <-waited
+	done()
 	if ctx.Err() != nil {
 		return fmt.Errorf("run %q: %w", c.Argv[0], ctx.Err())
 	}
@@ -113,6 +198,38 @@ func Run(ctx context.Context, c Cmd) error {
 	}
 	if err != nil {
 		return fmt.Errorf("run %q: %w", c.Argv[0], err)
+	}
+	return nil
+}
+
+// findProgram reports, as exec would, a program that cannot be run: the
+// program is started through a shell (command), which would report it as
+// exit status 127 instead. A bare name is looked up on PATH (the child's
+// PATH is modelci's); a path is resolved against dir.
+func findProgram(name, dir string) error {
+	if !strings.Contains(name, "/") {
+		if _, err := exec.LookPath(name); err != nil {
+			if errors.Is(err, exec.ErrNotFound) {
+				return fmt.Errorf("run %q: %w: %w", name, ErrNotFound, err)
+			}
+			return fmt.Errorf("run %q: %w", name, err)
+		}
+		return nil
+	}
+	p := name
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, p)
+	}
+	fi, err := os.Stat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("run %q: %w: %w", name, ErrNotFound, err)
+	case err != nil:
+		return fmt.Errorf("run %q: %w", name, err)
+	case fi.IsDir():
+		return fmt.Errorf("run %q: is a directory", name)
+	case fi.Mode()&0o111 == 0:
+		return fmt.Errorf("run %q: not executable: %w", name, fs.ErrPermission)
 	}
 	return nil
 }

@@ -29,10 +29,10 @@ func TestRunSuccess(t *testing.T) {
 	script(t, dir, "ok.sh", `echo "out $GREETING"; echo "err $(pwd)" >&2`)
 	var log bytes.Buffer
 	err := proc.Run(context.Background(), proc.Cmd{
-		Argv: []string{"./ok.sh"}, // relative to Dir, not to the test's directory
-		Dir:  dir,
-		Env:  []string{"GREETING=hello"},
-		Log:  &log,
+		Argv:    []string{"./ok.sh"}, // relative to Workdir, not to the test's directory
+		Workdir: dir,
+		SetEnv:  []string{"GREETING=hello"},
+		Log:     &log,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -75,7 +75,7 @@ exit 3
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := proc.Run(context.Background(), proc.Cmd{Argv: tt.argv, Dir: dir})
+			err := proc.Run(context.Background(), proc.Cmd{Argv: tt.argv, Project: dir})
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Run: %v, want %v", err, tt.wantErr)
 			}
@@ -129,7 +129,7 @@ func TestRunCancelKillsChildren(t *testing.T) {
 		<-w.started
 		cancel()
 	}()
-	err := proc.Run(ctx, proc.Cmd{Argv: []string{"./slow.sh"}, Dir: dir, Log: w})
+	err := proc.Run(ctx, proc.Cmd{Argv: []string{"./slow.sh"}, Project: dir, Log: w})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run: %v, want context.Canceled", err)
 	}
