@@ -26,8 +26,9 @@ var maxStageBytes int64 = MaxStageBytes
 
 // ExcludedNames are the base names, matched without regard to case, that a
 // staging directory never holds, files or directories: data files, keys and
-// certificates, and git's metadata.
-var ExcludedNames = []string{"*.csv", "*.tsv", "*.parquet", "*.key", "*.pem", ".git"}
+// certificates (and the usual files that hold credentials), and git's
+// metadata.
+var ExcludedNames = []string{"*.csv", "*.tsv", "*.parquet", "*.key", "*.pem", "*.p12", "*.pfx", ".env", ".netrc", ".npmrc", ".pypirc", ".docker", "id_rsa*", "id_ed25519*", "id_ecdsa*", ".git"}
 
 // stager plans and makes a staging copy of a project directory.
 type stager struct {
