@@ -145,6 +145,24 @@ func (m *Modelci) loadProject(ctx context.Context, source *dagger.Directory, spe
 // rel is a path from the spec, relative to the source directory.
 func (p *project) rel(name string) string { return path.Join(p.dir, name) }
 
+// codeExclude is what a user's trainer or evaluator container never sees of
+// the project: data files (it gets only its split, in $MODELCI_DATA), keys
+// and credential files, and git's metadata, as the host's staging copy
+// leaves them out (stages/internal/proc.ExcludedNames).
+var codeExclude = []string{
+	"**/*.csv", "**/*.tsv", "**/*.parquet", "**/*.key", "**/*.pem", "**/*.p12", "**/*.pfx",
+	"**/.env", "**/.netrc", "**/.npmrc", "**/.pypirc", "**/.docker", "**/id_rsa*", "**/id_ed25519*", "**/id_ecdsa*",
+	"**/.git", "**/.modelci",
+}
+
+// code is the project as a user's trainer or evaluator sees it at /src:
+// without the data set (under its own name too) and without codeExclude.
+func (p *project) code() *dagger.Directory {
+	return dag.Directory().
+		WithDirectory(".", p.source, dagger.DirectoryWithDirectoryOpts{Exclude: codeExclude}).
+		WithoutFile(p.rel(p.plan.Data.Path))
+}
+
 // withSource mounts the project at /src, the spec at specFile().
 func (p *project) withSource(c *dagger.Container) *dagger.Container {
 	return c.WithMountedDirectory(srcDir, p.source)
@@ -214,7 +232,7 @@ func (m *Modelci) train(ctx context.Context, p *project, img string, command []s
 			return nil, fmt.Errorf("train: an external trainer (%s) needs a trainer image: pass --image or set train.image", strings.Join(command, " "))
 		}
 		base := dag.Container().From(img).
-			WithMountedDirectory(srcDir, p.source).
+			WithMountedDirectory(srcDir, p.code()).
 			WithWorkdir(path.Join(srcDir, p.dir))
 		if gpu || pl.Train.GPU {
 			base = base.ExperimentalWithAllGPUs()
@@ -312,7 +330,7 @@ func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Dire
 			return nil, fmt.Errorf("evaluate: an external evaluator (%s) needs an image: pass --image or set train.image", strings.Join(command, " "))
 		}
 		ctr = withEvalEnv(dag.Container().From(img).
-			WithMountedDirectory(srcDir, p.source).
+			WithMountedDirectory(srcDir, p.code()).
 			WithWorkdir(path.Join(srcDir, p.dir)), split, trained).WithExec(command)
 	}
 	const in = "/modelci/in"
