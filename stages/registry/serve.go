@@ -478,36 +478,56 @@ func (s *store) path(repo, target string) string {
 
 // replace makes p hold content durably (nil content: removes p) and
 // returns how to put back what p held before, on a later failure. On error
-// p is as it was.
+// p is as it was, and so are its directories.
 func (s *store) replace(p string, content []byte) (undo func(), err error) {
 	old, err := os.ReadFile(p)
 	existed := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	if (content == nil && !existed) || (content != nil && existed && bytes.Equal(old, content)) {
+		return func() {}, nil
+	}
+	var created []string // directories made for p, deepest first
+	restore := func() error {
+		cur, err := os.ReadFile(p)
+		switch {
+		case existed && err == nil && bytes.Equal(cur, old):
+		case !existed && errors.Is(err, fs.ErrNotExist):
+		case existed:
+			if _, err := s.writeDurably(p, old); err != nil {
+				return err
+			}
+		default:
+			if err := removeDurably(p); err != nil {
+				return err
+			}
+		}
+		var removed string
+		for _, d := range created {
+			if os.Remove(d) != nil {
+				break
+			}
+			removed = d
+		}
+		if removed != "" {
+			return syncDir(filepath.Dir(removed))
+		}
+		return nil
+	}
 	if content == nil {
-		if !existed {
-			return func() {}, nil
-		}
-		if err := removeDurably(p); err != nil {
-			return nil, err
-		}
+		err = removeDurably(p)
 	} else {
-		if existed && bytes.Equal(old, content) {
-			return func() {}, nil
+		created, err = s.writeDurably(p, content)
+	}
+	if err != nil {
+		if rerr := restore(); rerr != nil {
+			s.log.Printf("restore %s: %v", p, rerr)
 		}
-		if err := s.writeDurably(p, content); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	return func() {
-		var err error
-		if existed {
-			err = s.writeDurably(p, old)
-		} else {
-			err = removeDurably(p)
-		}
-		if err != nil {
+		if err := restore(); err != nil {
 			s.log.Printf("roll back %s: %v", p, err)
 		}
 	}, nil
@@ -516,23 +536,17 @@ func (s *store) replace(p string, content []byte) (undo func(), err error) {
 // writeDurably writes content to p atomically and durably: a temporary
 // file in the same directory, written and fsynced, renamed over p, and the
 // directory fsynced (and the parents of any directory it had to create).
-// On error nothing is left behind: no temporary file, no new directory.
-func (s *store) writeDurably(p string, content []byte) (err error) {
+// It leaves no temporary file; it returns the directories it created,
+// deepest first, even on error, for the caller to remove.
+func (s *store) writeDurably(p string, content []byte) (created []string, err error) {
 	dir := filepath.Dir(p)
-	created, err := mkdirAllDurably(dir)
+	created, err = mkdirAllDurably(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			for _, d := range created {
-				os.Remove(d) // only if still empty
-			}
-		}
-	}()
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return err
+		return created, err
 	}
 	defer os.Remove(f.Name()) // a no-op after the rename
 	n, err := s.writeFile(f, content)
@@ -546,12 +560,12 @@ func (s *store) writeDurably(p string, content []byte) (err error) {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
+		return created, fmt.Errorf("write %s: %w", p, err)
 	}
 	if err := os.Rename(f.Name(), p); err != nil {
-		return err
+		return created, err
 	}
-	return syncDir(dir)
+	return created, syncDir(dir)
 }
 
 func removeDurably(p string) error {
