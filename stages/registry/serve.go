@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -657,6 +659,12 @@ func (s *store) replay() error {
 		ct, body, ok := bytes.Cut(raw, []byte("\n"))
 		if !ok {
 			return fmt.Errorf("manifest file %s: no content type line", p)
+		}
+		// Earlier versions stored a PUT by digest whatever its body hashed
+		// to: such an entry would serve another manifest under the digest.
+		if sum := sha256.Sum256(body); digestRE.MatchString(target) && target != "sha256:"+hex.EncodeToString(sum[:]) {
+			s.log.Printf("manifest file %s: body has digest sha256:%x, not its name: not served", p, sum)
+			return nil
 		}
 		all = append(all, saved{repo: repo, target: target, contentType: string(ct), body: body})
 		return nil

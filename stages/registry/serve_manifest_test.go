@@ -3,6 +3,7 @@ package registry_test
 import (
 	"cmp"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -215,4 +216,40 @@ func TestServeManifestAccepts(t *testing.T) {
 	check("before restart")
 	s.restart()
 	check("after restart")
+}
+
+// A root written before digest PUTs were checked may hold a manifest file
+// named by a digest its body does not have: on start it is not served (and
+// the digest of a tagged manifest comes back from its tag's file).
+func TestServeReplaySkipsMismatchedDigestFiles(t *testing.T) {
+	root := t.TempDir()
+	s := startServer(t, root)
+	const repo = "team/m"
+	img := newImageFixture(t, s.base, repo)
+	xb := img.manifest.bytes(t)
+	yb := img.manifest.with(func(m *mfst) { m.Layers = nil }).bytes(t)
+	if code, _, body := call(t, "PUT", s.base+"/v2/"+repo+"/manifests/x", xb, "Content-Type", ociManifest); code != http.StatusCreated {
+		t.Fatalf("PUT X: %d %s", code, body)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "manifests", "team", "m", "_manifests")
+	other := sha([]byte("never pushed"))
+	for name, body := range map[string][]byte{sha(xb): yb, other: xb} {
+		if err := os.WriteFile(filepath.Join(dir, name), append([]byte(ociManifest+"\n"), body...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.host, s.stop = serve(t, root)
+	s.base = "http://" + s.host
+	for ref, want := range map[string]string{"x": string(xb), sha(xb): string(xb), other: ""} {
+		code, _, body := getManifest(t, s.base, repo, ref)
+		if want == "" && code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", ref, code)
+		}
+		if want != "" && (code != http.StatusOK || body != want) {
+			t.Errorf("GET %s: %d %q, want X", ref, code, body)
+		}
+	}
 }
