@@ -4,14 +4,28 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/modelci/modelci/stages/registry"
 )
@@ -45,10 +59,22 @@ func regCode(err error) int {
 // command's error.
 func startRegistry(t *testing.T, root string) (string, func() error) {
 	t.Helper()
+	addr, before, stop := startRegistryArgs(t, "--addr", "127.0.0.1:0", "--root", root)
+	if len(before) != 0 {
+		t.Fatalf("log lines before listening: %q", before)
+	}
+	return addr, stop
+}
+
+// startRegistryArgs runs `modelci registry serve` with args and returns
+// the address from its "listening" log line, the log lines before it, and
+// a stop that returns the command's error.
+func startRegistryArgs(t *testing.T, args ...string) (string, []string, func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	cmd := newRootCmd()
-	cmd.SetArgs([]string{"registry", "serve", "--addr", "127.0.0.1:0", "--root", root})
+	cmd.SetArgs(append([]string{"registry", "serve"}, args...))
 	cmd.SetErr(pw)
 	errc := make(chan error, 1)
 	go func() {
@@ -56,19 +82,26 @@ func startRegistry(t *testing.T, root string) (string, func() error) {
 		pw.Close()
 		errc <- err
 	}()
-	line, err := bufio.NewReader(pr).ReadBytes('\n')
-	if err != nil {
-		cancel()
-		t.Fatalf("registry serve: no log line: %v (%v)", err, <-errc)
+	r := bufio.NewReader(pr)
+	var before []string
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			cancel()
+			t.Fatalf("registry serve: no listening line: %v (%v); before: %q", err, <-errc, before)
+		}
+		var msg struct{ Msg, Addr string }
+		if err := json.Unmarshal(line, &msg); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		if msg.Msg == "listening" && msg.Addr != "" {
+			go io.Copy(io.Discard, r)
+			stop := func() error { cancel(); return <-errc }
+			t.Cleanup(func() { cancel() })
+			return msg.Addr, before, stop
+		}
+		before = append(before, string(line))
 	}
-	go io.Copy(io.Discard, pr)
-	var msg struct{ Msg, Addr string }
-	if err := json.Unmarshal(line, &msg); err != nil || msg.Msg != "listening" || msg.Addr == "" {
-		t.Fatalf("first log line %q: want JSON with msg listening and addr (%v)", line, err)
-	}
-	stop := func() error { cancel(); return <-errc }
-	t.Cleanup(func() { cancel() })
-	return msg.Addr, stop
 }
 
 func TestRegistryServeAndCopy(t *testing.T) {
@@ -150,7 +183,9 @@ func TestRegistryCommandsUsage(t *testing.T) {
 		{"history half a credential", "", []string{"history", "a", "-n", "m", "--registry-username", "u"}, 2},
 		{"unreachable", "", []string{"copy", "127.0.0.1:1/a:1", "127.0.0.1:1/b"}, 1},
 		{"serve without root", "", []string{"registry", "serve"}, 2},
-		{"serve bad address", "", []string{"registry", "serve", "--root", t.TempDir(), "--addr", "256.0.0.1:0"}, 1},
+		{"serve bad address", "", []string{"registry", "serve", "--root", t.TempDir(), "--addr", "256.0.0.1:0", "--insecure-public"}, 1},
+		{"serve public without htpasswd", "", []string{"registry", "serve", "--root", t.TempDir(), "--addr", "0.0.0.0:5000"}, 2},
+		{"serve TLS certificate without key", "", []string{"registry", "serve", "--root", t.TempDir(), "--tls-cert", "cert.pem"}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := regRun(context.Background(), tc.stdin, tc.args...)
@@ -165,4 +200,150 @@ func TestRegistryCommandsUsage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The flags of `registry serve`: refusals exit 2 (usage) with the
+// sentinel, naming what to pass, before the root is created; a public
+// address with --insecure-public warns on stderr first; --htpasswd,
+// --tls-cert/--tls-key and --allow-delete reach the server.
+func TestRegistryServeFlags(t *testing.T) {
+	dir := t.TempDir()
+	notBcrypt := filepath.Join(dir, "htpasswd-sha")
+	if err := os.WriteFile(notBcrypt, []byte("# users\nci:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, pool := regSelfSigned(t)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want error
+		says string
+	}{
+		{"public, empty host", []string{"--addr", ":5000"}, 2, registry.ErrPublicAddress, "--insecure-public"},
+		{"public, every interface", []string{"--addr", "0.0.0.0:0"}, 2, registry.ErrPublicAddress, "--htpasswd"},
+		{"public, another host", []string{"--addr", "192.0.2.10:5000", "--tls-cert", certFile, "--tls-key", keyFile}, 2, registry.ErrPublicAddress, "--htpasswd"},
+		{"certificate without key", []string{"--tls-cert", certFile}, 2, registry.ErrTLSConfig, "--tls-key"},
+		{"key without certificate", []string{"--tls-key", keyFile}, 2, registry.ErrTLSConfig, "--tls-cert"},
+		{"htpasswd not bcrypt", []string{"--htpasswd", notBcrypt}, 2, registry.ErrHtpasswd, notBcrypt + ":2:"},
+		{"htpasswd missing", []string{"--htpasswd", filepath.Join(dir, "missing")}, 1, os.ErrNotExist, "missing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "root")
+			out, err := regRun(context.Background(), "", append([]string{"registry", "serve", "--root", root}, tc.args...)...)
+			if regCode(err) != tc.code || !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("exit %d, %v; want exit %d, %v, naming %q", regCode(err), err, tc.code, tc.want, tc.says)
+			}
+			if out != "" {
+				t.Fatalf("stdout = %q", out)
+			}
+			if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the root exists after the refusal (%v)", err)
+			}
+		})
+	}
+
+	t.Run("insecure public warns", func(t *testing.T) {
+		addr, before, stop := startRegistryArgs(t, "--root", t.TempDir(), "--addr", "0.0.0.0:0", "--insecure-public")
+		if len(before) != 1 || !strings.Contains(before[0], `"level":"WARN"`) || !strings.Contains(before[0], "anyone who reaches it can push") {
+			t.Fatalf("log before listening: %q, want one warning", before)
+		}
+		if !strings.HasPrefix(addr, "[::]:") && !strings.HasPrefix(addr, "0.0.0.0:") {
+			t.Fatalf("listening on %s, want every interface", addr)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("htpasswd, TLS, allow-delete", func(t *testing.T) {
+		addr, before, stop := startRegistryArgs(t, "--root", t.TempDir(), "--addr", "127.0.0.1:0",
+			"--htpasswd", htpasswd, "--tls-cert", certFile, "--tls-key", keyFile, "--allow-delete")
+		if len(before) != 0 {
+			t.Fatalf("log before listening: %q", before)
+		}
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		for _, tc := range []struct {
+			user, method, path string
+			want               int
+		}{
+			{"", "GET", "/v2/", http.StatusUnauthorized},
+			{"ci", "GET", "/v2/", http.StatusOK},
+			// Deletes reach the registry: 404 for a blob it does not hold, not 405.
+			{"ci", "DELETE", "/v2/a/blobs/" + zeroDigest, http.StatusNotFound},
+		} {
+			req, err := http.NewRequest(tc.method, "https://"+addr+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.user != "" {
+				req.SetBasicAuth(tc.user, "s3cret")
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("%s %s as %q: %d, want %d", tc.method, tc.path, tc.user, resp.StatusCode, tc.want)
+			}
+		}
+		client.CloseIdleConnections()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// regSelfSigned writes a self-signed certificate for 127.0.0.1 and its key
+// and returns a pool trusting it.
+func regSelfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "modelci test registry"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }

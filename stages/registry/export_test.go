@@ -1,4 +1,12 @@
 package registry
 
+import "os"
+
 // Render exposes the progress renderer, terminal or not, to the tests.
 var Render = render
+
+// WithManifestWriter replaces the write of a manifest file's bytes (into
+// its temporary file), so that tests can fail it as a full disk would.
+func WithManifestWriter(write func(f *os.File, b []byte) (int, error)) ServeOption {
+	return func(o *serveOptions) { o.writeManifest = write }
+}

@@ -1,9 +1,12 @@
 package registry
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +20,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	ggcr "github.com/google/go-containerregistry/pkg/registry"
@@ -30,12 +35,37 @@ import (
 // MaxManifestBytes bounds a manifest PUT, as distribution registries do.
 const MaxManifestBytes = 4 << 20
 
+var (
+	// ErrPublicAddress: Serve was asked to listen on an address other
+	// machines can reach (any host but 127.0.0.0/8, ::1 and localhost; an
+	// empty host or 0.0.0.0 is every interface) without authentication
+	// (WithHtpasswd). WithInsecurePublic(true) allows it.
+	ErrPublicAddress = errors.New("refusing to serve without authentication on a non-loopback address")
+	// ErrTLSConfig: WithTLS needs both a certificate and a key file.
+	ErrTLSConfig = errors.New("TLS needs both a certificate file and a key file")
+)
+
 // ServeOption configures Serve and NewHandler.
 type ServeOption func(*serveOptions)
 
 type serveOptions struct {
-	requests io.Writer
-	onListen func(net.Addr)
+	requests       io.Writer
+	onListen       func(net.Addr)
+	allowDelete    bool
+	htpasswd       string
+	tlsCert        string
+	tlsKey         string
+	insecurePublic bool
+	// writeManifest writes b to f; tests replace it to fail like a full disk.
+	writeManifest func(f *os.File, b []byte) (int, error)
+}
+
+func makeServeOptions(opts []ServeOption) *serveOptions {
+	o := &serveOptions{requests: io.Discard, writeManifest: (*os.File).Write}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
 }
 
 // WithRequestLog logs every request to w (one line each).
@@ -45,13 +75,64 @@ func WithRequestLog(w io.Writer) ServeOption { return func(o *serveOptions) { o.
 // connections (useful with port 0).
 func OnListen(f func(net.Addr)) ServeOption { return func(o *serveOptions) { o.onListen = f } }
 
+// WithDelete enables DELETE of manifests and blobs. Without it they are
+// refused with 405 UNSUPPORTED, as distribution does when deletes are not
+// enabled. (Cancelling an upload is always allowed.)
+func WithDelete(allow bool) ServeOption { return func(o *serveOptions) { o.allowDelete = allow } }
+
+// WithHtpasswd requires HTTP basic authentication, /v2/ included, against
+// the bcrypt entries of an htpasswd file (user:$2y$…, `htpasswd -B`). A
+// file with any other entry is refused with ErrHtpasswd.
+func WithHtpasswd(path string) ServeOption { return func(o *serveOptions) { o.htpasswd = path } }
+
+// WithTLS makes Serve speak HTTPS with the PEM certificate (chain) and key
+// in certFile and keyFile; both are needed (ErrTLSConfig otherwise).
+func WithTLS(certFile, keyFile string) ServeOption {
+	return func(o *serveOptions) { o.tlsCert, o.tlsKey = certFile, keyFile }
+}
+
+// WithInsecurePublic lets Serve listen on a non-loopback address without
+// WithHtpasswd: anyone who reaches it can push.
+func WithInsecurePublic(allow bool) ServeOption {
+	return func(o *serveOptions) { o.insecurePublic = allow }
+}
+
+// PublicAddress reports whether listening on addr (HOST:PORT) is reachable
+// from other machines: true unless HOST is localhost or a loopback IP
+// (127.0.0.0/8, ::1). An empty host (":5000") and 0.0.0.0 or :: listen on
+// every interface and are public; so is an address that does not parse.
+func PublicAddress(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
 // Serve serves the OCI distribution API on addr from root until ctx ends,
 // then shuts down gracefully. Blobs live under root/blobs and manifests
-// under root/manifests, so both survive a restart.
+// under root/manifests, so both survive a restart. Every check of the
+// options (ErrTLSConfig, ErrPublicAddress, ErrHtpasswd, the TLS files) is
+// made before root is touched.
 func Serve(ctx context.Context, addr, root string, opts ...ServeOption) error {
-	o := &serveOptions{}
-	for _, opt := range opts {
-		opt(o)
+	o := makeServeOptions(opts)
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return fmt.Errorf("registry serve: %w", ErrTLSConfig)
+	}
+	if PublicAddress(addr) && o.htpasswd == "" && !o.insecurePublic {
+		return fmt.Errorf("registry serve %s: %w (require credentials with an htpasswd file, or allow it explicitly)", addr, ErrPublicAddress)
+	}
+	var tlsConfig *tls.Config
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("registry serve: TLS certificate %s, key %s: %w", o.tlsCert, o.tlsKey, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	h, err := NewHandler(root, opts...)
 	if err != nil {
@@ -64,11 +145,17 @@ func Serve(ctx context.Context, addr, root string, opts ...ServeOption) error {
 	if o.onListen != nil {
 		o.onListen(ln.Addr())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, TLSConfig: tlsConfig}
 	fresh := &freshConns{conns: map[net.Conn]bool{}}
 	srv.ConnState = fresh.track
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("registry serve %s: %w", ln.Addr(), err)
@@ -119,15 +206,22 @@ func (f *freshConns) closeAll() {
 }
 
 // NewHandler returns go-containerregistry's registry with blobs on disk
-// under root/blobs (uploads streamed there, never held in memory) and
-// manifests persisted under root/manifests: every
-// manifest PUT it accepts is written (atomically) before the client hears
-// 201, every DELETE removes the file, and the files are replayed into the
-// in-memory manifest store on start.
+// under root/blobs (uploads streamed there, never held in memory, and
+// checked against their digest) and manifests persisted under
+// root/manifests. A manifest PUT is validated as distribution does
+// (validateManifest) and written durably before the in-memory store hears
+// of it and the client hears 201; the files are replayed into the
+// in-memory store on start. Deletes are refused unless WithDelete(true);
+// WithHtpasswd requires basic authentication. Any refusal changes nothing,
+// on disk or in memory.
 func NewHandler(root string, opts ...ServeOption) (http.Handler, error) {
-	o := &serveOptions{requests: io.Discard}
-	for _, opt := range opts {
-		opt(o)
+	o := makeServeOptions(opts)
+	var users map[string][]byte
+	if o.htpasswd != "" {
+		var err error
+		if users, err = loadHtpasswd(o.htpasswd); err != nil {
+			return nil, err
+		}
 	}
 	blobs := filepath.Join(root, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
@@ -139,15 +233,22 @@ func NewHandler(root string, opts ...ServeOption) (http.Handler, error) {
 		return nil, fmt.Errorf("registry root %s: %w", root, err)
 	}
 	s := &store{
-		dir: filepath.Join(root, "manifests"),
+		dir:   filepath.Join(root, "manifests"),
+		blobs: filepath.Join(blobs, "sha256"),
 		inner: ggcr.New(
 			ggcr.WithBlobHandler(ggcr.NewDiskBlobHandler(blobs)),
 			ggcr.Logger(logger),
 		),
-		uploads: up,
+		uploads:     up,
+		log:         logger,
+		allowDelete: o.allowDelete,
+		writeFile:   o.writeManifest,
 	}
 	if err := s.replay(); err != nil {
 		return nil, fmt.Errorf("registry root %s: %w", root, err)
+	}
+	if users != nil {
+		return &basicAuth{users: users, next: s, good: map[[32]byte]bool{}}, nil
 	}
 	return s, nil
 }
@@ -158,9 +259,16 @@ func NewHandler(root string, opts ...ServeOption) (http.Handler, error) {
 // component, so repositories nest without clashing with tags.
 type store struct {
 	dir     string
+	blobs   string // root/blobs/sha256, where the disk blob handler keeps them
 	inner   http.Handler
 	uploads *uploads // blob uploads stream to disk; the rest goes to inner
-	// mu orders manifest writes so that the files end as memory does.
+	log     *log.Logger
+
+	allowDelete bool
+	writeFile   func(f *os.File, b []byte) (int, error)
+
+	// mu orders manifest writes (and their checks) so that the files end
+	// as memory does.
 	mu sync.Mutex
 }
 
@@ -171,15 +279,24 @@ var (
 
 // manifestTarget splits /v2/<repo>/manifests/<target>.
 func manifestTarget(path string) (repo, target string, ok bool) {
+	return splitV2(path, "/manifests/")
+}
+
+// blobTarget splits /v2/<repo>/blobs/<digest>.
+func blobTarget(path string) (repo, digest string, ok bool) {
+	return splitV2(path, "/blobs/")
+}
+
+func splitV2(path, sep string) (repo, target string, ok bool) {
 	rest, ok := strings.CutPrefix(path, "/v2/")
 	if !ok {
 		return "", "", false
 	}
-	i := strings.LastIndex(rest, "/manifests/")
+	i := strings.LastIndex(rest, sep)
 	if i <= 0 {
 		return "", "", false
 	}
-	return rest[:i], rest[i+len("/manifests/"):], true
+	return rest[:i], rest[i+len(sep):], true
 }
 
 func validRepo(repo string) bool {
@@ -196,6 +313,25 @@ func (s *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.uploads.ServeHTTP(w, r, repo, id)
 		return
 	}
+	if r.Method == http.MethodDelete && !s.allowDelete {
+		s.log.Printf("%s %s refused: deletes are disabled", r.Method, r.URL)
+		writeError(w, http.StatusMethodNotAllowed, codeUnsupported,
+			"deletes are disabled on this registry (serve with --allow-delete)")
+		return
+	}
+	if repo, digest, ok := blobTarget(r.URL.Path); ok && r.Method == http.MethodDelete {
+		switch {
+		case !validRepo(repo):
+			writeError(w, http.StatusBadRequest, "NAME_INVALID", fmt.Sprintf("invalid repository name %q", repo))
+		case !digestRE.MatchString(digest):
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("invalid digest %q", digest))
+		case !fileExists(filepath.Join(s.blobs, strings.TrimPrefix(digest, "sha256:"))):
+			writeError(w, http.StatusNotFound, "BLOB_UNKNOWN", "blob unknown to registry: "+digest)
+		default:
+			s.inner.ServeHTTP(w, r)
+		}
+		return
+	}
 	repo, target, ok := manifestTarget(r.URL.Path)
 	if !ok || (r.Method != http.MethodPut && r.Method != http.MethodDelete) {
 		s.inner.ServeHTTP(w, r)
@@ -210,80 +346,285 @@ func (s *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "TAG_INVALID", fmt.Sprintf("invalid tag or digest %q", target))
 		return
 	}
-	var body []byte
-	if r.Method == http.MethodPut {
-		b, err := io.ReadAll(io.LimitReader(r.Body, MaxManifestBytes+1))
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "MANIFEST_INVALID", err.Error())
-			return
-		}
-		if len(b) > MaxManifestBytes {
-			writeError(w, http.StatusRequestEntityTooLarge, "SIZE_INVALID", fmt.Sprintf("manifest over %d bytes", MaxManifestBytes))
-			return
-		}
-		body = b
-		r.Body = io.NopCloser(bytes.NewReader(b))
+	if r.Method == http.MethodDelete {
+		s.deleteManifest(w, r, repo, target)
+		return
+	}
+	s.putManifest(w, r, repo, target)
+}
+
+// putManifest validates the manifest, writes it durably (its digest entry,
+// then its tag), and only then stores it in memory and answers 201.
+func (s *store) putManifest(w http.ResponseWriter, r *http.Request, repo, target string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxManifestBytes+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeManifestInvalid, err.Error())
+		return
+	}
+	if len(body) > MaxManifestBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid, fmt.Sprintf("manifest over %d bytes", MaxManifestBytes))
+		return
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := &recorder{header: http.Header{}}
-	s.inner.ServeHTTP(rec, r)
-	var err error
-	switch {
-	case r.Method == http.MethodPut && rec.status == http.StatusCreated:
-		err = s.write(repo, target, r.Header.Get("Content-Type"), body)
-		if err == nil && !digestRE.MatchString(target) {
-			// Keep the digest entry too, for a tag that moves later.
-			err = s.write(repo, rec.header.Get("Docker-Content-Digest"), r.Header.Get("Content-Type"), body)
-		}
-	case r.Method == http.MethodDelete && rec.status == http.StatusAccepted:
-		err = os.Remove(s.path(repo, target))
-		if errors.Is(err, fs.ErrNotExist) {
-			err = nil
-		}
-	}
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "UNKNOWN", "persist manifest: "+err.Error())
+	m, rerr := validateManifest(target, r.Header.Get("Content-Type"), body, s.holder(repo))
+	if rerr != nil {
+		s.log.Printf("%s %s refused: %s %s", r.Method, r.URL, rerr.code, rerr.msg)
+		rerr.write(w)
 		return
 	}
-	maps.Copy(w.Header(), rec.header)
-	w.WriteHeader(rec.status)
-	w.Write(rec.body.Bytes())
+	content := append([]byte(strings.ReplaceAll(string(m.mediaType), "\n", "")+"\n"), m.body...)
+	targets := []string{m.digest}
+	if target != m.digest {
+		targets = append(targets, target)
+	}
+	var undo []func()
+	rollback := func() {
+		for _, u := range slices.Backward(undo) {
+			u()
+		}
+	}
+	for _, t := range targets {
+		u, err := s.replace(s.path(repo, t), content)
+		if err != nil {
+			rollback()
+			s.storageError(w, r, err)
+			return
+		}
+		undo = append(undo, u)
+	}
+
+	req := r.Clone(r.Context())
+	req.Body = io.NopCloser(bytes.NewReader(m.body))
+	req.ContentLength = int64(len(m.body))
+	req.Header.Set("Content-Type", string(m.mediaType))
+	rec := &recorder{header: http.Header{}}
+	s.inner.ServeHTTP(rec, req)
+	if rec.status != http.StatusCreated {
+		// Validation ran first, so this should not happen; keep the disk as
+		// memory is.
+		rollback()
+	}
+	rec.send(w)
+}
+
+// deleteManifest removes the file, then the in-memory entry (WithDelete).
+func (s *store) deleteManifest(w http.ResponseWriter, r *http.Request, repo, target string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var undo func()
+	if _, ok := s.headManifest(repo, target); ok {
+		var err error
+		if undo, err = s.replace(s.path(repo, target), nil); err != nil {
+			s.storageError(w, r, err)
+			return
+		}
+	}
+	rec := &recorder{header: http.Header{}}
+	s.inner.ServeHTTP(rec, r)
+	if rec.status != http.StatusAccepted && undo != nil {
+		undo()
+	}
+	rec.send(w)
+}
+
+// holder answers from the blob files and the repository's manifests.
+func (s *store) holder(repo string) holder {
+	return func(kind refKind, digest string) (int64, bool) {
+		if kind == manifestRef {
+			return s.headManifest(repo, digest)
+		}
+		fi, err := os.Stat(filepath.Join(s.blobs, strings.TrimPrefix(digest, "sha256:")))
+		if err != nil || !fi.Mode().IsRegular() {
+			return 0, false
+		}
+		return fi.Size(), true
+	}
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// headManifest returns the size of the manifest the in-memory store holds
+// at repo and ref (a tag or a digest).
+func (s *store) headManifest(repo, ref string) (int64, bool) {
+	req, err := http.NewRequest(http.MethodHead, "/v2/"+repo+"/manifests/"+ref, nil)
+	if err != nil {
+		return 0, false
+	}
+	rec := &recorder{header: http.Header{}}
+	s.inner.ServeHTTP(rec, req)
+	if rec.status != http.StatusOK {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rec.header.Get("Content-Length"), 10, 64)
+	return n, err == nil
+}
+
+// storageError answers a failed manifest write: 507 when the disk is full.
+func (s *store) storageError(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.Printf("%s %s failed: %v", r.Method, r.URL, err)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		writeError(w, http.StatusInsufficientStorage, codeUnknown, "manifest not stored: registry storage is full: "+err.Error())
+		return
+	}
+	writeError(w, http.StatusInternalServerError, codeUnknown, "manifest not stored: "+err.Error())
 }
 
 func (s *store) path(repo, target string) string {
 	return filepath.Join(s.dir, filepath.FromSlash(repo), "_manifests", target)
 }
 
-func (s *store) write(repo, target, contentType string, body []byte) error {
-	if !digestRE.MatchString(target) && !oci.ValidTag(target) {
-		return fmt.Errorf("bad manifest target %q", target)
+// replace makes p hold content durably (nil content: removes p) and
+// returns how to put back what p held before, on a later failure. On error
+// p is as it was, and so are its directories.
+func (s *store) replace(p string, content []byte) (undo func(), err error) {
+	old, err := os.ReadFile(p)
+	existed := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
-	p := s.path(repo, target)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if (content == nil && !existed) || (content != nil && existed && bytes.Equal(old, content)) {
+		return func() {}, nil
+	}
+	var created []string // directories made for p, deepest first
+	restore := func() error {
+		cur, err := os.ReadFile(p)
+		switch {
+		case existed && err == nil && bytes.Equal(cur, old):
+		case !existed && errors.Is(err, fs.ErrNotExist):
+		case existed:
+			if _, err := s.writeDurably(p, old); err != nil {
+				return err
+			}
+		default:
+			if err := removeDurably(p); err != nil {
+				return err
+			}
+		}
+		var removed string
+		for _, d := range created {
+			if os.Remove(d) != nil {
+				break
+			}
+			removed = d
+		}
+		if removed != "" {
+			return syncDir(filepath.Dir(removed))
+		}
+		return nil
+	}
+	if content == nil {
+		err = removeDurably(p)
+	} else {
+		created, err = s.writeDurably(p, content)
+	}
+	if err != nil {
+		if rerr := restore(); rerr != nil {
+			s.log.Printf("restore %s: %v", p, rerr)
+		}
+		return nil, err
+	}
+	return func() {
+		if err := restore(); err != nil {
+			s.log.Printf("roll back %s: %v", p, err)
+		}
+	}, nil
+}
+
+// writeDurably writes content to p atomically and durably: a temporary
+// file in the same directory, written and fsynced, renamed over p, and the
+// directory fsynced (and the parents of any directory it had to create).
+// It leaves no temporary file; it returns the directories it created,
+// deepest first, even on error, for the caller to remove.
+func (s *store) writeDurably(p string, content []byte) (created []string, err error) {
+	dir := filepath.Dir(p)
+	created, err = mkdirAllDurably(dir)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return created, err
+	}
+	defer os.Remove(f.Name()) // a no-op after the rename
+	n, err := s.writeFile(f, content)
+	if err == nil && n != len(content) {
+		err = io.ErrShortWrite
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return created, fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return created, err
+	}
+	return created, syncDir(dir)
+}
+
+func removeDurably(p string) error {
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	return syncDir(filepath.Dir(p))
+}
+
+// mkdirAllDurably creates dir and its missing parents, fsyncing each
+// parent so the new entries survive a crash; it returns the directories it
+// created, deepest first.
+func mkdirAllDurably(dir string) ([]string, error) {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	for i, d := range slices.Backward(missing) {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			for _, c := range missing[i+1:] {
+				os.Remove(c)
+			}
+			return nil, err
+		}
+	}
+	for _, d := range missing {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			for _, c := range missing {
+				os.Remove(c)
+			}
+			return nil, err
+		}
+	}
+	return missing, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	w := bufio.NewWriter(f)
-	w.WriteString(strings.ReplaceAll(contentType, "\n", "") + "\n")
-	w.Write(body)
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return nil
 }
 
 type saved struct {
@@ -318,6 +659,12 @@ func (s *store) replay() error {
 		ct, body, ok := bytes.Cut(raw, []byte("\n"))
 		if !ok {
 			return fmt.Errorf("manifest file %s: no content type line", p)
+		}
+		// Earlier versions stored a PUT by digest whatever its body hashed
+		// to: such an entry would serve another manifest under the digest.
+		if sum := sha256.Sum256(body); digestRE.MatchString(target) && target != "sha256:"+hex.EncodeToString(sum[:]) {
+			s.log.Printf("manifest file %s: body has digest sha256:%x, not its name: not served", p, sum)
+			return nil
 		}
 		all = append(all, saved{repo: repo, target: target, contentType: string(ct), body: body})
 		return nil
@@ -388,6 +735,13 @@ func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 {
 		r.status = code
 	}
+}
+
+// send forwards the recorded response to w.
+func (r *recorder) send(w http.ResponseWriter) {
+	maps.Copy(w.Header(), r.header)
+	w.WriteHeader(cmp.Or(r.status, http.StatusOK))
+	w.Write(r.body.Bytes())
 }
 
 // writeError answers in the distribution API's error format.

@@ -15,15 +15,16 @@ import (
 	"github.com/modelci/modelci/stages/registry"
 )
 
-// serve runs Serve on 127.0.0.1:0 over root; stop shuts it down and
-// returns Serve's error.
-func serve(t *testing.T, root string) (host string, stop func() error) {
+// serve runs Serve on 127.0.0.1:0 over root with opts; stop shuts it down
+// and returns Serve's error.
+func serve(t *testing.T, root string, opts ...registry.ServeOption) (host string, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
+	opts = append(opts, registry.OnListen(func(a net.Addr) { addrs <- a }))
 	go func() {
-		errc <- registry.Serve(ctx, "127.0.0.1:0", root, registry.OnListen(func(a net.Addr) { addrs <- a }))
+		errc <- registry.Serve(ctx, "127.0.0.1:0", root, opts...)
 	}()
 	select {
 	case a := <-addrs:
@@ -50,7 +51,7 @@ func serve(t *testing.T, root string) (host string, stop func() error) {
 func TestServeSurvivesRestart(t *testing.T) {
 	root := t.TempDir()
 	ctx := context.Background()
-	host, stop := serve(t, root)
+	host, stop := serve(t, root, registry.WithDelete(true))
 	img, idx := randomImage(t, 1), ociIndex(t, 50)
 	pi, err := registry.Push(ctx, img, host+"/team/models/m", registry.WithTags("1.0.0", "gone"), fast)
 	if err != nil {
@@ -71,7 +72,7 @@ func TestServeSurvivesRestart(t *testing.T) {
 		t.Fatalf("graceful stop: %v", err)
 	}
 
-	host2, _ := serve(t, root)
+	host2, _ := serve(t, root, registry.WithDelete(true))
 	moved := func(ref string) string { return strings.Replace(ref, host, host2, 1) }
 	for _, tc := range []struct {
 		ref  string

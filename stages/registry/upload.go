@@ -156,13 +156,20 @@ func (u *uploads) drop(id string, s *session) {
 }
 
 // appendBody appends r's body to the session's file, checking that a
-// Content-Range, when given, starts where the upload stands.
+// Content-Range, when given, starts where the upload stands and, with a
+// Content-Length, spans as many bytes as the body has (as distribution
+// does: 416, or 400 SIZE_INVALID). The digest check at the end covers the
+// rest: whatever arrived must hash to the digest the client names.
 func (s *session) appendBody(r *http.Request) (status int, code string, err error) {
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		var start, end int64
-		if _, err := fmt.Sscanf(strings.TrimPrefix(cr, "bytes="), "%d-%d", &start, &end); err != nil || start != s.size {
+		if _, err := fmt.Sscanf(strings.TrimPrefix(cr, "bytes="), "%d-%d", &start, &end); err != nil || start != s.size || end < start {
 			return http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID",
 				fmt.Errorf("content range %q does not start at %d, the bytes received", cr, s.size)
+		}
+		if r.ContentLength >= 0 && r.ContentLength != end-start+1 {
+			return http.StatusBadRequest, codeSizeInvalid,
+				fmt.Errorf("content range %q is %d bytes, the body %d", cr, end-start+1, r.ContentLength)
 		}
 	}
 	f, err := os.OpenFile(s.file, os.O_WRONLY|os.O_APPEND, 0)
@@ -239,8 +246,17 @@ func (u *uploads) complete(w http.ResponseWriter, r *http.Request, repo, id stri
 		writeError(w, http.StatusBadRequest, "DIGEST_INVALID", fmt.Sprintf("upload is %s (%d bytes), not %s", got, s.size, digest))
 		return
 	}
+	// A manifest is acknowledged only once it is on disk; so is a blob.
+	if err := syncFile(s.file); err != nil {
+		writeError(w, http.StatusInternalServerError, codeUnknown, err.Error())
+		return
+	}
 	if err := os.Rename(s.file, u.blobPath(digest)); err != nil {
-		writeError(w, http.StatusInternalServerError, "UNKNOWN", err.Error())
+		writeError(w, http.StatusInternalServerError, codeUnknown, err.Error())
+		return
+	}
+	if err := syncDir(u.blobs); err != nil {
+		writeError(w, http.StatusInternalServerError, codeUnknown, err.Error())
 		return
 	}
 	created(w, repo, digest)
@@ -270,6 +286,18 @@ func (u *uploads) cancel(w http.ResponseWriter, id string) {
 	defer s.mu.Unlock()
 	u.drop(id, s)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func syncFile(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (u *uploads) blobPath(digest string) string {

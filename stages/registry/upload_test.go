@@ -1,12 +1,15 @@
 package registry_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -200,4 +203,124 @@ func TestServeStreamsUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkBlobs(t, pulled)
+}
+
+// Blob uploads must hash to the digest the client names, whichever way
+// they arrive (monolithic POST, POST then PUT, chunks, a mount), and must
+// be the size they say: a refusal has the status and code distribution
+// gives, stores nothing (root/blobs unchanged, the digest not served,
+// before and after a restart) and leaves no upload file behind.
+func TestServeUploadChecks(t *testing.T) {
+	root := t.TempDir()
+	s := startServer(t, root)
+	blob := []byte(strings.Repeat("weights ", 500))
+	wrong := sha([]byte("something else"))
+	start := func(t *testing.T) string {
+		t.Helper()
+		code, h, body := call(t, "POST", s.base+"/v2/team/m/blobs/uploads/", nil)
+		if code != http.StatusAccepted {
+			t.Fatalf("POST: %d %s", code, body)
+		}
+		return s.base + h.Get("Location")
+	}
+	tests := []struct {
+		name   string
+		upload func(t *testing.T) (int, string) // the last response
+		status int
+		code   string
+	}{
+		{"monolithic POST, wrong digest", func(t *testing.T) (int, string) {
+			code, _, body := call(t, "POST", s.base+"/v2/team/m/blobs/uploads/?digest="+wrong, blob)
+			return code, body
+		}, 400, "DIGEST_INVALID"},
+		{"monolithic POST, malformed digest", func(t *testing.T) (int, string) {
+			code, _, body := call(t, "POST", s.base+"/v2/team/m/blobs/uploads/?digest=sha256:"+strings.Repeat("A", 64), blob)
+			return code, body
+		}, 400, "DIGEST_INVALID"},
+		{"POST then PUT, wrong digest", func(t *testing.T) (int, string) {
+			code, _, body := call(t, "PUT", start(t)+"?digest="+wrong, blob)
+			return code, body
+		}, 400, "DIGEST_INVALID"},
+		{"chunks then PUT, wrong digest", func(t *testing.T) (int, string) {
+			loc := start(t)
+			if code, _, body := call(t, "PATCH", loc, blob[:100], "Content-Range", "0-99"); code != http.StatusAccepted {
+				t.Fatalf("PATCH: %d %s", code, body)
+			}
+			code, _, body := call(t, "PUT", loc+"?digest="+wrong, blob[100:])
+			return code, body
+		}, 400, "DIGEST_INVALID"},
+		{"chunks then PUT of the right digest, a byte short", func(t *testing.T) (int, string) {
+			loc := start(t)
+			call(t, "PATCH", loc, blob[:100], "Content-Range", "0-99")
+			code, _, body := call(t, "PUT", loc+"?digest="+sha(blob), blob[100:len(blob)-1])
+			return code, body
+		}, 400, "DIGEST_INVALID"},
+		{"Content-Range longer than the body", func(t *testing.T) (int, string) {
+			loc := start(t)
+			code, _, body := call(t, "PATCH", loc, blob[:100], "Content-Range", "0-199")
+			// The refused chunk was not kept: the upload is still empty.
+			if c, h, _ := call(t, "GET", loc, nil); c != http.StatusNoContent || h.Get("Range") != "0-0" {
+				t.Errorf("upload after the refused chunk: %d, Range %q, want 204 0-0", c, h.Get("Range"))
+			}
+			call(t, "DELETE", loc, nil)
+			return code, body
+		}, 400, "SIZE_INVALID"},
+		{"body shorter than its Content-Length", func(t *testing.T) (int, string) {
+			// Raw HTTP: the client promises more than it sends, then stops.
+			loc := start(t)
+			conn, err := net.Dial("tcp", s.host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			path := strings.TrimPrefix(loc, s.base)
+			fmt.Fprintf(conn, "PUT %s?digest=%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", path, sha(blob), s.host, len(blob))
+			conn.Write(blob[:len(blob)/2])
+			conn.(*net.TCPConn).CloseWrite()
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}, 400, "BLOB_UPLOAD_INVALID"},
+	}
+	blobs := func() map[string]string { return tree(t, filepath.Join(root, "blobs")) }
+	before := blobs()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := tc.upload(t)
+			if code != tc.status || errCode(body) != tc.code {
+				t.Fatalf("%d %s, want %d %s", code, body, tc.status, tc.code)
+			}
+			for _, d := range []string{sha(blob), wrong} {
+				if code, _, _ := call(t, "HEAD", s.base+"/v2/team/m/blobs/"+d, nil); code != http.StatusNotFound {
+					t.Errorf("HEAD %s after the refusal: %d, want 404", d, code)
+				}
+			}
+			sameTree(t, "root/blobs", before, blobs())
+			if left, err := os.ReadDir(filepath.Join(root, "uploads")); err != nil || len(left) != 0 {
+				t.Errorf("upload files left: %d (%v)", len(left), err)
+			}
+		})
+	}
+
+	// A mount of a blob the registry does not hold starts an upload; it
+	// does not pretend the blob is there.
+	code, h, _ := call(t, "POST", s.base+"/v2/other/m/blobs/uploads/?mount="+sha(blob)+"&from=team/m", nil)
+	if code != http.StatusAccepted || h.Get("Location") == "" {
+		t.Fatalf("mount of an absent blob: %d, want 202 and an upload", code)
+	}
+	call(t, "DELETE", s.base+h.Get("Location"), nil)
+
+	s.restart()
+	if code, _, _ := call(t, "HEAD", s.base+"/v2/team/m/blobs/"+sha(blob), nil); code != http.StatusNotFound {
+		t.Errorf("after restart, HEAD: %d, want 404", code)
+	}
+	sameTree(t, "root/blobs after restart", before, blobs())
+	// The right upload still works.
+	if code, _, body := call(t, "POST", s.base+"/v2/team/m/blobs/uploads/?digest="+sha(blob), blob); code != http.StatusCreated {
+		t.Fatalf("upload: %d %s", code, body)
+	}
 }
