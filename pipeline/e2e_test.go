@@ -142,7 +142,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("config user %q platform %s/%s", cf.Config.User, cf.OS, cf.Architecture)
 	}
 	files := extract(t, img)
-	bin, ok := files["usr/local/bin/modelci"]
+	bin, ok := files["usr/local/bin/modelci-serve"]
 	if !ok {
 		t.Fatalf("no runtime binary in the image; files: %v", keys(files))
 	}
@@ -162,7 +162,7 @@ func TestEndToEnd(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "model"), 0o755)
 	os.WriteFile(filepath.Join(root, "model", "model.json"), modelJSON, 0o644)
-	binPath := filepath.Join(root, "modelci")
+	binPath := filepath.Join(root, "modelci-serve")
 	if err := os.WriteFile(binPath, bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -207,11 +207,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// startServer runs `modelci serve` and returns the address it listens on,
-// read from its "listening" log line.
+// startServer runs the image's server and returns the address it listens
+// on, read from its "listening" log line.
 func startServer(t *testing.T, bin, modelDir string) string {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--model", modelDir, "--addr", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--model", modelDir, "--addr", "127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

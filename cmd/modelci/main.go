@@ -10,12 +10,22 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/modelci/modelci/serve"
+	"github.com/modelci/modelci/stages/image"
 )
 
 func main() {
+	// Installed as modelci-serve (the image's entrypoint name), the CLI is
+	// the server: the fallback runtime when no Go toolchain can build the
+	// lean one (stages/image.Runtime).
+	if filepath.Base(os.Args[0]) == image.RuntimeName {
+		os.Exit(serve.Main(context.Background(), image.RuntimeName, os.Args[1:], os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

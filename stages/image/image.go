@@ -45,7 +45,9 @@ const (
 )
 
 // DefaultEntrypoint serves the model baked in at ModelPath.
-var DefaultEntrypoint = []string{RuntimePath, "serve", "--model", ModelPath, "--addr", ":8080"}
+// Exec form, one element per flag and per value, so that deploy can append
+// --role ROLE as the container's args.
+var DefaultEntrypoint = []string{RuntimePath, "--model", ModelPath, "--addr", ":8080"}
 
 var (
 	// ErrBaseNotSupported: a registry base without a PullFunc to read it

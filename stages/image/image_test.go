@@ -165,7 +165,7 @@ func TestBuildConfigAndAnnotations(t *testing.T) {
 		{"os", cf.OS, "linux"},
 		{"architecture", cf.Architecture, "amd64"},
 		{"created", cf.Created.UTC(), time.Unix(1700000000, 0).UTC()},
-		{"entrypoint", strings.Join(cf.Config.Entrypoint, " "), "/usr/local/bin/modelci serve --model /model --addr :8080"},
+		{"entrypoint", strings.Join(cf.Config.Entrypoint, " "), "/usr/local/bin/modelci-serve --model /model --addr :8080"},
 		{"cmd", len(cf.Config.Cmd), 0},
 		{"user", cf.Config.User, "65532"},
 		{"workdir", cf.Config.WorkingDir, "/"},
@@ -231,15 +231,15 @@ func TestLayersHoldInputs(t *testing.T) {
 		mode int64
 		typ  byte
 	}{
-		"usr":                     {nil, 0o755, tar.TypeDir},
-		"usr/local":               {nil, 0o755, tar.TypeDir},
-		"usr/local/bin":           {nil, 0o755, tar.TypeDir},
-		"usr/local/bin/modelci":   {bin, 0o755, tar.TypeReg},
-		"model":                   {nil, 0o755, tar.TypeDir},
-		"model/model.json":        {[]byte(modelJSON), 0o644, tar.TypeReg},
-		"model/sub":               {nil, 0o755, tar.TypeDir},
-		"model/sub/dir":           {nil, 0o755, tar.TypeDir},
-		"model/sub/dir/vocab.txt": {[]byte("a\nb\n"), 0o644, tar.TypeReg},
+		"usr":                         {nil, 0o755, tar.TypeDir},
+		"usr/local":                   {nil, 0o755, tar.TypeDir},
+		"usr/local/bin":               {nil, 0o755, tar.TypeDir},
+		"usr/local/bin/modelci-serve": {bin, 0o755, tar.TypeReg},
+		"model":                       {nil, 0o755, tar.TypeDir},
+		"model/model.json":            {[]byte(modelJSON), 0o644, tar.TypeReg},
+		"model/sub":                   {nil, 0o755, tar.TypeDir},
+		"model/sub/dir":               {nil, 0o755, tar.TypeDir},
+		"model/sub/dir/vocab.txt":     {[]byte("a\nb\n"), 0o644, tar.TypeReg},
 	}
 	if len(got) != len(want) {
 		t.Errorf("image has %d entries, want %d: %v", len(got), len(want), keys(got))
@@ -290,7 +290,7 @@ func TestLargeFilesGetOwnUncompressedLayers(t *testing.T) {
 	}
 	wantTypes := []types.MediaType{types.OCILayer, types.OCILayer, types.OCIUncompressedLayer, types.OCIUncompressedLayer}
 	wantFiles := [][]string{
-		{"usr", "usr/local", "usr/local/bin", "usr/local/bin/modelci"},
+		{"usr", "usr/local", "usr/local/bin", "usr/local/bin/modelci-serve"},
 		{"model", "model/model.json", "model/weights"},
 		{"model", "model/weights", "model/weights/a.bin"},
 		{"model", "model/weights", "model/weights/b.bin"},

@@ -23,7 +23,7 @@ import (
 
 // Where things live inside the image.
 const (
-	RuntimePath = "/usr/local/bin/modelci"
+	RuntimePath = "/usr/local/bin/" + RuntimeName
 	ModelPath   = "/model"
 )
 

@@ -17,15 +17,19 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// ModulePath is the module whose cmd/modelci is the serving runtime.
+// ModulePath is the module whose cmd/modelci-serve is the serving runtime.
 const ModulePath = "github.com/modelci/modelci"
 
-// runtimePackage is built into the runtime binary.
-const runtimePackage = ModulePath + "/cmd/modelci"
+// RuntimeName is the runtime binary's name in the image and in the cache.
+const RuntimeName = "modelci-serve"
+
+// runtimePackage is built into the runtime binary: the server alone.
+const runtimePackage = ModulePath + "/cmd/" + RuntimeName
 
 // buildFlags are part of the cache key, so that changing them invalidates
 // every cached binary. -s -w drop the symbol tables: a smaller layer, and
@@ -35,7 +39,7 @@ var buildFlags = []string{"-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
 // ErrNoRuntime means no runtime binary can be had for a platform: no Go
 // toolchain and no usable running executable. The image then needs a base
 // image that carries its own server.
-var ErrNoRuntime = errors.New("no modelci runtime binary for this platform: install Go, or set image.base to a runtime image")
+var ErrNoRuntime = errors.New("no modelci runtime binary for this platform")
 
 // ErrUnsupportedPlatform is returned for platforms the runtime cannot be
 // built for (anything but linux).
@@ -47,7 +51,15 @@ type RuntimeOption func(*runtimeOptions)
 type runtimeOptions struct {
 	sourceDir string
 	cacheDir  string
+	version   string
 	log       io.Writer
+}
+
+// WithModuleVersion names the version of modelci whose source builds the
+// runtime when no source tree is found (default: the running binary's own,
+// from its build info, as `go install …@VERSION` records it).
+func WithModuleVersion(v string) RuntimeOption {
+	return func(o *runtimeOptions) { o.version = v }
 }
 
 // WithSourceDir names a directory from which to look upwards for modelci's
@@ -94,6 +106,8 @@ func Runtime(ctx context.Context, platform v1.Platform, opts ...RuntimeOption) (
 		return "", err
 	}
 
+	// Why no binary could be built, for the error when the fallback fails too.
+	why := ""
 	goBin, lookErr := exec.LookPath("go")
 	if lookErr == nil {
 		src, err := findSource(ctx, goBin, o)
@@ -103,20 +117,41 @@ func Runtime(ctx context.Context, platform v1.Platform, opts ...RuntimeOption) (
 		if src != "" {
 			return buildRuntime(ctx, goBin, src, platform, goarch, extraEnv, o)
 		}
-		fmt.Fprintf(o.log, "runtime: no modelci source found\n")
+		why = "no modelci source: " + noSourceHint(o.version)
 	} else {
-		fmt.Fprintf(o.log, "runtime: no Go toolchain: %v\n", lookErr)
+		why = fmt.Sprintf("no Go toolchain (%v): install Go, or set image.base to a runtime image", lookErr)
 	}
+	fmt.Fprintf(o.log, "runtime: %s\n", why)
 
 	exe, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("runtime for %s: %w", platformString(platform), ErrNoRuntime)
+		return "", fmt.Errorf("runtime for %s: %w: %s", platformString(platform), ErrNoRuntime, why)
 	}
-	if ok, why := isStaticELF(exe, goarch); !ok {
-		return "", fmt.Errorf("runtime for %s: running executable %s %s: %w", platformString(platform), exe, why, ErrNoRuntime)
+	if ok, reason := isStaticELF(exe, goarch); !ok {
+		return "", fmt.Errorf("runtime for %s: %w: %s; the running executable %s %s", platformString(platform), ErrNoRuntime, why, exe, reason)
 	}
-	fmt.Fprintf(o.log, "runtime: using the running executable %s\n", exe)
+	// Installed in the image as modelci-serve, the CLI is the server.
+	fmt.Fprintf(o.log, "runtime: using the running executable %s (the whole CLI; the lean server needs Go and modelci's source)\n", exe)
 	return exe, nil
+}
+
+// noSourceHint says why version (default: this binary's) cannot name
+// modelci's source, and what to do.
+func noSourceHint(version string) string {
+	if version == "" {
+		info, ok := debug.ReadBuildInfo()
+		if !ok || info.Main.Path != ModulePath {
+			return "set MODELCI_SOURCE to a checkout of " + ModulePath
+		}
+		version = info.Main.Version
+	}
+	switch {
+	case version == "" || version == "(devel)":
+		return "this modelci was built as (devel), outside version control: run it inside its source tree, or set MODELCI_SOURCE to a checkout of " + ModulePath + " at the commit you built"
+	case strings.HasSuffix(version, "+dirty"):
+		return "this modelci (" + version + ") was built from a modified tree: set MODELCI_SOURCE to that tree"
+	}
+	return "set MODELCI_SOURCE to a checkout of " + ModulePath + "@" + version
 }
 
 // goPlatformEnv maps an OCI platform to GOARCH and any variant variable.
@@ -166,11 +201,24 @@ func findSource(ctx context.Context, goBin string, o runtimeOptions) (string, er
 			}
 		}
 	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok || info.Main.Path != ModulePath || info.Main.Version == "" || info.Main.Version == "(devel)" || strings.HasSuffix(info.Main.Version, "+dirty") {
+	version := o.version
+	if version == "" {
+		info, ok := debug.ReadBuildInfo()
+		if !ok || info.Main.Path != ModulePath {
+			return "", nil
+		}
+		version = info.Main.Version
+	}
+	if version == "" || version == "(devel)" || strings.HasSuffix(version, "+dirty") {
 		return "", nil
 	}
-	return downloadModule(ctx, goBin, info.Main.Version)
+	// The module cache, else GOPROXY: what `go install` used.
+	fmt.Fprintf(o.log, "runtime: taking %s@%s from the module cache or GOPROXY\n", ModulePath, version)
+	dir, err := downloadModule(ctx, goBin, version)
+	if err != nil {
+		return "", fmt.Errorf("%w (or set MODELCI_SOURCE to a checkout of %s@%s)", err, ModulePath, version)
+	}
+	return dir, nil
 }
 
 // isModelciModule reports whether dir holds go.mod for ModulePath.
@@ -233,7 +281,7 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 		root = filepath.Join(cache, "modelci", "runtime")
 	}
 	dir := filepath.Join(root, digest)
-	out := filepath.Join(dir, "modelci")
+	out := filepath.Join(dir, RuntimeName)
 	if ok, _ := isStaticELF(out, goarch); ok {
 		fmt.Fprintf(o.log, "runtime: cached %s for %s\n", out, platformString(p))
 		return out, nil
@@ -247,9 +295,10 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	}
 	defer os.RemoveAll(tmp)
 
+	start := time.Now()
 	fmt.Fprintf(o.log, "runtime: building %s for %s from %s\n", runtimePackage, platformString(p), src)
 	args := append([]string{"build"}, buildFlags...)
-	args = append(args, "-o", filepath.Join(tmp, "modelci"), runtimePackage)
+	args = append(args, "-o", filepath.Join(tmp, RuntimeName), runtimePackage)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = src
 	cmd.Env = env
@@ -259,7 +308,7 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build runtime for %s from %s: %w: %s", platformString(p), src, err, strings.TrimSpace(stderr.String()))
 	}
-	if ok, why := isStaticELF(filepath.Join(tmp, "modelci"), goarch); !ok {
+	if ok, why := isStaticELF(filepath.Join(tmp, RuntimeName), goarch); !ok {
 		return "", fmt.Errorf("build runtime for %s from %s: output %s", platformString(p), src, why)
 	}
 	// A source edited during the build must not be cached under the old key.
@@ -268,9 +317,14 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	} else if after != digest {
 		return "", fmt.Errorf("build runtime for %s: %w: the source in %s was edited while building", platformString(p), ErrFileChanged, src)
 	}
-	if err := os.Rename(filepath.Join(tmp, "modelci"), out); err != nil {
+	if err := os.Rename(filepath.Join(tmp, RuntimeName), out); err != nil {
 		return "", fmt.Errorf("runtime cache: %w", err)
 	}
+	size := "?"
+	if fi, err := os.Stat(out); err == nil {
+		size = fmt.Sprintf("%.1f MB", float64(fi.Size())/1e6)
+	}
+	fmt.Fprintf(o.log, "runtime: built %s for %s in %s (%s)\n", RuntimeName, platformString(p), time.Since(start).Round(100*time.Millisecond), size)
 	return out, nil
 }
 

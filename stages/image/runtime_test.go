@@ -13,20 +13,22 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/mod/module"
+	modzip "golang.org/x/mod/zip"
 
 	"github.com/modelci/modelci/stages/image"
 )
 
-// fakeModule writes a module named like modelci whose cmd/modelci prints
+// fakeModule writes a module named like modelci whose cmd/modelci-serve prints
 // msg, so that Runtime's source path is exercised without building the real
 // server.
 func fakeModule(t *testing.T, msg string) string {
 	return writeFiles(t, map[string]string{
 		"go.mod": "module github.com/modelci/modelci\n\ngo 1.26\n",
-		"cmd/modelci/main.go": "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Print(" +
+		"cmd/modelci-serve/main.go": "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Print(" +
 			strings.ReplaceAll(`"MSG"`, "MSG", msg) + ") }\n",
-		"cmd/modelci/main_test.go": "package main\n",
-		"internal/notes.txt":       "not part of the build\n",
+		"cmd/modelci-serve/main_test.go": "package main\n",
+		"internal/notes.txt":             "not part of the build\n",
 	})
 }
 
@@ -52,12 +54,12 @@ func TestRuntimeBuildsAndCaches(t *testing.T) {
 
 	var log bytes.Buffer
 	// Start below the module root: the source is found by walking up.
-	opts := []image.RuntimeOption{image.WithSourceDir(filepath.Join(src, "cmd", "modelci")), image.WithCacheDir(cache), image.WithLog(&log)}
+	opts := []image.RuntimeOption{image.WithSourceDir(filepath.Join(src, "cmd", "modelci-serve")), image.WithCacheDir(cache), image.WithLog(&log)}
 	first, err := image.Runtime(ctx, amd64, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(first, cache+string(filepath.Separator)) || filepath.Base(first) != "modelci" {
+	if !strings.HasPrefix(first, cache+string(filepath.Separator)) || filepath.Base(first) != image.RuntimeName {
 		t.Errorf("binary %s is not in the cache %s", first, cache)
 	}
 	if !strings.Contains(log.String(), "building") {
@@ -82,7 +84,7 @@ func TestRuntimeBuildsAndCaches(t *testing.T) {
 	}
 
 	// Files outside the build (tests, notes) do not change the key.
-	for name, content := range map[string]string{"cmd/modelci/main_test.go": "package main\n\n// changed\n", "internal/notes.txt": "changed\n"} {
+	for name, content := range map[string]string{"cmd/modelci-serve/main_test.go": "package main\n\n// changed\n", "internal/notes.txt": "changed\n"} {
 		if err := os.WriteFile(filepath.Join(src, filepath.FromSlash(name)), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +94,7 @@ func TestRuntimeBuildsAndCaches(t *testing.T) {
 	}
 
 	// A source change is a new key and a new binary; the old one stays.
-	if err := os.WriteFile(filepath.Join(src, "cmd/modelci/main.go"), []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Print(\"two\") }\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "cmd/modelci-serve/main.go"), []byte("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Print(\"two\") }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	second, err := image.Runtime(ctx, amd64, opts...)
@@ -212,11 +214,11 @@ func elfInterp(path string) bool {
 // into the user's cache, so later runs are cache hits.
 func TestRuntimeFromModuleSource(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds modelci (about a minute when cold)")
+		t.Skip("builds modelci-serve (seconds when cold)")
 	}
-	mains, _ := filepath.Glob("../../cmd/modelci/*.go")
+	mains, _ := filepath.Glob("../../cmd/modelci-serve/*.go")
 	if len(mains) == 0 {
-		t.Skip("cmd/modelci has no source yet")
+		t.Skip("cmd/modelci-serve has no source yet")
 	}
 	t.Setenv("MODELCI_SOURCE", "")
 	var log bytes.Buffer
@@ -227,5 +229,106 @@ func TestRuntimeFromModuleSource(t *testing.T) {
 	t.Logf("%s", log.String())
 	if ok, why := image.IsStaticELF(p, "amd64"); !ok {
 		t.Errorf("runtime %s %s", p, why)
+	}
+}
+
+// TestRuntimeFromGoInstall: a modelci installed with `go install
+// …@VERSION`, run where no source tree is, builds the lean server from the
+// module at that version, as the module cache or GOPROXY give it. Here a
+// copy of this checkout is served at v0.99.0 by a file-system GOPROXY, and
+// the dependencies come from this machine's module cache (itself a
+// GOPROXY): nothing is downloaded.
+func TestRuntimeFromGoInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds modelci-serve from a module zip")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("needs the go command")
+	}
+	out, err := exec.Command(goBin, "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	realCache := strings.TrimSpace(string(out))
+	const version = "v0.99.0"
+	proxy := t.TempDir()
+	at := filepath.Join(proxy, "github.com", "modelci", "modelci", "@v")
+	if err := os.MkdirAll(at, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zf, err := os.Create(filepath.Join(at, version+".zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := modzip.CreateFromDir(zf, module.Version{Path: image.ModulePath, Version: version}, root); err != nil {
+		t.Fatalf("module zip of %s: %v", root, err)
+	}
+	if err := zf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gomod, err := os.ReadFile(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"list":            []byte(version + "\n"),
+		version + ".info": []byte(`{"Version":"` + version + `","Time":"2026-12-07T00:00:00Z"}`),
+		version + ".mod":  gomod,
+	} {
+		if err := os.WriteFile(filepath.Join(at, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("MODELCI_SOURCE", "")
+	t.Setenv("GOPROXY", "file://"+proxy+",file://"+filepath.Join(realCache, "cache", "download"))
+	t.Setenv("GOMODCACHE", t.TempDir())
+	t.Setenv("GOFLAGS", "-modcacherw")
+	t.Setenv("GONOSUMDB", image.ModulePath)
+	t.Setenv("GOSUMDB", "off")
+	t.Chdir(t.TempDir()) // no source tree above the working directory
+
+	var log bytes.Buffer
+	p, err := image.Runtime(t.Context(), v1.Platform{OS: "linux", Architecture: "amd64"},
+		image.WithModuleVersion(version), image.WithSourceDir(t.TempDir()), image.WithCacheDir(t.TempDir()), image.WithLog(&log))
+	t.Logf("%s", log.String())
+	if err != nil {
+		t.Fatalf("runtime from %s@%s: %v", image.ModulePath, version, err)
+	}
+	if !strings.Contains(log.String(), "@"+version) || !strings.Contains(log.String(), "built "+image.RuntimeName+" for linux/amd64 in ") {
+		t.Errorf("the log does not say where the source came from and how long the build took:\n%s", log.String())
+	}
+	if ok, why := image.IsStaticELF(p, "amd64"); !ok {
+		t.Fatalf("runtime %s %s", p, why)
+	}
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		help, err := exec.Command(p, "--help").CombinedOutput()
+		if err != nil || !strings.Contains(string(help), "--model") {
+			t.Errorf("%s --help: %v\n%s", p, err, help)
+		}
+	}
+
+	// An image built with it, with no source tree anywhere: the entrypoint
+	// is the server built from the module.
+	res, err := image.Run(t.Context(), image.Input{
+		ModelDir: writeFiles(t, map[string]string{"model.json": modelJSON}), Name: "diabetes", Version: "1.0.0", DatasetDigest: "sha256:" + strings.Repeat("ab", 32),
+		Platforms: []string{"linux/amd64"}, Layout: filepath.Join(t.TempDir(), "oci"),
+		Runtime: func(context.Context, v1.Platform) (string, error) { return p, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest.Hex == "" {
+		t.Fatalf("image result %+v", res)
+	}
+
+	// A (devel) build outside a tree says to set MODELCI_SOURCE.
+	_, err = image.Runtime(t.Context(), v1.Platform{OS: "linux", Architecture: "s390x"}, image.WithModuleVersion("(devel)"), image.WithSourceDir(t.TempDir()), image.WithCacheDir(t.TempDir()))
+	if !errors.Is(err, image.ErrNoRuntime) || !strings.Contains(err.Error(), "MODELCI_SOURCE") {
+		t.Errorf("a (devel) build outside its tree: %v, want ErrNoRuntime naming MODELCI_SOURCE", err)
 	}
 }
