@@ -36,6 +36,7 @@ if sys.argv[1:] == ["fail"]:
     sys.exit(1)
 with open(os.path.join(out, "train.json"), "w") as f:
     json.dump({"loss": [2.0, 1.0]}, f)
+open(os.path.join(model, "model.json"), "w").close()  # train.format: linear
 `
 
 // zeroEvaluator predicts 0: the losses are y², so the gate fails and the
@@ -61,7 +62,7 @@ func externalProject(t *testing.T, command, workdir string) (dir, record string)
 	dir = project(t, func(s string) string {
 		i := strings.Index(s, "train:\n")
 		j := strings.Index(s, "gate:\n")
-		train := "train:\n  command: " + command + "\n  env: [PASSED_THROUGH, RECORD_TO]\n"
+		train := "train:\n  command: " + command + "\n  format: linear\n  env: [PASSED_THROUGH, RECORD_TO]\n"
 		if workdir != "" {
 			train += "  workdir: " + workdir + "\n"
 		}

@@ -34,8 +34,16 @@ func (r *run) train(ctx context.Context) (string, error) {
 		}
 	} else {
 		exclude, dataset := r.leftOut()
+		file := ""
+		if spec.Train.Format != "" {
+			var err error
+			if file, err = model.FormatFile(spec.Train.Format); err != nil {
+				return "", err
+			}
+		}
 		res, err := train.External(ctx, train.ExternalInput{
-			Command: spec.Train.Command, Dir: spec.Dir, Workdir: spec.Train.Workdir, Env: spec.Train.Env,
+			ModelFile: file,
+			Command:   spec.Train.Command, Dir: spec.Dir, Workdir: spec.Train.Workdir, Env: spec.Train.Env,
 			Exclude: exclude, Dataset: dataset,
 			Train: r.trainSet, Params: spec.Train.Params,
 			Seed: *spec.Data.Seed, OutDir: filepath.Join(r.tmp, "train"), Log: r.o.log,

@@ -12,10 +12,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/modelci/modelci/internal/strictyaml"
+	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/oci"
@@ -44,6 +46,7 @@ type Spec struct {
 	Evaluate   EvaluateSpec     `yaml:"evaluate"`
 	Gate       modelgate.Policy `yaml:"gate" required:"true"`
 	Image      ImageSpec        `yaml:"image"`
+	Smoke      SmokeSpec        `yaml:"smoke"`
 	Output     string           `yaml:"output"`
 
 	Sign   SignSpec   `yaml:"sign"`
@@ -82,6 +85,10 @@ type DataSpec struct {
 type TrainSpec struct {
 	Builtin string   `yaml:"builtin"`
 	Command []string `yaml:"command"`
+	// Format is the model file the trainer writes and modelci's runtime
+	// serves: linear (model.json) or onnx (model.onnx); empty with
+	// image.base, a serving image of the user's.
+	Format string `yaml:"format"`
 	// Params is train.params as JSON values, the built-in trainer's over
 	// its defaults: what metrics.json records and MODELCI_PARAMS carries.
 	Params map[string]any `yaml:"-"`
@@ -124,7 +131,35 @@ type ImageSpec struct {
 	Base       string   `yaml:"base"`
 	Platforms  []string `yaml:"platforms"`
 	Latest     bool     `yaml:"latest"`
+	// Entrypoint and Cmd replace a base image's own (a serving image of the
+	// user's: TorchServe, Triton, vLLM…); modelci adds only the model.
+	Entrypoint []string `yaml:"entrypoint"`
+	Cmd        []string `yaml:"cmd"`
 }
+
+// SmokeSpec is the smoke test of an image modelci's runtime does not serve
+// (image.base): a command run against the built image, whose exit status
+// decides.
+type SmokeSpec struct {
+	Command []string `yaml:"command"`
+	// Timeout is a Go duration (default 5m).
+	Timeout string `yaml:"timeout"`
+}
+
+// DefaultSmokeTimeout bounds smoke.command.
+const DefaultSmokeTimeout = 5 * time.Minute
+
+// TimeoutDuration is smoke.timeout, parsed (validated at load).
+func (s SmokeSpec) TimeoutDuration() time.Duration {
+	if d, err := time.ParseDuration(s.Timeout); err == nil && d > 0 {
+		return d
+	}
+	return DefaultSmokeTimeout
+}
+
+// Scratch says whether the image is modelci's own runtime plus the model
+// (image.base empty or scratch), so that modelci serves it.
+func (i ImageSpec) Scratch() bool { return i.Base == "" || i.Base == "scratch" }
 
 // Defaults for optional fields.
 const (
@@ -209,6 +244,9 @@ func (s *Spec) applyDefaults() {
 	if s.Train.Builtin == "" && len(s.Train.Command) == 0 {
 		s.Train.Builtin = BuiltinLinear
 	}
+	if s.Train.Builtin != "" && s.Train.Format == "" {
+		s.Train.Format = model.FormatLinear
+	}
 	if s.Image.Base == "" {
 		s.Image.Base = "scratch"
 	}
@@ -252,6 +290,7 @@ func (s *Spec) validate() error {
 	case len(s.Train.Command) > 0 && len(s.Evaluate.Command) == 0:
 		bad("evaluate.command", "an external trainer needs an external evaluator (evaluator contract v1)")
 	}
+	errs = append(errs, s.validateFormat()...)
 	errs = append(errs, validateCommandEnv(s.File, "train", len(s.Train.Command) > 0, s.Train.Env, s.Train.Workdir)...)
 	errs = append(errs, validateCommandEnv(s.File, "evaluate", len(s.Evaluate.Command) > 0, s.Evaluate.Env, s.Evaluate.Workdir)...)
 	if s.Train.GPU {
@@ -275,6 +314,41 @@ func (s *Spec) validate() error {
 	errs = append(errs, s.validateEnvironments()...)
 	errs = append(errs, s.validateBaselineFrom()...)
 	return errors.Join(errs...)
+}
+
+// validateFormat checks that the model can ship before anything is
+// trained: a format modelci's runtime serves (train.format) on a scratch
+// image, or a serving image of the user's (image.base) that serves it.
+func (s *Spec) validateFormat() []error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %w: %s", s.File, key, ErrSpec, fmt.Sprintf(format, args...)))
+	}
+	f := s.Train.Format
+	switch {
+	case f != "" && !slices.Contains(model.Formats, f):
+		bad("train.format", "%q is not a format modelci's runtime serves (have: %s); another format needs image.base, a serving image of yours", f, strings.Join(model.Formats, ", "))
+	case s.Train.Builtin != "" && f != model.FormatLinear:
+		bad("train.format", "the built-in %s trainer writes %s, not %q", s.Train.Builtin, model.FormatLinear, f)
+	case f != "" && !s.Image.Scratch():
+		bad("train.format", "%q is served by modelci's runtime on a scratch image; with image.base %q your image serves the model: drop one of them", f, s.Image.Base)
+	case f == "" && s.Image.Scratch():
+		bad("train.format", "an external trainer's model needs a format modelci's runtime serves (%s), or image.base with image.entrypoint: a serving image of yours", strings.Join(model.Formats, ", "))
+	case f == "" && len(s.Image.Entrypoint) == 0 && len(s.Image.Cmd) == 0:
+		bad("image.entrypoint", "image.base %q serves a model modelci cannot run: name how it starts (image.entrypoint and/or image.cmd)", s.Image.Base)
+	}
+	if s.Image.Scratch() && (len(s.Image.Entrypoint) > 0 || len(s.Image.Cmd) > 0) {
+		bad("image.entrypoint", "modelci's runtime has its own entrypoint; image.entrypoint and image.cmd apply to image.base")
+	}
+	if s.Smoke.Timeout != "" {
+		if d, err := time.ParseDuration(s.Smoke.Timeout); err != nil || d <= 0 {
+			bad("smoke.timeout", "%q is not a positive Go duration (e.g. 2m)", s.Smoke.Timeout)
+		}
+	}
+	if (s.Smoke.Timeout != "" || len(s.Smoke.Command) > 0) && s.Image.Scratch() {
+		bad("smoke", "modelci smoke-tests its own runtime itself; smoke.command applies to image.base images")
+	}
+	return errs
 }
 
 // validateCommandEnv checks train.env and train.workdir (section "train"),

@@ -74,18 +74,36 @@ func TestParseSpecErrors(t *testing.T) {
 		{"unknown trainer param", func(s string) string { return s + "train:\n  params: {epoch: 3}\n" }, strictyaml.ErrUnknownKey, "modelci.yaml:11:12: train.params.epoch: unknown key"},
 		{"bad trainer param value", func(s string) string { return s + "train:\n  params: {epochs: 0}\n" }, nil, "train.params"},
 		{"builtin and command", func(s string) string { return s + "train:\n  builtin: linear\n  command: [x]\n" }, spec.ErrSpec, "set builtin or command, not both"},
-		{"command without evaluator", func(s string) string { return s + "train:\n  command: [python3, t.py]\n" }, spec.ErrSpec, "evaluate.command"},
+		{"command without evaluator", func(s string) string { return s + "train:\n  command: [python3, t.py]\n  format: onnx\n" }, spec.ErrSpec, "evaluate.command"},
+		{"external trainer without a format", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\nevaluate:\n  command: [python3, e.py]\n"
+		}, spec.ErrSpec, "train.format: invalid spec: an external trainer's model needs a format modelci's runtime serves (linear, onnx), or image.base"},
+		{"unknown format", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\n  format: torchscript\nevaluate:\n  command: [python3, e.py]\n"
+		}, spec.ErrSpec, `train.format: invalid spec: "torchscript" is not a format modelci's runtime serves`},
+		{"built-in trainer as onnx", func(s string) string { return s + "train:\n  builtin: linear\n  format: onnx\n" }, spec.ErrSpec, `the built-in linear trainer writes linear, not "onnx"`},
+		{"format with a base image", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\n  format: onnx\nevaluate:\n  command: [python3, e.py]\nimage:\n  base: 127.0.0.1:5000/triton:1\n"
+		}, spec.ErrSpec, "with image.base"},
+		{"base image without an entrypoint", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\nevaluate:\n  command: [python3, e.py]\nimage:\n  base: 127.0.0.1:5000/triton:1\n"
+		}, spec.ErrSpec, "image.entrypoint: invalid spec"},
+		{"entrypoint on scratch", func(s string) string { return s + "image:\n  entrypoint: [/srv]\n" }, spec.ErrSpec, "apply to image.base"},
+		{"smoke on scratch", func(s string) string { return s + "smoke:\n  command: [./smoke.sh]\n" }, spec.ErrSpec, "smoke.command applies to image.base"},
+		{"bad smoke timeout", func(s string) string {
+			return s + "train:\n  command: [python3, t.py]\nevaluate:\n  command: [python3, e.py]\nimage:\n  base: 127.0.0.1:5000/triton:1\n  cmd: [serve]\nsmoke:\n  command: [./smoke.sh]\n  timeout: soon\n"
+		}, spec.ErrSpec, `smoke.timeout: invalid spec: "soon"`},
 		{"secret in train.env", func(s string) string {
-			return s + "train:\n  command: [python3, t.py]\n  env: [HF_TOKEN, MODELCI_KEY_PASSWORD]\nevaluate:\n  command: [python3, e.py]\n"
+			return s + "train:\n  command: [python3, t.py]\n  format: onnx\n  env: [HF_TOKEN, MODELCI_KEY_PASSWORD]\nevaluate:\n  command: [python3, e.py]\n"
 		}, train.ErrSecretEnv, "train.env[1]: invalid spec: MODELCI_KEY_PASSWORD: "},
 		{"secret in evaluate.env", func(s string) string {
 			return s + "evaluate:\n  command: [python3, e.py]\n  env: [GITHUB_TOKEN]\n"
 		}, train.ErrSecretEnv, "evaluate.env[0]: invalid spec: GITHUB_TOKEN: "},
 		{"MODELCI_ name in train.env", func(s string) string {
-			return s + "train:\n  command: [python3, t.py]\n  env: [MODELCI_DATA]\nevaluate:\n  command: [python3, e.py]\n"
+			return s + "train:\n  command: [python3, t.py]\n  format: onnx\n  env: [MODELCI_DATA]\nevaluate:\n  command: [python3, e.py]\n"
 		}, train.ErrSecretEnv, "train.env[0]: invalid spec: MODELCI_DATA: "},
 		{"bad name in train.env", func(s string) string {
-			return s + "train:\n  command: [python3, t.py]\n  env: [A=B]\nevaluate:\n  command: [python3, e.py]\n"
+			return s + "train:\n  command: [python3, t.py]\n  format: onnx\n  env: [A=B]\nevaluate:\n  command: [python3, e.py]\n"
 		}, train.ErrEnvName, "train.env[0]"},
 		{"train.env with the builtin trainer", func(s string) string { return s + "train:\n  env: [HF_TOKEN]\n" }, spec.ErrSpec, "train: invalid spec: env and workdir apply to train.command"},
 		{"evaluate.workdir without a command", func(s string) string { return s + "evaluate:\n  workdir: src\n" }, spec.ErrSpec, "evaluate: invalid spec: env and workdir apply to evaluate.command"},
@@ -118,6 +136,7 @@ func TestParseSpecErrors(t *testing.T) {
 func TestParseSpecCommandEnv(t *testing.T) {
 	s, err := spec.Parse("modelci.yaml", "/proj", []byte(validSpec+`train:
   command: [python3, train.py]
+  format: onnx
   env: [HF_TOKEN, CUDA_VISIBLE_DEVICES]
   workdir: src
 evaluate:

@@ -27,6 +27,9 @@ var (
 	ErrOutDirNotEmpty = proc.ErrOutDirNotEmpty
 	// ErrNoModelDir: the trainer left no model/ directory, or an empty one.
 	ErrNoModelDir = errors.New("trainer wrote no model directory")
+	// ErrNoModelFile: the model directory lacks the file of train.format
+	// (model.json, model.onnx).
+	ErrNoModelFile = errors.New("trainer wrote no model file of train.format")
 	// ErrNoTrainReport: the trainer left no train.json.
 	ErrNoTrainReport = errors.New("trainer wrote no train.json")
 	// ErrBadTrainReport: train.json is not {"loss": [number, …]} with at
@@ -96,6 +99,9 @@ type ExternalInput struct {
 	// OutDir receives model/ and train.json; it is created when missing
 	// and must be empty.
 	OutDir string
+	// ModelFile, when set, is the file model/ must hold (train.format's:
+	// model.json, model.onnx), checked before anything evaluates it.
+	ModelFile string
 	// Log receives the trainer's stdout and stderr; nil discards them.
 	Log io.Writer
 }
@@ -172,6 +178,11 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 		return nil, fmt.Errorf("external trainer: %s is not a readable directory: %w: %w", modelDir, ErrNoModelDir, err)
 	case len(entries) == 0:
 		return nil, fmt.Errorf("external trainer: %s is empty: %w", modelDir, ErrNoModelDir)
+	}
+	if in.ModelFile != "" {
+		if fi, err := os.Stat(filepath.Join(modelDir, in.ModelFile)); err != nil || !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("external trainer: %s holds no file %s: %w", modelDir, in.ModelFile, ErrNoModelFile)
+		}
 	}
 
 	loss, err := ReadTrainReport(filepath.Join(out, TrainReport))

@@ -94,7 +94,8 @@ func TestExternalFailures(t *testing.T) {
 		name    string
 		script  string // run by /bin/sh in the project directory
 		command []string
-		prefill bool // put a file into the output directory first
+		prefill bool   // put a file into the output directory first
+		file    string // ExternalInput.ModelFile
 		wantErr error
 		wantMsg string
 	}{
@@ -110,6 +111,8 @@ func TestExternalFailures(t *testing.T) {
 		{name: "empty loss", script: writeModel + `echo '{"loss":[]}' > "$MODELCI_OUT/train.json"`, wantErr: train.ErrBadTrainReport, wantMsg: "no loss values"},
 		{name: "NaN loss", script: writeModel + `echo '{"loss":[3.5, NaN]}' > "$MODELCI_OUT/train.json"`, wantErr: train.ErrNonFiniteLoss, wantMsg: "loss[1] is NaN"},
 		{name: "overflowing loss", script: writeModel + `echo '{"loss":[1e999]}' > "$MODELCI_OUT/train.json"`, wantErr: train.ErrNonFiniteLoss},
+		{name: "no model file of the format", script: writeModel + `echo '{"loss":[1]}' > "$MODELCI_OUT/train.json"`, file: "model.onnx", wantErr: train.ErrNoModelFile, wantMsg: "holds no file model.onnx"},
+		{name: "model file is a directory", script: writeModel + `mkdir "$MODELCI_OUT/model/model.onnx"; echo '{"loss":[1]}' > "$MODELCI_OUT/train.json"`, file: "model.onnx", wantErr: train.ErrNoModelFile},
 		{name: "output dir not empty", script: writeModel + `echo '{"loss":[1]}' > "$MODELCI_OUT/train.json"`, prefill: true, wantErr: train.ErrOutDirNotEmpty},
 	}
 	for _, tt := range tests {
@@ -129,7 +132,7 @@ func TestExternalFailures(t *testing.T) {
 				}
 			}
 			_, err := train.External(context.Background(), train.ExternalInput{
-				Command: command, Dir: project, Train: line(), OutDir: out,
+				Command: command, Dir: project, Train: line(), OutDir: out, ModelFile: tt.file,
 			})
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("External: %v, want %v", err, tt.wantErr)
