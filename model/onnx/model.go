@@ -165,10 +165,15 @@ func (m *Model) eval(inputs []*tensor) ([]*tensor, error) {
 // nodeDesc names a node in errors: by its name, or by its index when it has
 // none.
 func nodeDesc(n *nodeProto, k int) string {
+	return fmt.Sprintf("%s (%s)", nodeRef(n, k), n.opType)
+}
+
+// nodeRef names a node: node "name", or node #k (unnamed).
+func nodeRef(n *nodeProto, k int) string {
 	if n.name != "" {
-		return fmt.Sprintf("node %q (%s)", n.name, n.opType)
+		return fmt.Sprintf("node %q", n.name)
 	}
-	return fmt.Sprintf("node #%d (%s)", k, n.opType)
+	return fmt.Sprintf("node #%d (unnamed)", k)
 }
 
 // load decodes and validates everything but the server's signature.
@@ -184,13 +189,13 @@ func load(b []byte) (*Model, error) {
 	g := &mp.graph
 
 	// Operators first: an unsupported one is the most useful thing to report.
-	for _, n := range g.nodes {
+	for k, n := range g.nodes {
 		o, ok := ops[n.opType]
 		if n.domain != "" && n.domain != "ai.onnx" {
-			return nil, fmt.Errorf("%w: %s of domain %q (node %q); only the default ONNX domain is supported", ErrUnsupportedOp, n.opType, n.domain, n.name)
+			return nil, fmt.Errorf("%w: %s of domain %q (%s); only the default ONNX domain is supported", ErrUnsupportedOp, n.opType, n.domain, nodeRef(n, k))
 		}
 		if !ok || m.opset < o.since || m.opset > o.until {
-			return nil, fmt.Errorf("%w: %s (node %q) at opset %d; supported operators: %s", ErrUnsupportedOp, n.opType, n.name, m.opset, supportedList(m.opset))
+			return nil, fmt.Errorf("%w: %s (%s) at opset %d; supported operators: %s", ErrUnsupportedOp, n.opType, nodeRef(n, k), m.opset, supportedList(m.opset))
 		}
 		if !slices.Contains(m.ops, n.opType) {
 			m.ops = append(m.ops, n.opType)
