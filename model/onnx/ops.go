@@ -99,7 +99,7 @@ func (m attrs) get(name string, typ int64) (*attribute, error) {
 		t = a.first
 	}
 	if t != typ {
-		return nil, attrErr("attribute %q has type %d, want %d", name, t, typ)
+		return nil, attrErr("attribute %q has type %s, want %s", name, attrTypeName(t), attrTypeName(typ))
 	}
 	return a, nil
 }
@@ -127,6 +127,18 @@ func (m attrs) flag(name string) (bool, error) {
 		err = attrErr("%s=%d, want 0 or 1", name, v)
 	}
 	return v == 1, err
+}
+
+// attrTypeName names an AttributeProto.AttributeType value.
+func attrTypeName(t int64) string {
+	names := map[int64]string{
+		attrFloat: "FLOAT", attrInt: "INT", attrString: "STRING", attrTensor: "TENSOR",
+		attrGraph: "GRAPH", attrFloats: "FLOATS", attrInts: "INTS", attrStrings: "STRINGS",
+	}
+	if n, ok := names[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("type %d", t)
 }
 
 // opt returns input k, or nil when it is omitted.
