@@ -498,6 +498,9 @@ func decodeTensor(b []byte, what string) (string, *tensor, error) {
 	if dataType != typeFloat && dataType != typeInt64 {
 		return "", nil, fmt.Errorf("%w: %s has data type %s; only FLOAT and INT64 are supported", ErrDataType, what, typeName(dataType))
 	}
+	if len(dims) > maxRank {
+		return "", nil, fmt.Errorf("%w: %s has rank %d, more than %d", ErrMalformed, what, len(dims), maxRank)
+	}
 	shape := make([]int, len(dims))
 	for k, d := range dims {
 		if d < 0 || d > MaxElements {

@@ -49,8 +49,8 @@ var ops = map[string]op{
 	"Unsqueeze": {13, 17, 2, 2, compileUnsqueeze},
 }
 
-// Operators returns the operator types the interpreter implements, sorted,
-// with the opsets (inclusive) each is implemented for.
+// Operators returns the operator types the interpreter implements (default
+// domain only), each with the first and last opset it is implemented for.
 func Operators() map[string][2]int {
 	m := make(map[string][2]int, len(ops))
 	for name, o := range ops {
@@ -250,9 +250,12 @@ func compileGemm(n *nodeProto, opset int) (kernel, error) {
 			return nil, evalErr("C %s does not broadcast to [%d,%d]", c, m, nn)
 		}
 		sc := broadcastStrides(c.shape, y.shape)
-		forBroadcast(y.shape, sc, sc, func(o, ic, _ int) {
-			y.f[o] += beta * c.f[ic]
-		})
+		for i := range m {
+			row, ci := y.f[i*nn:(i+1)*nn], i*sc[0]
+			for j := range row {
+				row[j] += beta * c.f[ci+j*sc[1]]
+			}
+		}
 		return y, nil
 	}, nil
 }
@@ -575,6 +578,9 @@ func compileConcat(n *nodeProto, opset int) (kernel, error) {
 	if at["axis"] == nil {
 		return nil, attrErr("required attribute \"axis\" is missing")
 	}
+	if slices.Contains(n.inputs, "") {
+		return nil, fmt.Errorf("%w: Concat inputs cannot be omitted", ErrInvalidNode)
+	}
 	axis, err := at.int("axis", 0)
 	if err != nil {
 		return nil, err
@@ -815,6 +821,9 @@ func compileUnsqueeze(n *nodeProto, opset int) (kernel, error) {
 			return nil, err
 		}
 		r := len(x.shape) + len(a)
+		if r > maxRank {
+			return nil, evalErr("unsqueezing %s by %d axes: rank more than %d", x, len(a), maxRank)
+		}
 		axes, err := axesInput(a, r)
 		if err != nil {
 			return nil, err

@@ -34,6 +34,9 @@ func typeName(t int64) string {
 // that a hostile model cannot make Run allocate or loop without bound.
 const MaxElements = 1 << 26
 
+// maxRank bounds the rank of every tensor, for the same reason.
+const maxRank = 32
+
 // tensor is a dense row-major tensor of float32 (f) or int64 (i). Exactly
 // one of f and i is used, as dt says. Tensors are never modified once
 // created: kernels allocate their outputs, and ops that only change the
@@ -79,9 +82,13 @@ func shapeString(s []int) string {
 	return b.String()
 }
 
-// numel checks a shape (no negative dim; the product of the non-zero dims at
-// most MaxElements) and returns its number of elements.
+// numel checks a shape (rank at most maxRank, no negative dim, the product
+// of the non-zero dims at most MaxElements) and returns its number of
+// elements.
 func numel(shape []int) (int, error) {
+	if len(shape) > maxRank {
+		return 0, fmt.Errorf("rank %d is more than %d", len(shape), maxRank)
+	}
 	n, zero := 1, false
 	for _, d := range shape {
 		switch {
