@@ -15,6 +15,9 @@
 // same on every platform and agree with torch to about 1e-6 relative for
 // the small layers served here (the tests allow 1e-5). Sigmoid, Tanh and
 // Softmax are computed in float64 and rounded to float32.
+//
+// Limits: no tensor may have more than MaxElements elements or a rank above
+// 32, so that a hostile model cannot make Run allocate or loop without bound.
 package onnx
 
 import (
@@ -30,8 +33,9 @@ const (
 	MaxOpset = 17
 )
 
-// Model is a loaded, validated ONNX model. It is immutable, so Run may be
-// called from many goroutines at once.
+// Model is a loaded, validated ONNX model, made by Load. It is immutable
+// (Run keeps all its state in per-call buffers), so Run may be called from
+// many goroutines at once.
 type Model struct {
 	opset    int
 	ops      []string
@@ -68,7 +72,8 @@ type step struct {
 // (ErrExternalData, ErrDataType, ErrMalformed); that every value is defined
 // before it is used (ErrUndefined); and the signature the server needs,
 // exactly one non-initializer input, a FLOAT tensor of rank 2 whose batch
-// dim may be dynamic, and exactly one FLOAT output (ErrSignature).
+// dim may be dynamic, and exactly one FLOAT output (ErrSignature). Load
+// does not retain b.
 func Load(b []byte) (*Model, error) {
 	m, err := load(b)
 	if err == nil {
