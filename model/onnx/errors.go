@@ -37,7 +37,8 @@ var (
 	ErrDataType = errors.New("unsupported data type")
 
 	// ErrInvalidNode means a node is not well formed: wrong number of inputs
-	// or outputs, or an output name that is already defined.
+	// or outputs, an omitted required input, or an output name that is
+	// already defined.
 	ErrInvalidNode = errors.New("invalid node")
 
 	// ErrUndefined means a node or the graph output uses a value that no
@@ -57,6 +58,6 @@ var (
 	// ErrEval means a node could not be evaluated on the values it was
 	// given at run time: shapes or element types that do not fit, an index
 	// out of range, an integer division by zero, or a tensor larger than
-	// MaxElements.
+	// MaxElements or of rank above 32.
 	ErrEval = errors.New("evaluation failed")
 )
