@@ -48,7 +48,7 @@ func newChampionWorld(t *testing.T) *championWorld {
 	dir := w.project(t, func(s string) string {
 		return s + "deploy:\n  enabled: true\n  context: " + k8stest.Context + "\n  namespace: " + w.ns + "\n"
 	})
-	if w.champion, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", runtimeStub(t)),
+	if w.champion, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)),
 		pipeline.WithRepository(w.reg.repo()), pipeline.WithKubeconfig(w.c.Kubeconfig)); err != nil {
 		t.Fatalf("releasing the champion: %v", err)
 	}
@@ -95,7 +95,7 @@ func baselineCheck(t *testing.T, r *modelgate.Report) modelgate.Check {
 
 func TestChampionFromEnvironment(t *testing.T) {
 	w := newChampionWorld(t)
-	stub := runtimeStub(t)
+	stub := serverRuntime(t)
 	run := func(t *testing.T, dir string) (*pipeline.Result, error) {
 		return runProject(t, dir, pipeline.WithKubeconfig(w.c.Kubeconfig), pipeline.WithRuntime("linux/amd64", stub))
 	}
@@ -205,7 +205,7 @@ func TestChampionFromEnvironment(t *testing.T) {
 // that is not a digest in prod's repository is refused.
 func TestChampionIsWhatTheEnvironmentRuns(t *testing.T) {
 	w := newChampionWorld(t)
-	stub := runtimeStub(t)
+	stub := serverRuntime(t)
 	run := func(t *testing.T) (*pipeline.Result, error) {
 		return runProject(t, w.candidate(t, w.ns, nil), pipeline.WithKubeconfig(w.c.Kubeconfig), pipeline.WithRuntime("linux/amd64", stub))
 	}
@@ -231,7 +231,8 @@ func TestChampionIsWhatTheEnvironmentRuns(t *testing.T) {
 	setImage := func(t *testing.T, img string) {
 		t.Helper()
 		patch := fmt.Appendf(nil, `{"spec":{"template":{"spec":{"containers":[{"name":"model","image":%q}]}}}}`, img)
-		if _, err := w.c.Client.AppsV1().Deployments(w.ns).Patch(t.Context(), "diabetes", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		// Not t.Context(): it is cancelled before a cleanup runs.
+		if _, err := w.c.Client.AppsV1().Deployments(w.ns).Patch(context.Background(), "diabetes", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -22,7 +22,7 @@ func TestMain(m *testing.M) { k8stest.Main(m) }
 func TestRunRendersManifests(t *testing.T) {
 	reg := newCountingRegistry(t)
 	dir := project(t, func(s string) string { return s + "deploy:\n  namespace: models\n  replicas: 2\n" })
-	res, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", runtimeStub(t)), pipeline.WithRepository(reg.repo()))
+	res, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)), pipeline.WithRepository(reg.repo()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestRunDeploys(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644)
 	t.Setenv("MODELCI_KEY_PASSWORD", "pw")
 
-	res, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", runtimeStub(t)),
+	res, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)),
 		pipeline.WithRepository(reg.repo()), pipeline.WithKubeconfig(c.Kubeconfig))
 	if err != nil {
 		t.Fatal(err)

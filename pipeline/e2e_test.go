@@ -24,6 +24,7 @@ import (
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/oci"
 )
 
@@ -81,8 +82,12 @@ func TestEndToEnd(t *testing.T) {
 	if res.Decision != modelgate.Released || res.Verdict != modelgate.Pass {
 		t.Fatalf("verdict %s, decision %s", res.Verdict, res.Decision)
 	}
-	if got := strings.Join(stages, ","); got != "data,train,evaluate,gate,image" {
+	if got := strings.Join(stages, ","); got != "data,train,evaluate,gate,image,smoke" {
 		t.Fatalf("stages = %s", got)
+	}
+	// The image that ships served every test row as the evaluator scored it.
+	if sm := res.Record.Outputs.Smoke; sm == nil || sm.Kind != "served" || !sm.Compared || sm.Rows != res.Record.Inputs.Split.TestRows || sm.MaxRelDiff > pipeline.SmokeTolerance || sm.Entrypoint[0] != image.RuntimePath {
+		t.Fatalf("smoke record %+v", res.Record.Outputs.Smoke)
 	}
 	out := filepath.Join(dir, ".modelci")
 	resRef, err := oci.ParseLayoutRef(res.Ref)
@@ -342,7 +347,7 @@ func TestFailedRunKeepsEarlierResults(t *testing.T) {
 // TestBaselineIsLastPassingRun: a second run compares with the first.
 func TestBaselineIsLastPassingRun(t *testing.T) {
 	dir := project(t, nil)
-	bin := runtimeStub(t)
+	bin := serverRuntime(t)
 	first, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", bin))
 	if err != nil {
 		t.Fatal(err)
@@ -380,20 +385,14 @@ func TestOneRunAtATime(t *testing.T) {
 	}
 }
 
-// runtimeStub is a small static binary standing in for the server where a
-// test looks only at the pipeline's bookkeeping, not at serving.
-func runtimeStub(t *testing.T) string {
+// serverRuntime is the image server for linux/amd64.
+func serverRuntime(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "main.go")
-	os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module stub\ngo 1.26\n"), 0o644)
-	bin := filepath.Join(dir, "stub")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build stub: %v\n%s", err, out)
+	// The real server, built from this checkout and cached by source
+	// digest: the smoke test starts it from every image a test builds.
+	bin, err := image.Runtime(t.Context(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(".."))
+	if err != nil {
+		t.Fatalf("the runtime: %v", err)
 	}
 	return bin
 }

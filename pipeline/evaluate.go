@@ -16,17 +16,25 @@ func (r *run) evaluate(ctx context.Context) (string, error) {
 	var err error
 	if len(spec.Evaluate.Command) == 0 {
 		perExample, err = evaluate.Builtin(r.linear, r.testSet)
+		if err != nil {
+			return "", err
+		}
+		r.predictions = make([]float64, r.testSet.Rows())
+		for i := range r.predictions {
+			r.predictions[i] = r.linear.Predict(r.testSet.Row(i))
+		}
 	} else {
 		exclude, dataset := r.leftOut()
-		perExample, err = evaluate.External(ctx, evaluate.ExternalInput{
+		scores, err := evaluate.ExternalScores(ctx, evaluate.ExternalInput{
 			Command: spec.Evaluate.Command, Dir: spec.Dir, Workdir: spec.Evaluate.Workdir, Env: spec.Evaluate.Env,
 			Exclude: exclude, Dataset: dataset,
 			ModelDir: r.modelDir, Test: r.testSet,
 			OutDir: filepath.Join(r.tmp, "evaluate"), Log: r.o.log,
 		})
-	}
-	if err != nil {
-		return "", err
+		if err != nil {
+			return "", err
+		}
+		perExample, r.predictions = scores.Loss, scores.Predictions
 	}
 	r.metrics = NewMetrics(MetricsInput{
 		Params: spec.Train.Params, DatasetDigest: r.rec.Inputs.Dataset.Digest, Rows: r.ds.Rows(),

@@ -18,7 +18,7 @@ import (
 // tag twice; the old images stay while their runs do, and go with them.
 func TestGC(t *testing.T) {
 	dir := project(t, nil)
-	bin := runtimeStub(t)
+	bin := serverRuntime(t)
 	var results []*pipeline.Result
 	for _, epochs := range []string{"100", "200", "300"} {
 		spec, _ := os.ReadFile(filepath.Join(dir, "modelci.yaml"))

@@ -76,7 +76,7 @@ func setSpec(t *testing.T, dir string, edits ...[2]string) {
 func TestPublish(t *testing.T) {
 	reg := newCountingRegistry(t)
 	dir := project(t, nil)
-	bin := runtimeStub(t)
+	bin := serverRuntime(t)
 	with := []pipeline.Option{pipeline.WithRuntime("linux/amd64", bin), pipeline.WithRepository(reg.repo())}
 
 	first, err := runProject(t, dir, with...)

@@ -12,7 +12,7 @@ import (
 
 func TestRebuild(t *testing.T) {
 	dir := project(t, nil)
-	bin := runtimeStub(t)
+	bin := serverRuntime(t)
 	first, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", bin))
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +35,7 @@ func TestRebuild(t *testing.T) {
 
 	// Another server binary: the image digest must not match, and the
 	// check says the runtime is why.
-	other := runtimeStub(t)
+	other := serverRuntime(t)
 	appendByte(t, other)
 	res, err = pipeline.Rebuild(context.Background(), sp, out, first.RunID, pipeline.WithRuntime("linux/amd64", other))
 	if err != nil {

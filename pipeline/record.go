@@ -110,6 +110,7 @@ type Outputs struct {
 	Metrics Artifact      `json:"metrics"`
 	Gate    Artifact      `json:"gate"`
 	Image   *ImageOutput  `json:"image,omitempty"`
+	Smoke   *SmokeOutput  `json:"smoke,omitempty"`
 	Push    *PushOutput   `json:"push,omitempty"`
 	Sign    *SignOutput   `json:"sign,omitempty"`
 	Deploy  *DeployOutput `json:"deploy,omitempty"`

@@ -189,6 +189,7 @@ type run struct {
 	modelDir              string
 	linear                *model.Linear // the built-in model, nil for an external trainer
 	trainLoss             []float64
+	predictions           []float64 // the evaluator's, one per test row; nil when it wrote none
 	metrics               *modelgate.Metrics
 	report                *modelgate.Report
 	ref                   string // the image reference with its digest, once built
@@ -257,6 +258,10 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	// FAIL (and INCONCLUSIVE under on_inconclusive: fail) stop here.
 	if decision != modelgate.Refused {
 		if err := r.stage("image", func() (string, error) { return r.build(ctx) }); err != nil {
+			return nil, err
+		}
+		// What was gated is what ships: nothing is pushed before this.
+		if err := r.stage("smoke", func() (string, error) { return r.smoke(ctx) }); err != nil {
 			return nil, err
 		}
 		if r.repository() != "" {

@@ -23,7 +23,7 @@ func TestRunSignsAndAttests(t *testing.T) {
 	dir := project(t, func(s string) string { return s + "sign:\n  key: cosign.key\n" })
 	os.WriteFile(filepath.Join(dir, "cosign.key"), priv, 0o600)
 	t.Setenv("MODELCI_KEY_PASSWORD", password)
-	bin := runtimeStub(t)
+	bin := serverRuntime(t)
 
 	res, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", bin), pipeline.WithRepository(reg.repo()))
 	if err != nil {
@@ -81,13 +81,13 @@ func TestSignWithoutPasswordFailsBeforePushing(t *testing.T) {
 		t.Setenv(v, "") // restored after the test
 		os.Unsetenv(v)
 	}
-	_, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", runtimeStub(t)), pipeline.WithRepository(reg.repo()))
+	_, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)), pipeline.WithRepository(reg.repo()))
 	if !errors.Is(err, sign.ErrNoPassword) {
 		t.Fatalf("err = %v, want ErrNoPassword", err)
 	}
 	// A wrong password is refused before anything is pushed.
 	t.Setenv("MODELCI_KEY_PASSWORD", "not it")
-	_, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", runtimeStub(t)), pipeline.WithRepository(reg.repo()))
+	_, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)), pipeline.WithRepository(reg.repo()))
 	if err == nil || !strings.Contains(err.Error(), "wrong password") {
 		t.Fatalf("err = %v, want a wrong-password error", err)
 	}

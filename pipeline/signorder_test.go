@@ -46,7 +46,7 @@ func TestSigningFailureLeavesTheVersionUntagged(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "cosign.key"), b, 0o600)
 	t.Setenv(sign.EnvKeyPassword, password)
 
-	_, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", runtimeStub(t)), pipeline.WithRepository(repo))
+	_, err = runProject(t, dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)), pipeline.WithRepository(repo))
 	if err == nil || !strings.Contains(err.Error(), "sign") {
 		t.Fatalf("err = %v, want the sign stage's error", err)
 	}

@@ -86,6 +86,8 @@ func LoadRollout(path string) (*Rollout, error) {
 	errs = append(errs, s.validateVerify()...)
 	errs = append(errs, s.validateDeploy()...)
 	if f.Gate != nil {
+		// Decoded into a zero value: the defaults DecodePolicy starts from.
+		f.Gate.ApplyDefaults()
 		f.Gate.Normalize()
 		if err := f.Gate.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: gate: %w", name, err))

@@ -156,7 +156,7 @@ func TestPromoteCLI(t *testing.T) {
 	}
 	original := cm.Data["history.json"]
 	cm.Data["history.json"] = strings.Replace(original, p.prod+"@"+d1, unsigned, 1)
-	if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+	if cm, err = cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	code, stdout, stderr = run(t, append([]string{"rollback", "diabetes", "--env", "prod", "--reason", "p99 latency"}, env...)...)

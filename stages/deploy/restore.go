@@ -14,6 +14,10 @@ import (
 // revisionAnnotation is the deployment controller's revision of a ReplicaSet.
 const revisionAnnotation = "deployment.kubernetes.io/revision"
 
+// restoreDeadline is the least progress deadline a restore runs under:
+// the default one.
+const restoreDeadline int32 = 300
+
 // ContainerName is the model server's container in every Deployment modelci renders.
 const ContainerName = "model"
 
@@ -126,6 +130,11 @@ func restored(d *appsv1.Deployment, rel Release, tmpl corev1.PodTemplateSpec, re
 	lbls[LabelVersion] = labelVersion(rel.Version)
 	spec := *d.Spec.DeepCopy()
 	spec.Template, spec.Replicas = tmpl, ptr(replicas)
+	// A rollback must not fail by the deadline of the release it leaves
+	// (a broken release's may be short); the next deploy sets its own.
+	if spec.ProgressDeadlineSeconds == nil || *spec.ProgressDeadlineSeconds < restoreDeadline {
+		spec.ProgressDeadlineSeconds = ptr(restoreDeadline)
+	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace, Labels: lbls, Annotations: map[string]string{AnnotationVersion: rel.Version}},

@@ -115,9 +115,28 @@ type ExternalInput struct {
 	Log io.Writer
 }
 
+// Scores is what an evaluator reports of the test rows, in their order: a
+// loss each, and, when it writes them (evaluator contract v1's optional
+// "predictions"), what the model predicted, which the smoke test compares
+// with what the built image serves.
+type Scores struct {
+	Loss        []float64
+	Predictions []float64
+}
+
 // External runs an evaluator under evaluator contract v1 and returns its
 // per-example losses after checking there is one finite loss per test row.
 func External(ctx context.Context, in ExternalInput) ([]float64, error) {
+	s, err := ExternalScores(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return s.Loss, nil
+}
+
+// ExternalScores is External with the evaluator's predictions, when it
+// wrote them.
+func ExternalScores(ctx context.Context, in ExternalInput) (*Scores, error) {
 	if in.Test == nil || in.Test.Rows() == 0 {
 		return nil, fmt.Errorf("external evaluator: %w", ErrNoRows)
 	}
@@ -178,11 +197,11 @@ func External(ctx context.Context, in ExternalInput) ([]float64, error) {
 		return nil, fmt.Errorf("external evaluator: %w", err)
 	}
 
-	loss, err := ReadPredictions(filepath.Join(out, Predictions), in.Test.Rows())
+	scores, err := ReadScores(filepath.Join(out, Predictions), in.Test.Rows())
 	if err != nil {
 		return nil, fmt.Errorf("external evaluator: %w", err)
 	}
-	return loss, nil
+	return scores, nil
 }
 
 // ReadPredictions reads an evaluator's predictions.json (evaluator contract
@@ -190,6 +209,16 @@ func External(ctx context.Context, in ExternalInput) ([]float64, error) {
 // read it here too, so an evaluator in a container is held to the same
 // contract.
 func ReadPredictions(path string, rows int) ([]float64, error) {
+	s, err := ReadScores(path, rows)
+	if err != nil {
+		return nil, err
+	}
+	return s.Loss, nil
+}
+
+// ReadScores is ReadPredictions with the optional "predictions": absent,
+// or one finite number per test row.
+func ReadScores(path string, rows int) (*Scores, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s does not exist: %w", path, ErrNoPredictions)
@@ -209,7 +238,21 @@ func ReadPredictions(path string, rows int) ([]float64, error) {
 			return nil, fmt.Errorf("%s: per_example_loss[%d] is %v: %w", path, i, v, ErrNonFiniteLoss)
 		}
 	}
-	return loss, nil
+	pred, err := proc.DecodeFloats(b, "predictions")
+	switch {
+	case errors.Is(err, proc.ErrNoKey):
+		pred = nil
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w: %w", path, ErrBadPredictions, err)
+	case len(pred) != rows:
+		return nil, fmt.Errorf("%s has %d predictions for %d test rows: %w", path, len(pred), rows, ErrLossCount)
+	}
+	for i, v := range pred {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("%s: predictions[%d] is %v: %w: a model's predictions must be finite", path, i, v, ErrBadPredictions)
+		}
+	}
+	return &Scores{Loss: loss, Predictions: pred}, nil
 }
 
 // Mean is the mean of xs, NaN when xs is empty.

@@ -245,3 +245,34 @@ func TestMean(t *testing.T) {
 		t.Errorf("Mean(nil) = %v, want NaN", got)
 	}
 }
+
+func TestReadScores(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      []float64
+		err       error
+	}{
+		{"losses only", `{"per_example_loss": [1, 4]}`, nil, nil},
+		{"with predictions", `{"per_example_loss": [1, 4], "predictions": [150.5, 98]}`, []float64{150.5, 98}, nil},
+		{"a prediction short", `{"per_example_loss": [1, 4], "predictions": [150.5]}`, nil, evaluate.ErrLossCount},
+		{"a NaN prediction", `{"per_example_loss": [1, 4], "predictions": [NaN, 98]}`, nil, evaluate.ErrBadPredictions},
+		{"predictions not numbers", `{"per_example_loss": [1, 4], "predictions": ["a", "b"]}`, nil, evaluate.ErrBadPredictions},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "predictions.json")
+			if err := os.WriteFile(p, []byte(tc.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := evaluate.ReadScores(p, 2)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("ReadScores: %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(s.Loss, []float64{1, 4}) || !slices.Equal(s.Predictions, tc.want) {
+				t.Fatalf("ReadScores = %+v, %v", s, err)
+			}
+		})
+	}
+}

@@ -150,7 +150,7 @@ func TestDecodeFloats(t *testing.T) {
 		{name: "python infinities", in: `{"loss": [Infinity, -Infinity]}`, want: []float64{inf, -inf}},
 		{name: "overflow", in: `{"loss": [1e999]}`, want: []float64{inf}},
 		{name: "not JSON", in: `loss: 1`, wantErr: "decode report"},
-		{name: "missing key", in: `{"losses":[1]}`, wantErr: `no "loss" key`},
+		{name: "missing key", in: `{"losses":[1]}`, wantErr: `no key "loss"`},
 		{name: "null", in: `{"loss":null}`, wantErr: "is null"},
 		{name: "not an array", in: `{"loss":1}`, wantErr: "not an array"},
 		{name: "null item", in: `{"loss":[1,null]}`, wantErr: "loss[1]"},

@@ -9,6 +9,10 @@ import (
 	"strconv"
 )
 
+// ErrNoKey means a report lacks the key asked for (optional keys are
+// told from malformed ones by it).
+var ErrNoKey = errors.New("no key")
+
 // DecodeFloats returns the array of numbers under key in the JSON object b.
 // Non-finite values are returned, not rejected, so that callers can tell a
 // diverged run from a malformed report: Python's json module writes them as
@@ -25,7 +29,7 @@ func DecodeFloats(b []byte, key string) ([]float64, error) {
 	}
 	raw, ok := obj[key]
 	if !ok {
-		return nil, fmt.Errorf("decode report: no %q key", key)
+		return nil, fmt.Errorf("decode report: %w %q", ErrNoKey, key)
 	}
 	d := json.NewDecoder(bytes.NewReader(quoteNonFinite(raw)))
 	d.UseNumber()
