@@ -103,6 +103,7 @@ func (r *run) provenanceInput(model modelgate.ModelRef) sign.ProvenanceInput {
 		DatasetDigest: r.rec.Inputs.Dataset.Digest, Params: r.rec.Inputs.Params,
 		SourceURI: uri, SourceRevision: rev,
 		Started: r.rec.Started, Finished: r.o.now().UTC(),
+		Smoke: r.rec.Outputs.Smoke,
 	})
 }
 
@@ -116,6 +117,8 @@ type ProvenanceRun struct {
 	DatasetDigest string
 	// Params are train.params as the run used them (nil: the spec's).
 	Params map[string]any
+	// Smoke is the smoke test's result, a byproduct of the build.
+	Smoke *SmokeOutput
 	// SourceURI and SourceRevision name the training code's repository
 	// and commit (SourceRevision's result); empty outside a repository.
 	SourceURI, SourceRevision string
@@ -150,6 +153,17 @@ func ProvenanceInput(sp *spec.Spec, b ProvenanceRun) sign.ProvenanceInput {
 		SourceRevision: b.SourceRevision,
 		StartedOn:      b.Started,
 		FinishedOn:     b.Finished,
+	}
+	if sm := b.Smoke; sm != nil {
+		// Platform-independent figures only: the module's build and modelci
+		// run's must agree.
+		in.Byproducts = append(in.Byproducts, sign.ResourceDescriptor{
+			Name: "smoke-test", URI: "https://modelci.dev/smoke/v1",
+			Annotations: map[string]any{
+				"kind": sm.Kind, "platform": sm.Platform, "entrypoint": sm.Entrypoint,
+				"rows": sm.Rows, "compared": sm.Compared, "max_rel_diff": sm.MaxRelDiff, "tolerance": sm.Tolerance,
+			},
+		})
 	}
 	if sp.Train.Builtin != "" {
 		in.BuiltinTrainer, in.BuiltinTrainerVersion = sp.Train.Builtin, train.Version

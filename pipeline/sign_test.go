@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/sign"
 )
 
@@ -39,6 +41,26 @@ func TestRunSignsAndAttests(t *testing.T) {
 	}
 	if v.Verdict != modelgate.Pass || v.Model.Name != "diabetes" || v.Model.Version != "1.0.0" {
 		t.Fatalf("verification %+v", v)
+	}
+	// The gate attestation names the spec's gate policy; the provenance
+	// carries the smoke test as a byproduct.
+	sp, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sign.Verify(context.Background(), res.Ref, sign.VerifyPolicy{Key: pub, RequireGate: true, GatePolicyDigest: sp.Gate.Digest()}); err != nil {
+		t.Fatalf("verify under the spec's gate policy: %v", err)
+	}
+	sts, err := sign.VerifiedStatements(context.Background(), res.Ref, sign.ProvenancePredicateType, sign.VerifyPolicy{Key: pub})
+	if err != nil || len(sts) != 1 {
+		t.Fatalf("provenance statements: %d, %v", len(sts), err)
+	}
+	var prov sign.Provenance
+	if err := json.Unmarshal(sts[0].Predicate, &prov); err != nil {
+		t.Fatal(err)
+	}
+	if bp := prov.RunDetails.Byproducts; len(bp) != 1 || bp[0].Name != "smoke-test" || bp[0].Annotations["compared"] != true || bp[0].Annotations["kind"] != "served" {
+		t.Fatalf("provenance byproducts %+v, want the smoke test", bp)
 	}
 	m, err := sign.FetchMetrics(context.Background(), res.Ref, sign.VerifyPolicy{Key: pub})
 	if err != nil {

@@ -43,6 +43,8 @@ type ResourceDescriptor struct {
 type RunDetails struct {
 	Builder  Builder        `json:"builder"`
 	Metadata *BuildMetadata `json:"metadata,omitempty"`
+	// Byproducts are what the build checked on the way: the smoke test.
+	Byproducts []ResourceDescriptor `json:"byproducts,omitempty"`
 }
 
 // Builder identifies the platform that ran the build.
@@ -83,6 +85,8 @@ type ProvenanceInput struct {
 	BuiltinTrainerVersion string
 	// Parameters are the training parameters (train.params) and the split.
 	Parameters map[string]any
+	// Byproducts go to runDetails.byproducts (the smoke test's result).
+	Byproducts []ResourceDescriptor
 
 	StartedOn, FinishedOn time.Time
 }
@@ -131,7 +135,7 @@ func NewProvenance(in ProvenanceInput) (*Provenance, error) {
 			ExternalParameters:   ext,
 			ResolvedDependencies: deps,
 		},
-		RunDetails: RunDetails{Builder: Builder{ID: in.BuilderID}},
+		RunDetails: RunDetails{Builder: Builder{ID: in.BuilderID}, Byproducts: in.Byproducts},
 	}
 	if in.ModelciVersion != "" {
 		p.RunDetails.Builder.Version = map[string]string{"modelci": in.ModelciVersion}
