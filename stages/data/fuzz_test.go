@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/modelci/modelci/stages/data"
@@ -25,6 +26,7 @@ func FuzzRead(f *testing.F) {
 		"y\n1\n\n2",
 		"a,y\n1,\"2\n3\"\n",
 		"a,a,y\n", "a,,y\n", "", "a,y\nNaN,1\n", "a,y\n1e999,1\n", "a,y\n0x1p-2,-0\n",
+		"a,b,y\nred,,1\n\"x, \"\"y\"\"\",2,3\n", "a,y\n a b ,1\n,2\n\" \",3\n", "a,b,y\nx\ty,1e3,4\n",
 	} {
 		f.Add([]byte(seed))
 	}
@@ -43,9 +45,24 @@ func FuzzRead(f *testing.F) {
 		if slices.Contains(d.Features, "y") || slices.Contains(d.Features, "") {
 			t.Fatalf("bad feature names %q", d.Features)
 		}
-		for _, v := range slices.Concat(d.X, d.Y) {
+		if err := d.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range d.Y {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
-				t.Fatalf("non-finite value %v", v)
+				t.Fatalf("non-finite target %v", v)
+			}
+		}
+		// A feature is a finite number, empty, or text: NaN in X.
+		for i := range d.Rows() {
+			for j := range d.Features {
+				kind, v, text := d.Cell(i, j)
+				if x := d.Row(i)[j]; math.IsInf(x, 0) || (kind == data.Number) == math.IsNaN(x) || (kind == data.Number && v != x) {
+					t.Fatalf("row %d feature %d: %v holds %v", i, j, kind, x)
+				}
+				if kind == data.Text && (text == "" || strings.Trim(text, " \t") != text || strings.ContainsAny(text, "\r\n")) {
+					t.Fatalf("row %d feature %d: text %q", i, j, text)
+				}
 			}
 		}
 		// Whatever was read must survive a write and a read unchanged.
