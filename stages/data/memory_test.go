@@ -81,7 +81,7 @@ func (l lenReader) Len() int                   { return l.size }
 // statReader declares a huge regular file, as os.File's Stat does.
 type statReader struct{ r io.Reader }
 
-func (s statReader) Read(b []byte) (int, error)  { return s.r.Read(b) }
+func (s statReader) Read(b []byte) (int, error) { return s.r.Read(b) }
 func (s statReader) Stat() (fs.FileInfo, error) { return hugeInfo{}, nil }
 
 type hugeInfo struct{}
