@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
+	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/stages/data"
 )
 
@@ -76,6 +78,44 @@ func FuzzRead(f *testing.F) {
 		}
 		if back.Digest() != d.Digest() {
 			t.Fatalf("digest changed over a round trip:\n%q", buf.String())
+		}
+	})
+}
+
+// FuzzCell: a cell means the same in a CSV file and in a request to the
+// server, which reads strings with model.ParseCell: the same number bit for
+// bit, the same text, both empty, or both refused as not finite.
+func FuzzCell(f *testing.F) {
+	for _, s := range []string{"1.5", " 02139 ", "", " ", "north", " north, hills ", `say "hi"`, "NaN", "-inf", "1e999",
+		"0x1p-2", "1_000", "0x10", "-0", "1e-400", "ünï", "\t7\t"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) || strings.ContainsAny(s, "\r\n") {
+			return // the reader refuses these; a JSON string never has invalid UTF-8
+		}
+		in := "a,y\n\"" + strings.ReplaceAll(s, `"`, `""`) + "\",1\n"
+		d, rerr := data.Read(strings.NewReader(in), "cell.csv", "y")
+		v, text, perr := model.ParseCell(s)
+		if rerr != nil || perr != nil {
+			if !errors.Is(rerr, data.ErrNotFinite) || !errors.Is(perr, model.ErrNotFinite) {
+				t.Fatalf("cell %q: reader %v, ParseCell %v", s, rerr, perr)
+			}
+			return
+		}
+		switch kind, dv, dtext := d.Cell(0, 0); kind {
+		case data.Number:
+			if math.Float64bits(dv) != math.Float64bits(v) || text != "" {
+				t.Fatalf("cell %q: reader %v, ParseCell %v %q", s, dv, v, text)
+			}
+		case data.Empty:
+			if !math.IsNaN(v) || text != "" {
+				t.Fatalf("cell %q: reader empty, ParseCell %v %q", s, v, text)
+			}
+		case data.Text:
+			if !math.IsNaN(v) || text != dtext {
+				t.Fatalf("cell %q: reader text %q, ParseCell %v %q", s, dtext, v, text)
+			}
 		}
 	})
 }
