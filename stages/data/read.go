@@ -100,12 +100,15 @@ func count(ctx context.Context, r io.Reader, buf []byte) (c counts, ok bool, err
 	}
 	ok = true
 	var run int64 // bytes since the last line end
-	for {
-		if ctx.Err() != nil {
+	for empty := 0; ; {
+		if ctx.Err() != nil || empty >= 100 { // cancelled, or a reader making no progress
 			ok = false
 			break
 		}
 		n, rerr := rs.Read(buf)
+		if n == 0 && rerr == nil {
+			empty++
+		}
 		b := buf[:n]
 		if n > 0 {
 			c.bytes += int64(n)
