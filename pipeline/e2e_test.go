@@ -322,7 +322,7 @@ func TestFailedRunKeepsEarlierResults(t *testing.T) {
 	}
 	// Break the data: the next run fails in the data stage.
 	csv := filepath.Join(dir, "data", "diabetes.csv")
-	if err := os.WriteFile(csv, []byte("age,target\n1,2\nx,3\n"), 0o644); err != nil {
+	if err := os.WriteFile(csv, []byte("age,target\n1,2\nNaN,3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := runProject(t, dir); err == nil || !strings.Contains(err.Error(), "diabetes.csv:3:1") {

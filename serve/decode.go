@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
+
+	"github.com/modelci/modelci/model"
 )
 
 // shape is the form a request's rows came in; the answer mirrors it.
@@ -22,9 +25,12 @@ const (
 )
 
 // request is a decoded body: rows of raw features in the model's order,
-// row-major in x.
+// row-major in x. For a linear/v2 model a feature may also be a string or
+// null: x is then NaN and text holds the string ("" for null or a blank
+// string, a missing value); text is nil when every feature is a number.
 type request struct {
 	x     []float64
+	text  []string
 	rows  int
 	shape shape
 }
@@ -244,29 +250,43 @@ func decodeFast(b []byte, p int, x []float64) (request, bool) {
 	return r, s.i == len(b)
 }
 
-// decodeSlow decodes any accepted body with encoding/json and words the
-// error for everything else.
-func decodeSlow(b []byte, features []string, x []float64) (request, error) {
-	r := request{x: x}
-	var env struct {
-		Instances json.RawMessage `json:"instances"`
-		Input     json.RawMessage `json:"input"`
-	}
+// envelope is a body's top level: {"instances": …} or {"input": …}.
+type envelope struct {
+	Instances json.RawMessage `json:"instances"`
+	Input     json.RawMessage `json:"input"`
+}
+
+// decodeEnvelope decodes the top level strictly and says which key it has.
+func decodeEnvelope(b []byte) (env envelope, hasInstances, hasInput bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
 		if errors.Is(err, io.EOF) {
-			return r, errors.New("bad JSON: empty body")
+			return env, false, false, errors.New("bad JSON: empty body")
 		}
-		return r, fmt.Errorf("bad JSON: %w", err)
+		return env, false, false, fmt.Errorf("bad JSON: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return r, errors.New("bad JSON: data after the top-level object")
+		return env, false, false, errors.New("bad JSON: data after the top-level object")
 	}
-	hasInstances, hasInput := !isNull(env.Instances), !isNull(env.Input)
+	hasInstances, hasInput = !isNull(env.Instances), !isNull(env.Input)
 	switch {
 	case hasInstances && hasInput:
-		return r, errors.New(`give either "instances" or "input", not both`)
+		return env, true, true, errors.New(`give either "instances" or "input", not both`)
+	case !hasInstances && !hasInput:
+		return env, false, false, errors.New(`want an object with "instances" (an array of rows) or "input"`)
+	}
+	return env, hasInstances, hasInput, nil
+}
+
+// decodeSlow decodes any accepted body with encoding/json and words the
+// error for everything else.
+func decodeSlow(b []byte, features []string, x []float64) (request, error) {
+	r := request{x: x}
+	env, hasInstances, hasInput, err := decodeEnvelope(b)
+	switch {
+	case err != nil:
+		return r, err
 	case hasInstances:
 		r.shape = shapeInstances
 		var rows [][]*float64
@@ -277,7 +297,7 @@ func decodeSlow(b []byte, features []string, x []float64) (request, error) {
 	case hasInput:
 		return decodeInput(r, env.Input, features)
 	}
-	return r, errors.New(`want an object with "instances" (an array of rows) or "input"`)
+	panic("unreachable")
 }
 
 func isNull(raw json.RawMessage) bool {
@@ -379,6 +399,167 @@ func appendObjects(r request, objs []map[string]*float64, features []string) (re
 				return r, fmt.Errorf("%s: feature %q is null", instanceName(r, i), f)
 			}
 			r.x = append(r.x, *v)
+		}
+		r.rows++
+	}
+	return r, nil
+}
+
+// decodeCellsRequest parses a body for a linear/v2 model, whose features
+// may be strings and nulls as well as numbers, appending to x and text.
+// Bodies of numbers only take decodeFast; anything else goes through
+// encoding/json.
+func decodeCellsRequest(b []byte, features []string, x []float64, text []string) (request, error) {
+	if r, ok := decodeFast(b, len(features), x); ok {
+		return r, nil
+	}
+	r, err := decodeCells(b, features, x[:0], text[:0])
+	if err != nil {
+		r.x, r.text = x[:0], text[:0]
+	}
+	return r, err
+}
+
+// decodeCells is decodeSlow for a v2 model: every feature is a JSON value
+// read by cellValue.
+func decodeCells(b []byte, features []string, x []float64, text []string) (request, error) {
+	r := request{x: x, text: text}
+	env, hasInstances, _, err := decodeEnvelope(b)
+	if err != nil {
+		return r, err
+	}
+	if hasInstances {
+		r.shape = shapeInstances
+		var rows [][]json.RawMessage
+		if err := json.Unmarshal(env.Instances, &rows); err != nil {
+			return r, fmt.Errorf("bad JSON: instances: want an array of rows: %w", err)
+		}
+		return appendCellArrays(r, rows, features)
+	}
+	raw := bytes.TrimSpace(env.Input)
+	switch raw[0] {
+	case '{':
+		r.shape = shapeObject
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &obj); err != nil {
+			return r, fmt.Errorf("bad JSON: input: want an object keyed by feature name: %w", err)
+		}
+		return appendCellObjects(r, []map[string]json.RawMessage{obj}, features)
+	case '[':
+		var elems []json.RawMessage
+		if err := json.Unmarshal(raw, &elems); err != nil {
+			return r, fmt.Errorf("bad JSON: input: %w", err)
+		}
+		if len(elems) == 0 {
+			return r, errors.New("no instances: input is empty")
+		}
+		switch bytes.TrimSpace(elems[0])[0] {
+		case '[':
+			r.shape = shapeRows
+			var rows [][]json.RawMessage
+			if err := json.Unmarshal(raw, &rows); err != nil {
+				return r, fmt.Errorf("bad JSON: input: want an array of rows: %w", err)
+			}
+			return appendCellArrays(r, rows, features)
+		case '{':
+			r.shape = shapeObjects
+			var objs []map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &objs); err != nil {
+				return r, fmt.Errorf("bad JSON: input: want an array of objects keyed by feature name: %w", err)
+			}
+			return appendCellObjects(r, objs, features)
+		default:
+			r.shape = shapeRow
+			return appendCellArrays(r, [][]json.RawMessage{elems}, features)
+		}
+	}
+	return r, errors.New("input: want an array of values, an array of rows, or an object keyed by feature name")
+}
+
+// cellValue reads one feature of a v2 request: a JSON number; a string,
+// read as a CSV cell is (model.ParseCell: a number when it reads as one,
+// empty when blank, else text); or null, a missing value. v is NaN unless
+// the value is a number.
+func cellValue(raw json.RawMessage) (v float64, text string, err error) {
+	raw = bytes.TrimSpace(raw)
+	switch {
+	case len(raw) == 0:
+		return 0, "", errors.New("no value")
+	case string(raw) == "null":
+		return math.NaN(), "", nil
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, "", err
+		}
+		return model.ParseCell(s)
+	case raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9':
+		v, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil {
+			return 0, "", fmt.Errorf("number %s out of range", raw)
+		}
+		return v, "", nil
+	}
+	return 0, "", fmt.Errorf("want a number, a string or null, got %.20s", raw)
+}
+
+func (r request) appendCell(raw json.RawMessage) (request, error) {
+	v, t, err := cellValue(raw)
+	if err != nil {
+		return r, err
+	}
+	r.x = append(r.x, v)
+	r.text = append(r.text, t)
+	return r, nil
+}
+
+// appendCellArrays checks rows of values in feature order.
+func appendCellArrays(r request, rows [][]json.RawMessage, features []string) (request, error) {
+	if len(rows) == 0 {
+		return r, errors.New("no instances")
+	}
+	p := len(features)
+	for i, row := range rows {
+		if len(row) != p {
+			return r, fmt.Errorf("%s: got %d features, want %d", instanceName(r, i), len(row), p)
+		}
+		for j, raw := range row {
+			var err error
+			if r, err = r.appendCell(raw); err != nil {
+				return r, fmt.Errorf("%s: feature %d (%s): %w", instanceName(r, i), j, features[j], err)
+			}
+		}
+		r.rows++
+	}
+	return r, nil
+}
+
+// appendCellObjects checks rows keyed by feature name: every feature
+// present (null for a missing value), no other key.
+func appendCellObjects(r request, objs []map[string]json.RawMessage, features []string) (request, error) {
+	for i, obj := range objs {
+		if obj == nil {
+			return r, fmt.Errorf("%s: null, want an object keyed by feature name", instanceName(r, i))
+		}
+		var unknown []string
+		for k := range obj {
+			if !slices.Contains(features, k) {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			slices.Sort(unknown)
+			return r, fmt.Errorf("%s: unknown feature %q; the model's features are %q", instanceName(r, i), unknown[0], features)
+		}
+		for _, f := range features {
+			raw, ok := obj[f]
+			if !ok {
+				return r, fmt.Errorf("%s: missing feature %q (null for a missing value)", instanceName(r, i), f)
+			}
+			var err error
+			if r, err = r.appendCell(raw); err != nil {
+				return r, fmt.Errorf("%s: feature %q: %w", instanceName(r, i), f, err)
+			}
 		}
 		r.rows++
 	}

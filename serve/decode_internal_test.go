@@ -159,3 +159,69 @@ func BenchmarkDecode32(b *testing.B) {
 		})
 	}
 }
+
+// A v2 model's request: strings and nulls besides numbers, in every shape.
+func TestDecodeCells(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		body  string
+		shape shape
+		x     []float64
+		text  []string
+	}{
+		{`{"instances":[[1,"north",null]]}`, shapeInstances, []float64{1, nan, nan}, []string{"", "north", ""}},
+		{`{"input":[" 2 ","",-0.5]}`, shapeRow, []float64{2, nan, -0.5}, []string{"", "", ""}},
+		{`{"input":[null,"x, y","1e3"]}`, shapeRow, []float64{nan, nan, 1000}, []string{"", "x, y", ""}},
+		{`{"input":[[1,2,3],["a","b","c"]]}`, shapeRows, []float64{1, 2, 3, nan, nan, nan}, []string{"", "", "", "a", "b", "c"}},
+		{`{"input":{"c":null,"b":"\u00fc","a":7}}`, shapeObject, []float64{7, nan, nan}, []string{"", "ü", ""}},
+		{`{"input":[{"a":1,"b":2,"c":3}]}`, shapeObjects, []float64{1, 2, 3}, []string{"", "", ""}},
+		{`{"instances":[[1,2,3]]}`, shapeInstances, []float64{1, 2, 3}, nil}, // numbers only: the fast path
+	}
+	same := func(a, b []float64) bool {
+		return slices.EqualFunc(a, b, func(x, y float64) bool { return x == y || math.IsNaN(x) && math.IsNaN(y) })
+	}
+	for _, tt := range tests {
+		r, err := decodeCellsRequest([]byte(tt.body), features3, nil, nil)
+		if err != nil {
+			t.Errorf("%s: %v", tt.body, err)
+			continue
+		}
+		if r.shape != tt.shape || !same(r.x, tt.x) || !slices.Equal(r.text, tt.text) || r.rows*3 != len(tt.x) {
+			t.Errorf("%s: shape %d rows %d x %v text %q, want shape %d x %v text %q", tt.body, r.shape, r.rows, r.x, r.text, tt.shape, tt.x, tt.text)
+		}
+	}
+}
+
+// FuzzDecodeCells: no body makes the v2 decoder panic; what it accepts has
+// one value and one text per feature, text only where the value is not a
+// number, and for bodies of numbers it agrees with the v1 decoder.
+func FuzzDecodeCells(f *testing.F) {
+	for _, s := range []string{
+		`{"instances":[[1,"north",null]]}`, `{"input":[" 2 ","",-0.5]}`, `{"input":{"c":null,"b":"x","a":7}}`,
+		`{"input":[{"a":1,"b":"NaN","c":3}]}`, `{"input":[[1,2,3],["a",true,"c"]]}`, `{"instances":[[1e400,"x",null]]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := decodeCellsRequest(b, features3, nil, nil)
+		if err != nil {
+			return
+		}
+		if r.rows < 1 || len(r.x) != 3*r.rows || r.text != nil && len(r.text) != len(r.x) {
+			t.Fatalf("%q: %d rows, %d values, %d texts", b, r.rows, len(r.x), len(r.text))
+		}
+		for i, v := range r.x {
+			if math.IsInf(v, 0) || r.text != nil && r.text[i] != "" && !math.IsNaN(v) {
+				t.Fatalf("%q: value %v text %q", b, v, r.text[i])
+			}
+			if r.text != nil && strings.Trim(r.text[i], " \t") != r.text[i] {
+				t.Fatalf("%q: text %q not trimmed", b, r.text[i])
+			}
+		}
+		if v1, err := decodeRequest(b, features3, nil); err == nil {
+			if v1.shape != r.shape || v1.rows != r.rows || !slices.Equal(v1.x, r.x) {
+				t.Fatalf("%q: v1 decoder %+v, v2 decoder %+v", b, v1, r)
+			}
+		}
+	})
+}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+
+	"github.com/modelci/modelci/model"
 )
 
 // appendFloat writes f as encoding/json does (shortest form that reads back
@@ -90,7 +92,61 @@ func encodeProcessed(b []byte, r request, features []string, z []float64) []byte
 	return append(b, "}\n"...)
 }
 
-// appendString writes s as a JSON string; only feature names take this path.
+// encodeProcessedCells answers {"processed_data": …} for a linear/v2
+// model with the processed rows z (model.NumInputs() values each), in the
+// request's shape: arrays of the inputs in the model's order; or objects
+// keyed by feature name whose value is the feature's input, or for a
+// category feature an object keyed by category (in the model's order).
+func encodeProcessedCells(b []byte, r request, m *model.Linear, z []float64) []byte {
+	q := m.NumInputs()
+	b = append(b, `{"processed_data":`...)
+	if !r.single() {
+		b = append(b, '[')
+	}
+	for i := range r.rows {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		row := z[i*q : (i+1)*q]
+		if r.shape != shapeObject && r.shape != shapeObjects {
+			b = appendFloats(b, row)
+			continue
+		}
+		b = append(b, '{')
+		k := 0
+		for j, f := range m.Features {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f)
+			b = append(b, ':')
+			c := m.Columns[j]
+			if c.Kind != model.KindCategory {
+				b = appendFloat(b, row[k])
+				k++
+				continue
+			}
+			b = append(b, '{')
+			for n, cat := range c.Categories {
+				if n > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, cat)
+				b = append(b, ':')
+				b = appendFloat(b, row[k])
+				k++
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	if !r.single() {
+		b = append(b, ']')
+	}
+	return append(b, "}\n"...)
+}
+
+// appendString writes s as a JSON string: feature names and categories.
 func appendString(b []byte, s string) []byte {
 	q, _ := json.Marshal(s)
 	return append(b, q...)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/modelci/modelci/model"
 )
 
 // Route labels for metrics; unknown paths share one label to bound cardinality.
@@ -114,7 +116,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 type buffers struct {
 	body []byte    // request body
 	x    []float64 // rows of raw features, row-major
-	y    []float64 // predictions or standardised features
+	text []string  // v2 models: the text of features that are not numbers
+	y    []float64 // predictions or processed rows
+	z    []float64 // v2 models: one processed row
 	out  []byte    // response body
 }
 
@@ -124,7 +128,8 @@ var bufPool = sync.Pool{New: func() any { return new(buffers) }}
 const maxPooled = 1 << 20
 
 func putBuffers(b *buffers) {
-	if cap(b.body) > maxPooled || cap(b.out) > maxPooled || cap(b.x) > maxPooled/8 || cap(b.y) > maxPooled/8 {
+	if cap(b.body) > maxPooled || cap(b.out) > maxPooled || cap(b.x) > maxPooled/8 || cap(b.y) > maxPooled/8 ||
+		cap(b.text) > maxPooled/16 || cap(b.z) > maxPooled/8 {
 		return
 	}
 	bufPool.Put(b)
@@ -164,6 +169,9 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, preprocess 
 		return s.writeError(w, r, http.StatusBadRequest, "read request body: "+err.Error())
 	}
 
+	if m.Columns != nil {
+		return s.handleCells(w, r, m, buf, preprocess)
+	}
 	req, err := decodeRequest(buf.body, m.Features, buf.x[:0])
 	buf.x = req.x
 	if err != nil {
@@ -186,6 +194,62 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, preprocess 
 		buf.y = growFloats(buf.y, req.rows)
 		for i := range req.rows {
 			y := m.Predict(req.x[i*p : (i+1)*p])
+			if math.IsNaN(y) || math.IsInf(y, 0) {
+				return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "prediction is", y))
+			}
+			buf.y[i] = y
+		}
+		out = encodePredictions(out, req, buf.y)
+		s.metrics.predictions.Add(float64(req.rows))
+	}
+	buf.out = out
+	w.Header()["Content-Type"] = contentTypeJSON
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	return http.StatusOK
+}
+
+// handleCells serves a linear/v2 model, whose requests carry raw cells
+// (numbers, strings, nulls) and whose rows go through model.Process:
+// /process_data answers the processed rows (imputed, one-hot encoded,
+// standardised), /predict their scores.
+func (s *Server) handleCells(w http.ResponseWriter, r *http.Request, m *model.Linear, buf *buffers, preprocess bool) int {
+	req, err := decodeCellsRequest(buf.body, m.Features, buf.x[:0], buf.text[:0])
+	buf.x, buf.text = req.x, req.text
+	if err != nil {
+		return s.writeError(w, r, http.StatusBadRequest, err.Error())
+	}
+	p, q := len(m.Features), m.NumInputs()
+	rowText := func(i int) []string {
+		if req.text == nil {
+			return nil
+		}
+		return req.text[i*p : (i+1)*p]
+	}
+	out := buf.out[:0]
+	if preprocess {
+		buf.y = growFloats(buf.y, req.rows*q)
+		for i := range req.rows {
+			z, err := m.Process(buf.y[i*q:(i+1)*q], req.x[i*p:(i+1)*p], rowText(i))
+			if err != nil {
+				return s.writeError(w, r, http.StatusBadRequest, instanceName(req, i)+": "+err.Error())
+			}
+			for k, v := range z {
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "feature "+m.InputName(k)+" standardises to", v))
+				}
+			}
+		}
+		out = encodeProcessedCells(out, req, m, buf.y)
+	} else {
+		buf.y = growFloats(buf.y, req.rows)
+		buf.z = growFloats(buf.z, q)
+		for i := range req.rows {
+			z, err := m.Process(buf.z, req.x[i*p:(i+1)*p], rowText(i))
+			if err != nil {
+				return s.writeError(w, r, http.StatusBadRequest, instanceName(req, i)+": "+err.Error())
+			}
+			y := m.Score(z)
 			if math.IsNaN(y) || math.IsInf(y, 0) {
 				return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "prediction is", y))
 			}

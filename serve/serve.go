@@ -1,6 +1,15 @@
 // Package serve is the model server baked into every built-in image: a
-// prediction endpoint, a preprocessing endpoint (the standardisation stored
-// with the model), health probes and Prometheus metrics.
+// prediction endpoint, a preprocessing endpoint (what the model does to a
+// raw row before its weights: imputation and one-hot encoding for a
+// linear/v2 model, then the standardisation stored with the model), health
+// probes and Prometheus metrics.
+//
+// A linear/v1 model takes rows of numbers. A linear/v2 model takes raw
+// cells: a number, a string (read as a CSV cell: a number when it reads as
+// one, a missing value when blank, a category otherwise) or null (a missing
+// value), in the array and the object forms alike; a category the model
+// did not see in training, or a missing value for a category feature that
+// had no empty cell in training, is a 400 naming the feature and the value.
 //
 // One binary runs either role or both, so Kubernetes can run them as one
 // Deployment or as two, as the seed article's two microservices do.

@@ -20,11 +20,13 @@ var (
 	ErrEmptyColumn = errors.New("empty column name")
 	// ErrRagged: a row has more or fewer fields than the header.
 	ErrRagged = errors.New("wrong number of fields")
-	// ErrNotNumber: a data cell does not parse as a number.
+	// ErrNotNumber: a target cell is empty or does not parse as a number
+	// (feature cells may be text or empty; targets must be numbers).
 	ErrNotNumber = errors.New("not a number")
 	// ErrNotFinite: a data cell is NaN or infinite, or overflows float64.
 	ErrNotFinite = errors.New("not a finite number")
-	// ErrSyntax: malformed CSV (quoting, an over-long line).
+	// ErrSyntax: malformed CSV (quoting, an over-long line, a carriage
+	// return inside a line, text that is not UTF-8).
 	ErrSyntax = errors.New("csv syntax error")
 
 	// ErrShape: a Dataset's slices disagree with its column count.
@@ -33,6 +35,9 @@ var (
 	ErrFraction = errors.New("test fraction must be in (0, 1)")
 	// ErrTooFewRows: fewer than two rows, so no split leaves both sides non-empty.
 	ErrTooFewRows = errors.New("need at least 2 rows to split")
+	// ErrTooFewTestRows: the test split would hold fewer than two rows,
+	// too few for the gate's interval of the mean loss.
+	ErrTooFewTestRows = errors.New("test split would have fewer than 2 rows")
 )
 
 // ParseError locates a problem in CSV input. Line and Column are 1-based;

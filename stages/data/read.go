@@ -6,18 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 const (
-	readBufSize = 1 << 20  // first read; also the sample for the row-size estimate
+	readBufSize = 1 << 20  // the read buffer, and the counting pass's
 	maxLineSize = 64 << 20 // a longer line is an error rather than an unbounded buffer
-	firstChunk  = 1 << 10  // floats; chunks double up to maxChunk
-	maxChunk    = 1 << 17  // floats (1 MiB): the most a chunk wastes
+	firstChunk  = 1 << 10  // values; chunks double up to maxChunk
+	maxChunk    = 1 << 17  // values (1 MiB of floats): the most a chunk wastes
 	ctxEvery    = 1 << 12  // lines between context checks
 )
 
@@ -28,43 +28,37 @@ func Load(ctx context.Context, path, target string) (*Dataset, error) {
 		return nil, fmt.Errorf("load dataset: %w", err)
 	}
 	defer f.Close()
-	return read(ctx, f, path, target, sizeHint(f))
+	return read(ctx, f, path, target)
 }
 
 // Read parses CSV from r; name is the file name used in errors.
 //
 // The first non-empty line is the header. Every column except target is a
-// numeric feature, kept in header order. Empty lines are skipped; CRLF line
-// ends, a leading UTF-8 byte order mark and spaces or tabs around fields are
-// accepted. Fields may be double-quoted ("" escapes a quote) but may not span
-// lines. Cells are numbers as strconv.ParseFloat reads them (plain decimals
-// take a faster exact path) and must be finite.
+// feature, kept in header order. Empty lines are skipped; CRLF line ends, a
+// leading UTF-8 byte order mark and spaces or tabs around fields are
+// accepted. Fields may be double-quoted ("" escapes a quote) but may not
+// span lines.
+//
+// A cell, stripped of its quotes and of spaces and tabs around it, is a
+// number when strconv.ParseFloat reads it (plain decimals take a faster
+// exact path), and must then be finite; empty; or otherwise text, which
+// must be valid UTF-8 without a carriage return. Target cells must be
+// numbers; feature cells may be any of the three.
 //
 // Problems are reported as *ParseError (file:line:column) wrapping one of
 // the sentinel errors of this package.
 //
 // Memory: rows are parsed straight into float64 storage, never holding the
-// input. When r reports its size (Len, or Stat on a regular file) the
-// storage is pre-sized from a sampled bytes-per-row, so the result usually
-// costs about its own size; otherwise rows go into fixed-size chunks that
-// are copied once into exact-size slices, about twice the result at peak.
+// input; text cells are kept once per distinct value and column. Storage
+// grows only from rows actually present: when r can seek (a file, a
+// bytes.Reader), a first pass counts its line ends and commas, without
+// storing anything, and the storage is sized for the rows they allow, so
+// the result costs about its own size; a size r declares is never trusted
+// for more than the read buffer. Otherwise rows go into chunks that double
+// from small and are copied once into exact-size slices, about twice the
+// result at peak.
 func Read(r io.Reader, name, target string) (*Dataset, error) {
-	return read(context.Background(), r, name, target, sizeHint(r))
-}
-
-// sizeHint is the number of bytes left in r, or -1 when unknown.
-func sizeHint(r io.Reader) int64 {
-	switch v := r.(type) {
-	case interface{ Len() int }:
-		return int64(v.Len())
-	case interface{ Stat() (fs.FileInfo, error) }:
-		fi, err := v.Stat()
-		if err != nil || !fi.Mode().IsRegular() {
-			return -1
-		}
-		return fi.Size()
-	}
-	return -1
+	return read(context.Background(), r, name, target)
 }
 
 type parser struct {
@@ -73,19 +67,103 @@ type parser struct {
 	header []string
 	target int // index of the target column
 	row    []float64
+	// text is, per column of the row just parsed, the text of a text cell
+	// and "" otherwise; hasText says whether there is one.
+	text    []string
+	hasText bool
+	intern  []map[string]string // per column: one copy of each text
+	unq     []byte              // scratch for unquoting
 }
 
 func (p *parser) errorf(line, col int, err error) error {
 	return &ParseError{File: p.name, Line: line, Column: col, Err: err}
 }
 
-func read(ctx context.Context, r io.Reader, name, target string, size int64) (*Dataset, error) {
-	bufSize := readBufSize
-	if size >= 0 && size < readBufSize {
-		bufSize = max(int(size)+1, 512) // +1 so that one read also sees the end
+// counts is what the counting pass found from the reader's position on.
+type counts struct {
+	bytes, newlines, commas int64
+	last                    byte // the last byte counted
+}
+
+// count reads r to its end (or to a line longer than the parser accepts,
+// where parsing must stop anyway), counting line ends and commas, and seeks
+// back. ok is false when r cannot seek, or a read fails (the parser then
+// meets the failure itself); err when r cannot return to where it was.
+func count(ctx context.Context, r io.Reader, buf []byte) (c counts, ok bool, err error) {
+	rs, isSeeker := r.(io.ReadSeeker)
+	if !isSeeker {
+		return c, false, nil
+	}
+	start, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return c, false, nil // a pipe or terminal
+	}
+	ok = true
+	var run int64 // bytes since the last line end
+	for empty := 0; ; {
+		if ctx.Err() != nil || empty >= 100 { // cancelled, or a reader making no progress
+			ok = false
+			break
+		}
+		n, rerr := rs.Read(buf)
+		if n == 0 && rerr == nil {
+			empty++
+		}
+		b := buf[:n]
+		if n > 0 {
+			c.bytes += int64(n)
+			c.commas += int64(bytes.Count(b, []byte{','}))
+			if nl := bytes.Count(b, []byte{'\n'}); nl > 0 {
+				c.newlines += int64(nl)
+				run = int64(n - 1 - bytes.LastIndexByte(b, '\n'))
+			} else {
+				run += int64(n)
+			}
+			c.last = b[n-1]
+		}
+		if run > maxLineSize || rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			ok = false
+			break
+		}
+	}
+	if _, err := rs.Seek(start, io.SeekStart); err != nil {
+		return c, false, fmt.Errorf("rewind after counting rows: %w", err)
+	}
+	return c, ok, nil
+}
+
+// bufferSize is the read buffer for r: readBufSize, or less for a seekable
+// r with less left, +1 so that one read also sees the end.
+func bufferSize(r io.Reader) int {
+	rs, ok := r.(io.Seeker)
+	if !ok {
+		return readBufSize
+	}
+	cur, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return readBufSize
+	}
+	end, err := rs.Seek(0, io.SeekEnd)
+	if _, err2 := rs.Seek(cur, io.SeekStart); err != nil || err2 != nil || end < cur {
+		return readBufSize
+	}
+	if left := end - cur; left < readBufSize {
+		return max(int(left)+1, 512)
+	}
+	return readBufSize
+}
+
+func read(ctx context.Context, r io.Reader, name, target string) (*Dataset, error) {
+	buf := make([]byte, bufferSize(r))
+	cnt, counted, err := count(ctx, r, buf)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	p := &parser{
-		lines: lineReader{r: r, buf: make([]byte, bufSize)},
+		lines: lineReader{r: r, buf: buf},
 		name:  name,
 	}
 	line, err := p.nextLine()
@@ -95,18 +173,43 @@ func read(ctx context.Context, r io.Reader, name, target string, size int64) (*D
 	if err != nil {
 		return nil, err
 	}
+	headerCommas := int64(bytes.Count(line, []byte{','}))
 	if err := p.parseHeader(line, target); err != nil {
 		return nil, err
 	}
 	ncols := len(p.header)
 	nfeat := ncols - 1
 	p.row = make([]float64, ncols)
+	p.text = make([]string, ncols)
+	p.intern = make([]map[string]string, ncols)
 
-	var xs, ys store
-	if rows := p.estimateRows(size); rows > 0 {
+	// rows is how many rows the counted line ends and commas leave room
+	// for: what the storage is sized for.
+	rows := 0
+	if counted {
+		lines := cnt.newlines
+		if cnt.bytes > 0 && cnt.last != '\n' {
+			lines++
+		}
+		est := lines - int64(p.lines.line)
+		if ncols > 1 {
+			est = min(est, (cnt.commas-headerCommas)/int64(ncols-1))
+		}
+		if est > 0 && est <= math.MaxInt32 {
+			rows = int(est)
+		}
+	}
+	var xs, ys store[float64]
+	var ls store[int32]
+	if rows > 0 {
 		xs.presize(rows * nfeat)
 		ys.presize(rows)
+		ls.presize(rows)
 	}
+	// texts holds the text columns by feature index; active lists the
+	// features that have one.
+	var texts [][]string
+	var active []int
 	for n := 0; ; n++ {
 		if n%ctxEvery == 0 {
 			if err := ctx.Err(); err != nil {
@@ -129,15 +232,49 @@ func read(ctx context.Context, r io.Reader, name, target string, size int64) (*D
 		xs.add(p.row[:p.target])
 		xs.add(p.row[p.target+1:])
 		ys.add(p.row[p.target : p.target+1])
+		lineNo := int32(0)
+		if p.lines.line <= math.MaxInt32 {
+			lineNo = int32(p.lines.line)
+		}
+		ls.add([]int32{lineNo})
+		if p.hasText {
+			for c, s := range p.text {
+				if s == "" {
+					continue
+				}
+				j := c
+				if c > p.target {
+					j--
+				}
+				if texts == nil {
+					texts = make([][]string, nfeat)
+				}
+				if texts[j] == nil {
+					texts[j] = make([]string, n, max(rows, n+1))
+					active = append(active, j)
+				}
+			}
+		}
+		for _, j := range active {
+			c := j
+			if j >= p.target {
+				c++
+			}
+			texts[j] = append(texts[j], p.text[c])
+		}
 	}
 	features := make([]string, 0, nfeat)
 	features = append(features, p.header[:p.target]...)
 	features = append(features, p.header[p.target+1:]...)
 	return &Dataset{
-		Features: features,
-		Target:   p.header[p.target],
-		X:        xs.finish(),
-		Y:        ys.finish(),
+		Features:  features,
+		Target:    p.header[p.target],
+		X:         xs.finish(),
+		Y:         ys.finish(),
+		Text:      texts,
+		File:      name,
+		Lines:     ls.finish(),
+		targetCol: p.target + 1,
 	}, nil
 }
 
@@ -218,30 +355,83 @@ func listNames(names []string) string {
 	return b.String()
 }
 
-// parseRow parses line into p.row or reports the first bad field.
+// parseRow parses line into p.row and p.text or reports the first bad
+// field.
 func (p *parser) parseRow(line []byte) error {
 	lineNo := p.lines.line
 	ncols := len(p.header)
+	p.hasText = false
 	col := 0
 	for pos := 0; pos >= 0; col++ {
 		if col == ncols {
 			return p.errorf(lineNo, col+1, fmt.Errorf("%w: row has %d fields, header has %d", ErrRagged, countFields(line), ncols))
 		}
-		f, next, _, err := nextField(line, pos)
+		f, next, quoted, err := nextField(line, pos)
 		if err != nil {
 			return p.errorf(lineNo, col+1, err)
 		}
-		v, err := parseNumber(f)
-		if err != nil {
-			return p.errorf(lineNo, col+1, fmt.Errorf("cell %s in column %q: %w", quoteCell(f), p.header[col], err))
-		}
-		p.row[col] = v
 		pos = next
+		if quoted && bytes.Contains(f, []byte(`""`)) {
+			p.unq = append(p.unq[:0], f...)
+			p.unq = bytes.ReplaceAll(p.unq, []byte(`""`), []byte(`"`))
+			f = p.unq
+		}
+		f = trimSpace(f)
+		p.text[col] = ""
+		if len(f) == 0 {
+			if col == p.target {
+				return p.errorf(lineNo, col+1, fmt.Errorf("cell %s in column %q: %w (the target column takes numbers only)", quoteCell(f), p.header[col], ErrNotNumber))
+			}
+			p.row[col] = math.NaN()
+			continue
+		}
+		v, err := parseNumber(f)
+		switch {
+		case err == nil:
+			p.row[col] = v
+		case !errors.Is(err, ErrNotNumber):
+			return p.errorf(lineNo, col+1, fmt.Errorf("cell %s in column %q: %w", quoteCell(f), p.header[col], err))
+		case col == p.target:
+			return p.errorf(lineNo, col+1, fmt.Errorf("cell %s in column %q: %w (the target column takes numbers only)", quoteCell(f), p.header[col], err))
+		case bytes.IndexByte(f, '\r') >= 0:
+			return p.errorf(lineNo, col+1, fmt.Errorf("%w: carriage return in cell %s in column %q", ErrSyntax, quoteCell(f), p.header[col]))
+		case !utf8.Valid(f):
+			return p.errorf(lineNo, col+1, fmt.Errorf("%w: cell %s in column %q is not valid UTF-8", ErrSyntax, quoteCell(f), p.header[col]))
+		default:
+			p.row[col] = math.NaN()
+			p.text[col] = p.internText(col, f)
+			p.hasText = true
+		}
 	}
 	if col < ncols {
 		return p.errorf(lineNo, col+1, fmt.Errorf("%w: row has %d fields, header has %d", ErrRagged, col, ncols))
 	}
 	return nil
+}
+
+// internText returns f as a string, one copy per distinct text and column.
+func (p *parser) internText(col int, f []byte) string {
+	m := p.intern[col]
+	if m == nil {
+		m = make(map[string]string)
+		p.intern[col] = m
+	}
+	if s, ok := m[string(f)]; ok {
+		return s
+	}
+	s := string(f)
+	m[s] = s
+	return s
+}
+
+func trimSpace(f []byte) []byte {
+	for len(f) > 0 && isSpace(f[0]) {
+		f = f[1:]
+	}
+	for len(f) > 0 && isSpace(f[len(f)-1]) {
+		f = f[:len(f)-1]
+	}
+	return f
 }
 
 // countFields counts fields for an error message, up to the first malformed one.
@@ -344,41 +534,6 @@ func parseNumber(f []byte) (float64, error) {
 	return v, nil
 }
 
-// estimateRows guesses how many data rows follow from the bytes left and
-// the mean length of the rows already buffered; 0 when it cannot tell.
-func (p *parser) estimateRows(size int64) int {
-	if size < 0 {
-		return 0
-	}
-	s := &p.lines
-	buffered := s.buf[s.start:s.end]
-	left := size - s.consumed
-	if s.err == io.EOF || left <= int64(len(buffered)) {
-		// All of the rest is in the buffer: count it.
-		n := bytes.Count(buffered, []byte{'\n'})
-		if len(buffered) > 0 && buffered[len(buffered)-1] != '\n' {
-			n++
-		}
-		return n
-	}
-	last := bytes.LastIndexByte(buffered, '\n')
-	if last < 0 {
-		return 0
-	}
-	n := bytes.Count(buffered[:last+1], []byte{'\n'})
-	perRow := int64(last+1) / int64(n)
-	// A valid row has at least one byte and a separator per column; this
-	// bounds the guess when the sample is mostly empty lines.
-	perRow = max(perRow, int64(2*len(p.header)))
-	est := left / perRow
-	if est > math.MaxInt32 {
-		return 0
-	}
-	// A little headroom so that ordinary variation in row length does not
-	// spill into chunks (and a copy).
-	return int(est + est/32 + 64)
-}
-
 var errLineTooLong = errors.New("line too long")
 
 // lineReader yields lines from r without their "\n" or "\r\n", reusing
@@ -460,23 +615,23 @@ func trimCR(line []byte) []byte {
 	return line
 }
 
-// store collects float64s in chunks so that growing never copies; finish
+// store collects values in chunks so that growing never copies; finish
 // copies them once into an exact-size slice.
-type store struct {
-	chunks [][]float64
-	cur    []float64
+type store[T any] struct {
+	chunks [][]T
+	cur    []T
 	n      int // values in chunks
 	next   int // capacity of the next chunk
 }
 
 // presize makes the first chunk hold n values, so that a good estimate
 // needs no copy at the end.
-func (s *store) presize(n int) {
-	s.cur = make([]float64, 0, n)
+func (s *store[T]) presize(n int) {
+	s.cur = make([]T, 0, n)
 	s.next = maxChunk
 }
 
-func (s *store) add(v []float64) {
+func (s *store[T]) add(v []T) {
 	for len(v) > 0 {
 		if len(s.cur) == cap(s.cur) {
 			s.grow()
@@ -487,7 +642,7 @@ func (s *store) add(v []float64) {
 	}
 }
 
-func (s *store) grow() {
+func (s *store[T]) grow() {
 	if s.cur != nil {
 		s.chunks = append(s.chunks, s.cur)
 		s.n += len(s.cur)
@@ -495,18 +650,18 @@ func (s *store) grow() {
 	if s.next == 0 {
 		s.next = firstChunk
 	}
-	s.cur = make([]float64, 0, s.next)
+	s.cur = make([]T, 0, s.next)
 	s.next = min(2*s.next, maxChunk)
 }
 
-func (s *store) finish() []float64 {
+func (s *store[T]) finish() []T {
 	total := s.n + len(s.cur)
 	// Keep a single chunk whose unused tail is small; the full slice
 	// expression makes a caller's append reallocate rather than write there.
 	if len(s.chunks) == 0 && cap(s.cur)-total <= total/16+4096 {
 		return s.cur[:total:total]
 	}
-	out := make([]float64, total)
+	out := make([]T, total)
 	off := 0
 	for i, c := range s.chunks {
 		off += copy(out[off:], c)

@@ -42,10 +42,10 @@ func TestSplitSizes(t *testing.T) {
 		{442, 0.2, 88}, // 88.4
 		{5, 0.5, 3},    // 2.5 rounds away from zero
 		{7, 0.5, 4},    // 3.5
-		{2, 0.01, 1},   // clamped up: the test side is never empty
-		{2, 0.99, 1},   // clamped down: nor is the train side
+		{3, 0.99, 2},   // clamped down: the train side is never empty
+		{3, 0.5, 2},    // 1.5 rounds to 2
 		{100, 0.999, 99},
-		{100, 1e-9, 1},
+		{100, 0.02, 2},
 	} {
 		train, test, err := data.Split(indexed(tc.rows), tc.fraction, 1)
 		if err != nil {
@@ -147,6 +147,12 @@ func TestSplitErrors(t *testing.T) {
 		{"NaN", indexed(10), math.NaN(), data.ErrFraction},
 		{"one row", indexed(1), 0.5, data.ErrTooFewRows},
 		{"no rows", indexed(0), 0.5, data.ErrTooFewRows},
+		// The gate needs two test rows.
+		{"two rows", indexed(2), 0.5, data.ErrTooFewTestRows},
+		{"two rows, most for test", indexed(2), 0.99, data.ErrTooFewTestRows},
+		{"one test row", indexed(10), 0.1, data.ErrTooFewTestRows},
+		{"no test row", indexed(100), 1e-9, data.ErrTooFewTestRows},
+		{"1.49 test rows", indexed(149), 0.01, data.ErrTooFewTestRows},
 		{"bad shape", &data.Dataset{Features: []string{"a"}, X: []float64{1}, Y: []float64{1, 2}}, 0.5, data.ErrShape},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

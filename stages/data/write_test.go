@@ -94,9 +94,16 @@ func TestWriteCSVErrors(t *testing.T) {
 	ok := func() *data.Dataset {
 		return &data.Dataset{Features: []string{"a"}, Target: "y", X: []float64{1, 2}, Y: []float64{3, 4}}
 	}
-	nan, inf, badShape, newline, empty := ok(), ok(), ok(), ok(), ok()
-	nan.X[1] = math.NaN()
+	nan, inf, infX, badShape, newline, empty := ok(), ok(), ok(), ok(), ok(), ok()
+	nan.Y[1] = math.NaN()
 	inf.Y[0] = math.Inf(-1)
+	infX.X[1] = math.Inf(1)
+	withText := func(text string) *data.Dataset {
+		d := ok()
+		d.X[1] = math.NaN()
+		d.Text = [][]string{{"", text}}
+		return d
+	}
 	badShape.X = badShape.X[:1]
 	newline.Features[0] = "a\nb"
 	empty.Target = ""
@@ -106,8 +113,14 @@ func TestWriteCSVErrors(t *testing.T) {
 		want error
 		msg  string
 	}{
-		{"NaN feature", nan, data.ErrNotFinite, `row 2 feature "a" is NaN`},
+		{"NaN target", nan, data.ErrNotFinite, `row 2 target "y" is NaN`},
+		{"infinite feature", infX, data.ErrNotFinite, `row 2 feature "a" is +Inf`},
 		{"infinite target", inf, data.ErrNotFinite, `row 1 target "y" is -Inf`},
+		{"text that is a number", withText("1.5"), data.ErrSyntax, `row 2 feature "a": text "1.5" reads back as a number`},
+		{"text that is NaN", withText("NaN"), data.ErrSyntax, "reads back as a number"},
+		{"text with spaces around", withText(" x"), data.ErrSyntax, "spaces around it"},
+		{"text with a line break", withText("x\ny"), data.ErrSyntax, "line break"},
+		{"text on a number", func() *data.Dataset { d := withText("x"); d.X[1] = 2; return d }(), data.ErrShape, "both the number 2 and the text"},
 		{"bad shape", badShape, data.ErrShape, ""},
 		{"line break in name", newline, data.ErrSyntax, "column 1"},
 		{"empty name", empty, data.ErrEmptyColumn, "column 2"},

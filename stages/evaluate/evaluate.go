@@ -63,6 +63,13 @@ const (
 )
 
 // Builtin returns the squared error of m on each test row, in row order.
+// Rows go through the model as the server takes them (model.Process: a v2
+// model imputes missing numbers and one-hot encodes categories); a cell
+// the model cannot take (a category not seen in training, a missing value
+// for a v1 model, text for a number feature) is an error wrapping
+// model.ErrUnseenCategory, model.ErrNoImputation or model.ErrNotNumber,
+// located at the cell's file:line:column when the test split was read
+// from a file.
 func Builtin(m *model.Linear, test *data.Dataset) ([]float64, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
@@ -77,8 +84,27 @@ func Builtin(m *model.Linear, test *data.Dataset) ([]float64, error) {
 		return nil, fmt.Errorf("evaluate: test features %v, model features %v: %w", test.Features, m.Features, ErrFeatureMismatch)
 	}
 	loss := make([]float64, test.Rows())
+	if m.Columns == nil && test.Numeric() {
+		// A v1 model on numbers: as it always was, bit for bit.
+		for i, y := range test.Y {
+			r := m.Predict(test.Row(i)) - y
+			loss[i] = r * r
+		}
+		return loss, nil
+	}
+	var z []float64
+	var text []string
 	for i, y := range test.Y {
-		r := m.Predict(test.Row(i)) - y
+		text = test.RowText(text, i)
+		var err error
+		if z, err = m.Process(z, test.Row(i), text); err != nil {
+			var ce *model.CellError
+			if errors.As(err, &ce) {
+				err = test.CellError(i, ce.Feature, err)
+			}
+			return nil, fmt.Errorf("evaluate: %w", err)
+		}
+		r := m.Score(z) - y
 		loss[i] = r * r
 	}
 	return loss, nil

@@ -27,12 +27,16 @@ var (
 	// ErrDiverged means the training loss stopped being a finite number;
 	// a smaller learning rate or clip norm usually helps.
 	ErrDiverged = errors.New("training diverged")
+	// ErrEmptyFeature means a feature column has no value in any training
+	// row, so there is nothing to learn from it or impute it with.
+	ErrEmptyFeature = errors.New("feature has no value in the training split")
 )
 
 // Result is what the built-in trainer produces.
 type Result struct {
-	// Model has Schema, Features, Target, Mean, Scale, Weights and Bias set;
-	// the caller fills in Name and Version from the spec.
+	// Model has Schema, Features, Target, Columns (v2), Mean, Scale,
+	// Weights and Bias set; the caller fills in Name and Version from the
+	// spec.
 	Model *model.Linear
 	// Loss is the training MSE after each epoch, over the whole training split.
 	Loss []float64
@@ -41,7 +45,17 @@ type Result struct {
 // Builtin fits a linear regression to train by gradient descent on the mean
 // squared error, mean((ŷ−y)²):
 //
-//   - features are standardised with the training split's mean and
+//   - when every feature cell of train is a number, the inputs are the
+//     features and the model is a linear/v1 document, as it always was;
+//     otherwise (a text or empty cell somewhere) it is linear/v2, whose
+//     inputs are: for a feature with a text cell in some training row, a
+//     category feature, one input per distinct training value (numbers
+//     spelled by model.CategoryKey, an empty cell as the category ""),
+//     sorted, 1 for the row's value and 0 for the others; for any other
+//     feature, a number feature, its value, or where empty the mean of its
+//     training values (the model's impute); a feature empty in every
+//     training row is an error (ErrEmptyFeature);
+//   - inputs (one-hot ones too, so that every input is centred) are standardised with the training split's mean and
 //     population standard deviation (a constant feature gets scale 1), and
 //     the model stores both, so it takes raw features;
 //   - the bias starts at mean(y), the least-squares intercept for centred
@@ -68,15 +82,40 @@ func Builtin(ctx context.Context, train *data.Dataset, p Params, seed int64) (*R
 		return nil, fmt.Errorf("train: %d rows, %d features: %w", n, d, ErrNoData)
 	}
 
-	mean, scale := standardisation(train)
-	s := newState(make([]float64, n*d), train.Y, d, floats.Sum(train.Y)/float64(n))
-	defer s.close()
-	for i := range n {
-		row, z := train.Row(i), s.z[i*d:(i+1)*d]
-		for j, v := range row {
-			z[j] = (v - mean[j]) / scale[j]
-		}
+	m := &model.Linear{
+		Schema:   model.Schema,
+		Features: slices.Clone(train.Features),
+		Target:   train.Target,
 	}
+	var s *state
+	if train.Numeric() {
+		mean, scale := standardisation(train.X, n, d)
+		s = newState(make([]float64, n*d), train.Y, d, floats.Sum(train.Y)/float64(n))
+		for i := range n {
+			row, z := train.Row(i), s.z[i*d:(i+1)*d]
+			for j, v := range row {
+				z[j] = (v - mean[j]) / scale[j]
+			}
+		}
+		m.Mean, m.Scale = mean, scale
+	} else {
+		cols, err := fitColumns(train)
+		if err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		m.Schema, m.Columns = model.SchemaV2, cols
+		z, inputs := expand(train, cols)
+		mean, scale := standardisation(z, n, inputs)
+		for i := range n {
+			row := z[i*inputs : (i+1)*inputs]
+			for k, v := range row {
+				row[k] = (v - mean[k]) / scale[k]
+			}
+		}
+		s = newState(z, train.Y, inputs, floats.Sum(train.Y)/float64(n))
+		m.Mean, m.Scale = mean, scale
+	}
+	defer s.close()
 
 	loss := make([]float64, p.Epochs)
 	var err error
@@ -89,15 +128,7 @@ func Builtin(ctx context.Context, train *data.Dataset, p Params, seed int64) (*R
 		return nil, fmt.Errorf("train: %w", err)
 	}
 
-	m := &model.Linear{
-		Schema:   model.Schema,
-		Features: slices.Clone(train.Features),
-		Target:   train.Target,
-		Mean:     mean,
-		Scale:    scale,
-		Weights:  s.w,
-		Bias:     s.b,
-	}
+	m.Weights, m.Bias = s.w, s.b
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -119,19 +150,101 @@ func WriteModel(dir string, m *model.Linear) error {
 	return nil
 }
 
-// standardisation returns each feature's mean and population standard
-// deviation, with 1 in place of a zero deviation. Two passes keep the
-// variance accurate when the mean is large against the spread.
-func standardisation(ds *data.Dataset) (mean, scale []float64) {
-	n, d := ds.Rows(), len(ds.Features)
+// fitColumns works out how each feature of train becomes inputs (see
+// Builtin): its kind, and its categories or its impute.
+func fitColumns(train *data.Dataset) ([]model.Column, error) {
+	n := train.Rows()
+	cols := make([]model.Column, len(train.Features))
+	for j, name := range train.Features {
+		if train.Text != nil && train.Text[j] != nil {
+			seen := make(map[string]bool)
+			for i := range n {
+				switch kind, v, text := train.Cell(i, j); kind {
+				case data.Number:
+					seen[model.CategoryKey(v)] = true
+				case data.Empty:
+					seen[""] = true
+				case data.Text:
+					seen[text] = true
+				}
+			}
+			cats := make([]string, 0, len(seen))
+			for c := range seen {
+				cats = append(cats, c)
+			}
+			slices.Sort(cats)
+			cols[j] = model.Column{Kind: model.KindCategory, Categories: cats}
+			continue
+		}
+		var sum float64
+		count := 0
+		for i := range n {
+			if v := train.X[i*len(train.Features)+j]; !math.IsNaN(v) {
+				sum += v
+				count++
+			}
+		}
+		if count == 0 {
+			return nil, train.CellError(0, j, fmt.Errorf("feature %q is empty in all %d training rows: %w", name, n, ErrEmptyFeature))
+		}
+		impute := sum / float64(count)
+		cols[j] = model.Column{Kind: model.KindNumber, Impute: &impute}
+	}
+	return cols, nil
+}
+
+// expand returns the training rows as inputs, row-major, before
+// standardisation: numbers with missing values imputed, one-hot
+// indicators for categories.
+func expand(train *data.Dataset, cols []model.Column) (x []float64, inputs int) {
+	for _, c := range cols {
+		if c.Kind == model.KindCategory {
+			inputs += len(c.Categories)
+		} else {
+			inputs++
+		}
+	}
+	n := train.Rows()
+	x = make([]float64, n*inputs)
+	for i := range n {
+		row := x[i*inputs : (i+1)*inputs]
+		k := 0
+		for j, c := range cols {
+			kind, v, text := train.Cell(i, j)
+			if c.Kind == model.KindNumber {
+				if kind != data.Number {
+					v = *c.Impute
+				}
+				row[k] = v
+				k++
+				continue
+			}
+			key := text
+			if kind == data.Number {
+				key = model.CategoryKey(v)
+			}
+			q, _ := slices.BinarySearch(c.Categories, key)
+			row[k+q] = 1
+			k += len(c.Categories)
+		}
+	}
+	return x, inputs
+}
+
+// standardisation returns the mean and population standard deviation of
+// each of the d columns of the n rows in x (row-major), with 1 in place of
+// a zero deviation. Two passes keep the variance accurate when the mean is
+// large against the spread.
+func standardisation(x []float64, n, d int) (mean, scale []float64) {
 	mean = make([]float64, d)
 	scale = make([]float64, d)
+	row := func(i int) []float64 { return x[i*d : (i+1)*d : (i+1)*d] }
 	for i := range n {
-		floats.Add(mean, ds.Row(i))
+		floats.Add(mean, row(i))
 	}
 	floats.Scale(1/float64(n), mean)
 	for i := range n {
-		for j, v := range ds.Row(i) {
+		for j, v := range row(i) {
 			dv := v - mean[j]
 			scale[j] += dv * dv
 		}
