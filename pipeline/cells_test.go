@@ -95,6 +95,11 @@ func TestRunCategorical(t *testing.T) {
 		t.Errorf("per-example losses %v, want %v", got, want)
 	}
 
+	// The smoke test sent the text and empty cells to the image's server.
+	if sm := res.Record.Outputs.Smoke; sm == nil || !sm.Compared || sm.Rows != test.Rows() || sm.MaxRelDiff > pipeline.SmokeTolerance {
+		t.Fatalf("smoke record %+v", res.Record.Outputs.Smoke)
+	}
+
 	// The server in the image takes strings and nulls.
 	ref, err := oci.ParseLayoutRef(res.Ref)
 	if err != nil {
@@ -115,8 +120,8 @@ func TestRunCategorical(t *testing.T) {
 		t.Fatal("the image's model.json is not the run's")
 	}
 	os.WriteFile(filepath.Join(root, "model", "model.json"), b, 0o644)
-	binPath := filepath.Join(root, "modelci")
-	if err := os.WriteFile(binPath, files["usr/local/bin/modelci"], 0o755); err != nil {
+	binPath := filepath.Join(root, "modelci-serve")
+	if err := os.WriteFile(binPath, files["usr/local/bin/modelci-serve"], 0o755); err != nil {
 		t.Fatal(err)
 	}
 	addr := startServer(t, binPath, filepath.Join(root, "model"))

@@ -20,8 +20,12 @@ func (r *run) evaluate(ctx context.Context) (string, error) {
 			return "", err
 		}
 		r.predictions = make([]float64, r.testSet.Rows())
+		var text []string
 		for i := range r.predictions {
-			r.predictions[i] = r.linear.Predict(r.testSet.Row(i))
+			text = r.testSet.RowText(text, i)
+			if r.predictions[i], err = r.linear.PredictRow(r.testSet.Row(i), text); err != nil {
+				return "", r.testSet.CellError(i, 0, err)
+			}
 		}
 	} else {
 		exclude, dataset := r.leftOut()

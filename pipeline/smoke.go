@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/smoke"
 )
 
@@ -172,11 +173,26 @@ func isIndex(mediaType string) bool {
 
 func hostPlatform() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
-// instances are the test rows as /predict takes them, in order.
+// instances are the test rows as /predict takes them, in order: raw
+// cells, numbers as numbers, text as strings, empty cells as null.
 func (r *run) instances() []any {
-	out := make([]any, r.testSet.Rows())
+	ts := r.testSet
+	out := make([]any, ts.Rows())
 	for i := range out {
-		out[i] = r.testSet.Row(i)
+		if ts.Numeric() {
+			out[i] = ts.Row(i)
+			continue
+		}
+		row := make([]any, len(ts.Features))
+		for j := range row {
+			switch kind, v, text := ts.Cell(i, j); kind {
+			case data.Number:
+				row[j] = v
+			case data.Text:
+				row[j] = text
+			}
+		}
+		out[i] = row
 	}
 	return out
 }
