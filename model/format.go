@@ -1,6 +1,8 @@
 package model
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -31,4 +33,61 @@ func FormatFile(format string) (string, error) {
 		return ONNXFileName, nil
 	}
 	return "", fmt.Errorf("%w %q (have: %s, %s)", ErrFormat, format, FormatLinear, FormatONNX)
+}
+
+// ONNXInfoFileName is the document modelci writes beside model.onnx: what
+// the ONNX file does not say of the model.
+const ONNXInfoFileName = "modelci.json"
+
+// ONNXInfoSchema identifies ONNXInfo.
+const ONNXInfoSchema = "modelci.dev/model/onnx-info/v1"
+
+// ONNXInfo names an ONNX model and the features its one input takes, in
+// order: the data set's columns but the target, as the trainer saw them.
+type ONNXInfo struct {
+	Schema   string   `json:"schema"`
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Features []string `json:"features"`
+	Target   string   `json:"target"`
+}
+
+// ErrONNXInfo means a missing or invalid ONNXInfo document.
+var ErrONNXInfo = errors.New("invalid onnx info")
+
+// DecodeONNXInfo decodes and checks an ONNXInfo document.
+func DecodeONNXInfo(b []byte) (*ONNXInfo, error) {
+	var in ONNXInfo
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrONNXInfo, err)
+	}
+	switch {
+	case in.Schema != ONNXInfoSchema:
+		return nil, fmt.Errorf("%w: schema %q, want %s", ErrONNXInfo, in.Schema, ONNXInfoSchema)
+	case in.Name == "" || in.Version == "":
+		return nil, fmt.Errorf("%w: no name or version", ErrONNXInfo)
+	case len(in.Features) == 0:
+		return nil, fmt.Errorf("%w: no features", ErrONNXInfo)
+	}
+	seen := map[string]bool{}
+	for _, f := range in.Features {
+		if f == "" || seen[f] {
+			return nil, fmt.Errorf("%w: feature %q is empty or repeated", ErrONNXInfo, f)
+		}
+		seen[f] = true
+	}
+	return &in, nil
+}
+
+// Encode returns the document as indented JSON, newline-terminated.
+func (in *ONNXInfo) Encode() ([]byte, error) {
+	c := *in
+	c.Schema = ONNXInfoSchema
+	b, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }

@@ -143,7 +143,7 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, preprocess 
 		return s.writeError(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
 	}
 	m := s.model
-	if m == nil {
+	if m == nil && s.onnx == nil {
 		return s.writeError(w, r, http.StatusServiceUnavailable, "model not loaded")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
@@ -169,6 +169,9 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, preprocess 
 		return s.writeError(w, r, http.StatusBadRequest, "read request body: "+err.Error())
 	}
 
+	if s.onnx != nil {
+		return s.handleONNX(w, r, buf)
+	}
 	if m.Columns != nil {
 		return s.handleCells(w, r, m, buf, preprocess)
 	}

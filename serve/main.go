@@ -46,7 +46,7 @@ bound address. SIGTERM or SIGINT drains in-flight requests and exits 0.
 `, name)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&dir, "model", "/model", "model directory (holds model.json)")
+	fs.StringVar(&dir, "model", "/model", "model directory (holds model.json, or model.onnx with modelci.json)")
 	fs.StringVar(&addr, "addr", ":8080", "listen address; port 0 picks a free port")
 	fs.Func("role", "endpoints to serve: predict, preprocess or all (default all)", func(s string) error {
 		r, err := ParseRole(s)
@@ -79,11 +79,7 @@ bound address. SIGTERM or SIGINT drains in-flight requests and exits 0.
 		log.Error(err.Error())
 		return exitError
 	}
-	m, err := LoadModel(dir)
-	if err != nil {
-		return fail(err)
-	}
-	s, err := New(m, WithRole(role), WithMaxBodyBytes(maxBody), WithLogger(log), WithTimeouts(timeouts))
+	s, err := Open(dir, WithRole(role), WithMaxBodyBytes(maxBody), WithLogger(log), WithTimeouts(timeouts))
 	if err != nil {
 		return fail(err)
 	}

@@ -9,8 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/modelci/modelci/model"
 )
 
 // Metric names, stable: dashboards and the canary analysis of deploy query them.
@@ -40,7 +38,7 @@ type routeStats struct {
 	duration prometheus.Observer
 }
 
-func newMetrics(reg prometheus.Registerer, m *model.Linear, role Role) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, name, version string, role Role) (*metrics, error) {
 	met := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRequests,
@@ -66,8 +64,8 @@ func newMetrics(reg prometheus.Registerer, m *model.Linear, role Role) (*metrics
 			return nil, fmt.Errorf("register server metrics: %w", err)
 		}
 	}
-	if m != nil {
-		info.WithLabelValues(m.Name, m.Version).Set(1)
+	if name != "" {
+		info.WithLabelValues(name, version).Set(1)
 	}
 	routes := []string{routeHealthz, routeReadyz, routeMetrics, routeOther}
 	if role.predicts() {

@@ -111,6 +111,7 @@ func WithTimeouts(t Timeouts) Option { return func(c *config) { c.timeouts = t }
 // ListenAndServe add timeouts and graceful shutdown.
 type Server struct {
 	model    *model.Linear
+	onnx     *onnxModel // set instead of model for an ONNX model
 	role     Role
 	maxBody  int64
 	log      *slog.Logger
@@ -123,6 +124,23 @@ type Server struct {
 // New returns a server for m. A nil m gives a server that is alive but not
 // ready: /readyz and the model endpoints answer 503.
 func New(m *model.Linear, opts ...Option) (*Server, error) {
+	var name, version string
+	if m != nil {
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("serve model %q: %w", m.Name, err)
+		}
+		name, version = m.Name, m.Version
+	}
+	s, err := newServer(m, name, version, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.ready.Store(m != nil)
+	return s, nil
+}
+
+// newServer is a server for a model named name at version, not ready yet.
+func newServer(m *model.Linear, name, version string, opts ...Option) (*Server, error) {
 	c := config{role: RoleAll, maxBody: DefaultMaxBodyBytes}
 	for _, o := range opts {
 		o(&c)
@@ -133,11 +151,6 @@ func New(m *model.Linear, opts ...Option) (*Server, error) {
 	if c.maxBody <= 0 {
 		return nil, fmt.Errorf("body limit %d: must be positive", c.maxBody)
 	}
-	if m != nil {
-		if err := m.Validate(); err != nil {
-			return nil, fmt.Errorf("serve model %q: %w", m.Name, err)
-		}
-	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)
 	}
@@ -146,11 +159,11 @@ func New(m *model.Linear, opts ...Option) (*Server, error) {
 		c.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	c.timeouts = withDefaults(c.timeouts)
-	met, err := newMetrics(c.registry, m, c.role)
+	met, err := newMetrics(c.registry, name, version, c.role)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
+	return &Server{
 		model:    m,
 		role:     c.role,
 		maxBody:  c.maxBody,
@@ -158,9 +171,7 @@ func New(m *model.Linear, opts ...Option) (*Server, error) {
 		timeouts: c.timeouts,
 		metrics:  met,
 		metricsH: metricsHandler(c.registry, c.logger),
-	}
-	s.ready.Store(m != nil)
-	return s, nil
+	}, nil
 }
 
 func withDefaults(t Timeouts) Timeouts {
@@ -226,6 +237,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	attrs := []any{slog.String("addr", ln.Addr().String()), slog.String("role", string(s.role))}
 	if s.model != nil {
 		attrs = append(attrs, slog.String("model", s.model.Name), slog.String("version", s.model.Version))
+	}
+	if s.onnx != nil {
+		attrs = append(attrs, slog.String("model", s.onnx.info.Name), slog.String("version", s.onnx.info.Version), slog.String("format", model.FormatONNX))
 	}
 	s.log.Info("listening", attrs...)
 
