@@ -82,6 +82,10 @@ type TrainerInput struct {
 	Version   string   `json:"version,omitempty"`
 	Command   []string `json:"command,omitempty"`
 	Evaluator []string `json:"evaluator,omitempty"`
+	// Format is train.format; ONNXOps the operators of an ONNX model, as
+	// the runtime loaded it.
+	Format  string   `json:"format,omitempty"`
+	ONNXOps []string `json:"onnx_ops,omitempty"`
 }
 
 // BaselineInput is the champion's metrics the gate compared against.

@@ -237,7 +237,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 		Spec:  SpecInfo{File: spec.File, Digest: specDigest},
 		Model: spec.Model,
 		Inputs: Inputs{Params: spec.Train.Params, Trainer: TrainerInput{
-			Builtin: spec.Train.Builtin, Command: spec.Train.Command, Evaluator: spec.Evaluate.Command,
+			Builtin: spec.Train.Builtin, Command: spec.Train.Command, Evaluator: spec.Evaluate.Command, Format: spec.Train.Format,
 		}},
 	}
 	if spec.Train.Builtin != "" {

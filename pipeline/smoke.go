@@ -72,7 +72,7 @@ func (r *run) smoke(ctx context.Context) (string, error) {
 		out.Tolerance = SmokeToleranceFloat32
 	}
 	res, err := smoke.Serve(ctx, smoke.Input{
-		Image: img, Instances: r.instances(), Want: r.predictions, Tolerance: out.Tolerance, Log: r.o.log,
+		Image: img, Instances: r.instances(), Want: r.predictions, Tolerance: out.Tolerance,
 	})
 	if res != nil {
 		out.Entrypoint, out.Rows, out.Compared, out.MaxRelDiff, out.Differ = res.Entrypoint, res.Rows, res.Compared, res.MaxRelDiff, res.Differ

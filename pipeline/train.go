@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/serve"
 	"github.com/modelci/modelci/stages/train"
 )
 
@@ -55,6 +56,11 @@ func (r *run) train(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("keep trained model: %w", err)
 		}
 		r.trainLoss = res.Loss
+		if spec.Train.Format == model.FormatONNX {
+			if err := r.onnxInfo(); err != nil {
+				return "", err
+			}
+		}
 	}
 	d, err := DigestTree(r.modelDir)
 	if err != nil {
@@ -80,4 +86,26 @@ func (r *run) leftOut() (exclude []string, dataset string) {
 		}
 	}
 	return exclude, sp.Path(sp.Data.Path)
+}
+
+// onnxInfo records beside model.onnx what the runtime needs and the file
+// does not say (model.ONNXInfo), then loads the model as the image's server
+// will: an operator the runtime lacks is refused now, with its name, not
+// when a request comes.
+func (r *run) onnxInfo() error {
+	sp := r.spec
+	info := &model.ONNXInfo{Name: sp.Model.Name, Version: sp.Model.Version, Features: r.trainSet.Features, Target: sp.Data.Target}
+	b, err := info.Encode()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(r.modelDir, model.ONNXInfoFileName), b, 0o644); err != nil {
+		return err
+	}
+	m, _, err := serve.LoadONNX(r.modelDir)
+	if err != nil {
+		return fmt.Errorf("train.format onnx: modelci's runtime cannot serve this model: %w", err)
+	}
+	r.rec.Inputs.Trainer.ONNXOps = m.Ops()
+	return nil
 }
