@@ -79,12 +79,22 @@ func (m *Modelci) goBuild(ctx context.Context, pkg string) (*dagger.File, error)
 }
 
 // binary is modelci: the caller's prebuilt one, else built from source.
-// It runs every step and is the image's server.
+// It runs every step.
 func (m *Modelci) binary(ctx context.Context) (*dagger.File, error) {
 	if m.ModelciBinary != nil {
 		return m.ModelciBinary, nil
 	}
 	return m.goBuild(ctx, "./cmd/modelci")
+}
+
+// runtime is the image's server, modelci-serve: the caller's prebuilt one,
+// else built from source with the flags `modelci run` builds it with, so
+// that both build the same image.
+func (m *Modelci) runtime(ctx context.Context) (*dagger.File, error) {
+	if m.ModelciRuntime != nil {
+		return m.ModelciRuntime, nil
+	}
+	return m.goBuild(ctx, "./cmd/modelci-serve")
 }
 
 // ModelciBin returns the modelci binary the steps run: the one passed to

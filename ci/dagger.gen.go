@@ -57,18 +57,21 @@ func convertSlice[I any, O any](in []I, f func(I) O) []O {
 
 func (r Modelci) MarshalJSON() ([]byte, error) {
 	var concrete struct {
-		ModelciSource *dagger.Directory
-		ModelciBinary *dagger.File
+		ModelciSource  *dagger.Directory
+		ModelciBinary  *dagger.File
+		ModelciRuntime *dagger.File
 	}
 	concrete.ModelciSource = r.ModelciSource
 	concrete.ModelciBinary = r.ModelciBinary
+	concrete.ModelciRuntime = r.ModelciRuntime
 	return json.Marshal(&concrete)
 }
 
 func (r *Modelci) UnmarshalJSON(bs []byte) error {
 	var concrete struct {
-		ModelciSource *dagger.Directory
-		ModelciBinary *dagger.File
+		ModelciSource  *dagger.Directory
+		ModelciBinary  *dagger.File
+		ModelciRuntime *dagger.File
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -76,6 +79,7 @@ func (r *Modelci) UnmarshalJSON(bs []byte) error {
 	}
 	r.ModelciSource = concrete.ModelciSource
 	r.ModelciBinary = concrete.ModelciBinary
+	r.ModelciRuntime = concrete.ModelciRuntime
 	return nil
 }
 
@@ -988,7 +992,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelciBinary", err))
 				}
 			}
-			return New(modelciSource, modelciBinary), nil
+			var modelciRuntime *dagger.File
+			if inputArgs["modelciRuntime"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["modelciRuntime"]), &modelciRuntime)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg modelciRuntime", err))
+				}
+			}
+			return New(modelciSource, modelciBinary, modelciRuntime), nil
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

@@ -32,20 +32,26 @@ type Modelci struct {
 	ModelciSource *dagger.Directory
 	// A modelci binary built from ModelciSource, when the caller has one.
 	ModelciBinary *dagger.File
+	// The image's server, modelci-serve, built from ModelciSource, when the
+	// caller has one.
+	ModelciRuntime *dagger.File
 }
 
 // New returns the module. The project to build is each function's source
 // argument; modelciSource is modelci's own code (this module's repository).
 func New(
-	// modelci's source, from which the step runner and the image's server are built.
+	// modelci's source, from which the step runner (cmd/modelci) and the image's server (cmd/modelci-serve) are built.
 	// +defaultPath="/"
 	// +ignore=[".git", "**/.modelci", "**/*.test", "examples", "docs", "bench", "ci"]
 	modelciSource *dagger.Directory,
-	// modelci for linux/amd64, already built from modelciSource with `CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w" ./cmd/modelci` (what `modelci run` builds as its runtime): the module then compiles nothing. The caller vouches that it was built from that source. Without it the module builds it in the engine, with Go's caches in cache volumes.
+	// modelci for linux/amd64, already built from modelciSource with `CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w" ./cmd/modelci`: the module then compiles no step runner. The caller vouches that it was built from that source. Without it the module builds it in the engine, with Go's caches in cache volumes.
 	// +optional
 	modelciBinary *dagger.File,
+	// modelci-serve, the image's server, for linux/amd64, already built from modelciSource with `CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w" ./cmd/modelci-serve` (what `modelci run` builds): the module then compiles no runtime. The caller vouches that it was built from that source. Without it the module builds it in the engine.
+	// +optional
+	modelciRuntime *dagger.File,
 ) *Modelci {
-	return &Modelci{ModelciSource: modelciSource, ModelciBinary: modelciBinary}
+	return &Modelci{ModelciSource: modelciSource, ModelciBinary: modelciBinary, ModelciRuntime: modelciRuntime}
 }
 
 // Paths inside step containers.
@@ -301,23 +307,25 @@ func (m *Modelci) Evaluate(
 			return nil, err
 		}
 	}
-	return m.evaluate(ctx, p, trained, image, command)
+	metrics, _, err := m.evaluate(ctx, p, trained, image, command)
+	return metrics, err
 }
 
 // evaluate runs the evaluator, then `stage metrics`, which holds its
 // predictions.json and the trainer's train.json to their contracts and
-// assembles metrics.json.
-func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Directory, img string, command []string) (*dagger.File, error) {
+// assembles metrics.json. It returns metrics.json and the evaluator's
+// predictions.json (for the smoke test).
+func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Directory, img string, command []string) (*dagger.File, *dagger.File, error) {
 	split, err := m.split(ctx, p)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(command) == 0 {
 		command = p.plan.Evaluate.Command
 	}
 	st, err := m.stageContainer(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var ctr *dagger.Container
 	if len(command) == 0 {
@@ -327,7 +335,7 @@ func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Dire
 			img = p.plan.Train.Image
 		}
 		if img == "" {
-			return nil, fmt.Errorf("evaluate: an external evaluator (%s) needs an image: pass --image or set train.image", strings.Join(command, " "))
+			return nil, nil, fmt.Errorf("evaluate: an external evaluator (%s) needs an image: pass --image or set train.image", strings.Join(command, " "))
 		}
 		ctr = withEvalEnv(dag.Container().From(img).
 			WithMountedDirectory(srcDir, p.code()).
@@ -343,9 +351,9 @@ func (m *Modelci) evaluate(ctx context.Context, p *project, trained *dagger.Dire
 		"--train", in+"/trained/"+trainReport, "--predictions", in+"/eval/"+predictionFile,
 		"--out", metrics).File(metrics)
 	if _, err := f.Sync(ctx); err != nil {
-		return nil, fmt.Errorf("evaluate: %w", err)
+		return nil, nil, fmt.Errorf("evaluate: %w", err)
 	}
-	return f, nil
+	return f, ctr.File(path.Join(outMount, predictionFile)), nil
 }
 
 func withEvalEnv(c *dagger.Container, split, trained *dagger.Directory) *dagger.Container {
@@ -509,9 +517,14 @@ func (m *Modelci) image(ctx context.Context, p *project, trained *dagger.Directo
 	if err != nil {
 		return nil, err
 	}
-	// The runtime is the step runner itself: one modelci binary.
-	return stage(st.WithMountedDirectory(modelMount, trained.Directory("model")), "image",
-		"--model", modelMount, "--runtime", cliBin,
+	rt, err := m.runtime(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The image's server is modelci-serve, as `modelci run` builds it.
+	const runtimeBin = "/modelci/runtime/modelci-serve"
+	return stage(st.WithMountedDirectory(modelMount, trained.Directory("model")).WithMountedFile(runtimeBin, rt), "image",
+		"--model", modelMount, "--runtime", runtimeBin,
 		"--name", p.plan.Model.Name, "--version", p.plan.Model.Version, "--dataset-digest", sp.DatasetDigest,
 		"--created", strconv.Itoa(created), "--out", imageOut).
 		Directory(imageOut), nil
@@ -1136,7 +1149,7 @@ func (m *Modelci) Release(
 	if res.ModelDigest, err = m.treeDigest(ctx, trained.Directory("model")); err != nil {
 		return nil, err
 	}
-	metrics, err := m.evaluate(ctx, p, trained, "", nil)
+	metrics, predictions, err := m.evaluate(ctx, p, trained, "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -1170,13 +1183,18 @@ func (m *Modelci) Release(
 		}
 		res.Digest = img.Digest
 		steps = append(steps, fmt.Sprintf("- built `%s` (tag `%s`)", img.Digest, img.Tag))
+		smoke, err := m.smoke(ctx, p, st, out, predictions)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, "- smoke-tested: the image served every test row as evaluated")
 		if address != "" {
 			if res.Ref, err = m.publish(ctx, out, address, registry, username, password, false); err != nil {
 				return nil, err
 			}
 			steps = append(steps, fmt.Sprintf("- published `%s`", res.Ref))
 			if key != nil || oidcToken != nil {
-				attest, err := m.predicates(p, st, metrics, baseline, baselineDigest, started, sourceUri, sourceRevision)
+				attest, err := m.predicates(p, st, metrics, baseline, baselineDigest, smoke, started, sourceUri, sourceRevision)
 				if err != nil {
 					return nil, err
 				}
@@ -1212,6 +1230,28 @@ func (m *Modelci) Release(
 	}
 	res.Json = string(b)
 	return res, nil
+}
+
+// smoke runs `stage smoke` (pipeline.Smoke, as `modelci run` does) on the
+// image step's output: the image's server, started from its layers in the
+// step's container, must answer every test row as the evaluator predicted
+// it. It returns smoke.json, for the provenance.
+func (m *Modelci) smoke(ctx context.Context, p *project, st *dagger.Container, image *dagger.Directory, predictions *dagger.File) (*dagger.File, error) {
+	split, err := m.split(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	const in = "/modelci/in"
+	f := stage(p.withSource(st).
+		WithMountedDirectory(in+"/image", image).
+		WithMountedFile(in+"/test.csv", split.File("test/test.csv")).
+		WithMountedFile(in+"/predictions.json", predictions),
+		"smoke", "--spec", p.specFile(), "--image", in+"/image", "--test", in+"/test.csv",
+		"--predictions", in+"/predictions.json", "--out", stepOut).File(path.Join(stepOut, "smoke.json"))
+	if _, err := f.Sync(ctx); err != nil {
+		return nil, fmt.Errorf("smoke: %w", err)
+	}
+	return f, nil
 }
 
 // champion finds gate.baseline.from's champion with `stage champion`, as
@@ -1283,9 +1323,13 @@ func untunnel(ref, address string) string {
 // predicates are the predicates `modelci run` attests for a signed image
 // (the gate verdict, SLSA provenance), made by `stage predicates`, and the
 // metrics it attaches.
-func (m *Modelci) predicates(p *project, st *dagger.Container, metrics, baseline *dagger.File, baselineDigest string, started time.Time, sourceURI, sourceRevision string) (*dagger.Directory, error) {
+func (m *Modelci) predicates(p *project, st *dagger.Container, metrics, baseline *dagger.File, baselineDigest string, smoke *dagger.File, started time.Time, sourceURI, sourceRevision string) (*dagger.Directory, error) {
 	c, args := withMetrics(p.withSource(st), []string{"predicates", "--spec", p.specFile()}, metrics, baseline)
 	args = append(args, "--started", started.Format(time.RFC3339Nano), "--out", stepOut)
+	if smoke != nil {
+		c = c.WithMountedFile("/modelci/in/smoke.json", smoke)
+		args = append(args, "--smoke", "/modelci/in/smoke.json")
+	}
 	if baselineDigest != "" {
 		args = append(args, "--baseline-digest", baselineDigest)
 	}

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,15 +68,47 @@ func moduleFiles(t *testing.T) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// binary is modelci built from this source for the module's steps, as
-// `modelci run` builds its runtime (the same cache, by source digest): the
-// engine then compiles nothing but the module. TestModelciBinary checks
-// that the module's own build gives the same bytes.
+var (
+	cliOnce sync.Once
+	cliBin  string
+	cliErr  error
+)
+
+// binary is modelci (cmd/modelci) built from this source for the module's
+// steps, with the flags the module builds it with, once per test binary
+// (Go's build cache makes later builds quick): the engine then compiles
+// nothing but the module. TestModelciBinary checks that the module's own
+// build gives the same bytes.
 func binary(t *testing.T) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "modelci-e2e-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliBin = filepath.Join(dir, "modelci")
+		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", cliBin, "./cmd/modelci")
+		cmd.Dir = repoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOWORK=off", "GOFLAGS=-mod=readonly")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			cliErr = fmt.Errorf("%w\n%s", err, out)
+		}
+	})
+	if cliErr != nil {
+		t.Fatalf("build modelci: %v", cliErr)
+	}
+	return cliBin
+}
+
+// runtimeBinary is the image's server as `modelci run` builds it (the same
+// cache, by source digest), passed to the module so that both build the
+// same image.
+func runtimeBinary(t *testing.T) string {
 	t.Helper()
 	bin, err := image.Runtime(context.Background(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(repoRoot(t)))
 	if err != nil {
-		t.Fatalf("build modelci: %v", err)
+		t.Fatalf("build modelci-serve: %v", err)
 	}
 	return bin
 }
@@ -102,11 +135,11 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// call runs `dagger call --modelci-binary BIN ARGS…` on the module at the
+// call runs `dagger call --modelci-binary BIN --modelci-runtime BIN ARGS…` on the module at the
 // repository root and returns its stdout.
 func call(t *testing.T, args ...string) string {
 	t.Helper()
-	return dagger(t, append([]string{"call", "--modelci-binary", binary(t)}, args...)...)
+	return dagger(t, append([]string{"call", "--modelci-binary", binary(t), "--modelci-runtime", runtimeBinary(t)}, args...)...)
 }
 
 // dagger runs the dagger CLI on the module at the repository root.
@@ -123,7 +156,7 @@ func dagger(t *testing.T, args ...string) string {
 // the CLI's stderr.
 func callErr(t *testing.T, args ...string) error {
 	t.Helper()
-	_, err := daggerRun(t, append([]string{"call", "--modelci-binary", binary(t)}, args...)...)
+	_, err := daggerRun(t, append([]string{"call", "--modelci-binary", binary(t), "--modelci-runtime", runtimeBinary(t)}, args...)...)
 	return err
 }
 

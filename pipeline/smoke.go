@@ -3,12 +3,14 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"io"
 	"runtime"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
 	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/smoke"
 )
@@ -41,19 +43,44 @@ type SmokeOutput struct {
 	Note       string       `json:"note,omitempty"`
 }
 
-// smoke checks that the image just built serves what was gated, before
+// SmokeInput is a smoke test of a built image, as `modelci run` makes it
+// and the Dagger module's smoke step does.
+type SmokeInput struct {
+	Spec *spec.Spec
+	// Image is the built image: its OCI layout and digest (an image, or an
+	// index whose host-platform image is run).
+	Image *ImageOutput
+	// Test is the test split; Predictions the evaluator's, one per row (nil
+	// when it wrote none).
+	Test        *data.Dataset
+	Predictions []float64
+	// Exclude and Dataset stage the project for smoke.command as for an
+	// external evaluator.
+	Exclude []string
+	Dataset string
+	// Log takes smoke.command's output and warnings (nil: none).
+	Log io.Writer
+}
+
+// Smoke checks that the image just built serves what was gated, before
 // anything is pushed: modelci's runtime is started from the image's own
-// layers and answers every test row as the evaluator scored it; a base
-// image of the user's has its entrypoint checked, and smoke.command run.
-func (r *run) smoke(ctx context.Context) (string, error) {
-	img, platform, err := r.hostImage()
+// layers and answers every test row as the evaluator predicted it; a base
+// image of the user's has its entrypoint checked, and smoke.command run. It
+// returns what it found (with the error, too, when the check failed) and a
+// line for the progress report.
+func Smoke(ctx context.Context, in SmokeInput) (*SmokeOutput, string, error) {
+	log := in.Log
+	if log == nil {
+		log = io.Discard
+	}
+	img, platform, err := hostImage(in.Image)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	out := &SmokeOutput{Platform: platform}
-	r.rec.Outputs.Smoke = out
-	if !r.spec.Image.Scratch() {
-		return r.smokeBase(ctx, img, out)
+	if !in.Spec.Image.Scratch() {
+		line, err := smokeBase(ctx, in, img, out)
+		return out, line, err
 	}
 	out.Kind = "served"
 	if platform != hostPlatform() {
@@ -62,50 +89,60 @@ func (r *run) smoke(ctx context.Context) (string, error) {
 		out.Entrypoint, err = smoke.CheckEntrypoint(ctx, img)
 		out.Note = "no " + hostPlatform() + " image to run here: entrypoint checked only"
 		if err != nil {
-			return "", err
+			return out, "", err
 		}
-		r.warnf("warning: smoke test: %s", out.Note)
-		return "entrypoint checked (" + platform + ")", nil
+		fmt.Fprintf(log, "warning: smoke test: %s\n", out.Note)
+		return out, "entrypoint checked (" + platform + ")", nil
 	}
 	out.Tolerance = SmokeTolerance
-	if r.spec.Train.Format == model.FormatONNX {
+	if in.Spec.Train.Format == model.FormatONNX {
 		out.Tolerance = SmokeToleranceFloat32
 	}
 	res, err := smoke.Serve(ctx, smoke.Input{
-		Image: img, Instances: r.instances(), Want: r.predictions, Tolerance: out.Tolerance,
+		Image: img, Instances: Instances(in.Test), Want: in.Predictions, Tolerance: out.Tolerance,
 	})
 	if res != nil {
 		out.Entrypoint, out.Rows, out.Compared, out.MaxRelDiff, out.Differ = res.Entrypoint, res.Rows, res.Compared, res.MaxRelDiff, res.Differ
 	}
 	if err != nil {
-		return "", err
+		return out, "", err
 	}
 	if !res.Compared {
-		r.warnf("warning: smoke test: the evaluator wrote no \"predictions\"; the served answers were only checked to be finite")
-		return fmt.Sprintf("%d test rows served (not compared: no predictions from the evaluator)", res.Rows), nil
+		fmt.Fprintf(log, "warning: smoke test: the evaluator wrote no \"predictions\"; the served answers were only checked to be finite\n")
+		return out, fmt.Sprintf("%d test rows served (not compared: no predictions from the evaluator)", res.Rows), nil
 	}
-	return fmt.Sprintf("%d test rows served as evaluated (max rel. diff %.2g ≤ %.0g)", res.Rows, res.MaxRelDiff, out.Tolerance), nil
+	return out, fmt.Sprintf("%d test rows served as evaluated (max rel. diff %.2g ≤ %.0g)", res.Rows, res.MaxRelDiff, out.Tolerance), nil
+}
+
+// smoke is the run's smoke stage.
+func (r *run) smoke(ctx context.Context) (string, error) {
+	exclude, dataset := r.leftOut()
+	out, line, err := Smoke(ctx, SmokeInput{
+		Spec: r.spec, Image: r.rec.Outputs.Image, Test: r.testSet, Predictions: r.predictions,
+		Exclude: exclude, Dataset: dataset, Log: r.o.log,
+	})
+	r.rec.Outputs.Smoke = out
+	return line, err
 }
 
 // smokeBase checks a base image's entrypoint and runs smoke.command with
 // the image's layout reference (MODELCI_IMAGE) and the test split
 // (MODELCI_DATA, as for an evaluator).
-func (r *run) smokeBase(ctx context.Context, img v1.Image, out *SmokeOutput) (string, error) {
+func smokeBase(ctx context.Context, in SmokeInput, img v1.Image, out *SmokeOutput) (string, error) {
 	out.Kind = "entrypoint"
 	var err error
 	if out.Entrypoint, err = smoke.CheckEntrypoint(ctx, img); err != nil {
 		return "", err
 	}
-	sp := r.spec.Smoke
+	sp := in.Spec.Smoke
 	if len(sp.Command) == 0 {
 		out.Note = "no smoke.command: the image's server was not started"
 		return "entrypoint checked (no smoke.command)", nil
 	}
 	out.Command = sp.Command
-	exclude, dataset := r.leftOut()
 	if err := smoke.Command(ctx, smoke.CommandInput{
-		Argv: sp.Command, Project: r.spec.Dir, Exclude: exclude, ExcludeContent: []string{dataset},
-		Image: r.rec.Outputs.Image.Ref, Test: r.testSet, Timeout: sp.TimeoutDuration(), Log: r.o.log,
+		Argv: sp.Command, Project: in.Spec.Dir, Exclude: in.Exclude, ExcludeContent: []string{in.Dataset},
+		Image: in.Image.Ref, Test: in.Test, Timeout: sp.TimeoutDuration(), Log: in.Log,
 	}); err != nil {
 		return "", err
 	}
@@ -114,8 +151,7 @@ func (r *run) smokeBase(ctx context.Context, img v1.Image, out *SmokeOutput) (st
 
 // hostImage is the built image for this machine's platform, else the
 // first one.
-func (r *run) hostImage() (v1.Image, string, error) {
-	img := r.rec.Outputs.Image
+func hostImage(img *ImageOutput) (v1.Image, string, error) {
 	p, err := layout.FromPath(img.Layout)
 	if err != nil {
 		return nil, "", err
@@ -173,10 +209,9 @@ func isIndex(mediaType string) bool {
 
 func hostPlatform() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
-// instances are the test rows as /predict takes them, in order: raw
+// Instances are the test rows as /predict takes them, in order: raw
 // cells, numbers as numbers, text as strings, empty cells as null.
-func (r *run) instances() []any {
-	ts := r.testSet
+func Instances(ts *data.Dataset) []any {
 	out := make([]any, ts.Rows())
 	for i := range out {
 		if ts.Numeric() {

@@ -40,10 +40,12 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/evaluate"
 	"github.com/modelci/modelci/stages/image"
@@ -91,7 +93,7 @@ func Run(ctx context.Context, args []string, exitCode func(modelgate.Decision) i
 	cmds := map[string]func(context.Context, []string) error{
 		"plan": planCmd, "split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
 		"metrics": metricsCmd, "gate": func(ctx context.Context, a []string) error { return gateCmd(ctx, a, exitCode) }, "predicates": predicatesCmd, "champion": championCmd,
-		"image": imageCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
+		"image": imageCmd, "smoke": smokeCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
 		"forward": forwardCmd,
 	}
 	run, ok := cmds[args[0]]
@@ -222,7 +224,70 @@ func evaluateCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(filepath.Join(out, evaluate.Predictions), map[string][]float64{"per_example_loss": loss})
+	// The model's predictions too, for the smoke test to compare with.
+	pred := make([]float64, test.Rows())
+	var text []string
+	for i := range pred {
+		text = test.RowText(text, i)
+		if pred[i], err = m.PredictRow(test.Row(i), text); err != nil {
+			return test.CellError(i, 0, err)
+		}
+	}
+	return writeJSON(filepath.Join(out, evaluate.Predictions), map[string][]float64{"per_example_loss": loss, "predictions": pred})
+}
+
+// smokeCmd is the smoke stage (pipeline.Smoke) on the image step's output:
+// the image started from its layers answers every test row as the
+// evaluator predicted it. It writes smoke.json (pipeline.SmokeOutput), for
+// the provenance, and fails the release when the check does.
+func smokeCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("smoke", flag.ContinueOnError)
+	specPath := fs.String("spec", "", "modelci.yaml")
+	imageDir := fs.String("image", "", "the image step's output directory (oci/, image.json)")
+	testCSV := fs.String("test", "", "the test split's test.csv")
+	preds := fs.String("predictions", "", "the evaluator's predictions.json")
+	out := fs.String("out", "", "output directory: smoke.json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sp, err := spec.Load(*specPath)
+	if err != nil {
+		return err
+	}
+	test, err := data.Load(ctx, *testCSV, sp.Data.Target)
+	if err != nil {
+		return err
+	}
+	scores, err := evaluate.ReadScores(*preds, test.Rows())
+	if err != nil {
+		return err
+	}
+	var img Image
+	b, err := os.ReadFile(filepath.Join(*imageDir, "image.json"))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &img); err != nil {
+		return fmt.Errorf("image.json: %w", err)
+	}
+	h, err := v1.NewHash(img.Digest)
+	if err != nil {
+		return fmt.Errorf("image.json: %w", err)
+	}
+	lay := filepath.Join(*imageDir, "oci")
+	ref, err := oci.LayoutRef(lay, h)
+	if err != nil {
+		return err
+	}
+	res, line, err := pipeline.Smoke(ctx, pipeline.SmokeInput{
+		Spec: sp, Test: test, Predictions: scores.Predictions, Log: os.Stderr,
+		Image: &pipeline.ImageOutput{Ref: ref.String(), Digest: img.Digest, MediaType: string(types.OCIManifestSchema1), Tag: img.Tag, Layout: lay},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "smoke:", line)
+	return writeJSON(filepath.Join(*out, "smoke.json"), res)
 }
 
 func imageCmd(ctx context.Context, args []string) error {

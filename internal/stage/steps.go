@@ -256,6 +256,7 @@ func predicatesCmd(_ context.Context, args []string) error {
 	sourceURI := fs.String("source-uri", "", "the training code's repository, for the provenance")
 	sourceRevision := fs.String("source-revision", "", "the training code's commit, for the provenance")
 	baselineDigest := fs.String("baseline-digest", "", "the champion's metrics digest as `stage champion` recorded it (default: --baseline's)")
+	smokePath := fs.String("smoke", "", "`stage smoke`'s smoke.json, for the provenance")
 	r, s, m, digest, err := gateInputs(fs, args)
 	if err != nil {
 		return err
@@ -271,6 +272,17 @@ func predicatesCmd(_ context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--started %q: %w", *started, err)
 	}
+	var smokeOut *pipeline.SmokeOutput
+	if *smokePath != "" {
+		b, err := os.ReadFile(*smokePath)
+		if err != nil {
+			return err
+		}
+		smokeOut = &pipeline.SmokeOutput{}
+		if err := json.Unmarshal(b, smokeOut); err != nil {
+			return fmt.Errorf("%s: %w", *smokePath, err)
+		}
+	}
 	model := modelgate.ModelRef{Name: s.Model.Name, Version: s.Model.Version}
 	gb, err := json.Marshal(modelgate.NewGatePredicate(r, s.Gate, m, model, digest, start))
 	if err != nil {
@@ -284,6 +296,7 @@ func predicatesCmd(_ context.Context, args []string) error {
 		// The module's source has no .git: the caller names the commit.
 		SourceURI: *sourceURI, SourceRevision: *sourceRevision,
 		Started: start.UTC(), Finished: time.Now().UTC(),
+		Smoke: smokeOut,
 	})
 	prov, err := sign.NewProvenance(in)
 	if err != nil {
