@@ -47,6 +47,8 @@ func (r *run) buildImage(ctx context.Context) (*ImageOutput, error) {
 		Version:       spec.Model.Version,
 		DatasetDigest: r.rec.Inputs.Dataset.Digest,
 		Base:          spec.Image.Base,
+		Entrypoint:    spec.Image.Entrypoint,
+		Cmd:           spec.Image.Cmd,
 		Pull:          registry.PullBase(r.o.registryOptions()...),
 		Platforms:     spec.Image.Platforms,
 		Created:       created,

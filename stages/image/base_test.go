@@ -95,6 +95,18 @@ func TestBuildOnLayoutBase(t *testing.T) {
 	if !slices.Equal(cf.Config.Entrypoint, in.Entrypoint) || cf.Config.Cmd != nil || cf.Config.User != "1000" {
 		t.Errorf("config %+v: want the spec's entrypoint, no command, the base's user", cf.Config)
 	}
+
+	// image.cmd alone replaces the base's command and keeps its entrypoint.
+	in.Entrypoint, in.Cmd = nil, []string{"--port", "9000"}
+	if img, err = image.Build(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	if cf, err = img.ConfigFile(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cf.Config.Entrypoint, []string{"/srv"}) || !slices.Equal(cf.Config.Cmd, in.Cmd) {
+		t.Errorf("config %+v: want the base's entrypoint and the spec's command", cf.Config)
+	}
 }
 
 func TestBuildIndexOnLayoutBaseIndex(t *testing.T) {

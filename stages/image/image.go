@@ -91,8 +91,10 @@ type Input struct {
 	// default options.
 	Runtime RuntimeFunc
 	// Entrypoint defaults to DefaultEntrypoint on scratch and to the base's
-	// own entrypoint (and command) on a base image.
+	// own entrypoint (and command) on a base image. Cmd, when set, replaces
+	// the command; an Entrypoint without a Cmd drops the base's command.
 	Entrypoint []string
+	Cmd        []string
 	// SizeCutoff defaults to DefaultSizeCutoff.
 	SizeCutoff int64
 
@@ -464,6 +466,9 @@ func (in Input) image(pp parts, i int) (v1.Image, error) {
 	}
 	if len(in.Entrypoint) > 0 {
 		cf.Config.Entrypoint, cf.Config.Cmd = in.Entrypoint, nil
+	}
+	if len(in.Cmd) > 0 {
+		cf.Config.Cmd = in.Cmd
 	}
 	labels := map[string]string{}
 	maps.Copy(labels, cf.Config.Labels)

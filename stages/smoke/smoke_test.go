@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/modelci/modelci/model"
+	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/smoke"
 )
@@ -226,5 +227,37 @@ func TestCheckEntrypoint(t *testing.T) {
 				t.Fatalf("CheckEntrypoint(%v %v) = %v, want ok=%v (else ErrEntrypoint)", tc.entrypoint, tc.cmd, err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestCommand: smoke.command gets the image's reference and the test split,
+// runs in a staging copy without the data set, and fails the check by its
+// exit status.
+func TestCommand(t *testing.T) {
+	project := t.TempDir()
+	script := `test "$MODELCI_IMAGE" = "oci-layout:///x@sha256:0" || exit 3
+head -1 "$MODELCI_DATA/test.csv" | grep -q '^a,target$' || exit 4
+test ! -e data.csv || exit 5
+test -z "$SECRET_TOKEN" || exit 6
+exit "${1:-0}"
+`
+	os.WriteFile(filepath.Join(project, "smoke.sh"), []byte(script), 0o755)
+	os.WriteFile(filepath.Join(project, "data.csv"), []byte("a,target\n1,2\n"), 0o644)
+	t.Setenv("SECRET_TOKEN", "must not pass")
+	test := &data.Dataset{Features: []string{"a"}, Target: "target", X: []float64{1, 2}, Y: []float64{3, 4}}
+	in := smoke.CommandInput{
+		Argv: []string{"/bin/sh", "smoke.sh"}, Project: project, ExcludeContent: []string{filepath.Join(project, "data.csv")},
+		Image: "oci-layout:///x@sha256:0", Test: test, Timeout: time.Minute,
+	}
+	if err := smoke.Command(t.Context(), in); err != nil {
+		t.Fatalf("a passing smoke command: %v", err)
+	}
+	in.Argv = append(in.Argv, "7")
+	if err := smoke.Command(t.Context(), in); !errors.Is(err, smoke.ErrCommand) || !strings.Contains(err.Error(), "exit status 7") {
+		t.Fatalf("a failing smoke command: %v, want ErrCommand with its exit status", err)
+	}
+	in.Argv, in.Timeout = []string{"/bin/sh", "-c", "sleep 30"}, 100*time.Millisecond
+	if err := smoke.Command(t.Context(), in); !errors.Is(err, smoke.ErrCommand) {
+		t.Fatalf("a smoke command past its timeout: %v, want ErrCommand", err)
 	}
 }
