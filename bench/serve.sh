@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Load test of `modelci serve` against the seed article's Flask prediction
-# service (bench/peers/flask_predict.py under gunicorn, 2×cores+1 sync
-# workers), on loopback, same machine, same model, same payloads (1 and 32
-# rows, the seed's {"input": …} shape):
+# Load test of modelci's server (modelci-serve, the image's entrypoint)
+# against the seed article's Flask prediction service
+# (bench/peers/flask_predict.py under gunicorn, 2×cores+1 sync workers), on
+# loopback, same machine, same model, same payloads (1 and 32 rows, the
+# seed's {"input": …} shape). MODEL_DIR holds the built-in model.json (the
+# peer computes it with numpy) or an ONNX model with model.pt beside it (the
+# peer runs model.pt with torch; bench/onnx.sh trains one):
 #   - peak throughput with wrk (and wrk's latency at that load),
 #   - latency at a fixed rate of half each server's peak with vegeta.
 # Prints req/s and p50/p99 for both and their ratios; targets: ≥ 20× Flask's
@@ -18,7 +21,7 @@
 # VEGETA_WORKERS (vegeta's fixed worker count, default 16: uncapped, vegeta answers
 # any lag on its one core by opening thousands of connections and then
 # measures its own backlog, 30 s timeouts, not the server),
-# MODELCI (a prebuilt modelci binary), MODEL_DIR (default serve/testdata),
+# MODELCI_SERVE (a prebuilt modelci-serve), MODEL_DIR (default serve/testdata),
 # PYTHON (default Debian's /usr/bin/python3, the one gunicorn runs),
 # SERVER_CPUS and CLIENT_CPUS (taskset lists; default the two halves).
 set -euo pipefail
@@ -62,24 +65,35 @@ cleanup() {
 }
 trap cleanup EXIT
 
-modelci=${MODELCI:-}
+modelci=${MODELCI_SERVE:-}
 if [[ -z $modelci ]]; then
-	modelci=$work/modelci
-	(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$modelci" ./cmd/modelci)
+	modelci=$work/modelci-serve
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$modelci" ./cmd/modelci-serve)
+fi
+tolerance=1e-12
+if [[ -f $model_dir/model.onnx ]]; then
+	"$python" -c 'import torch' 2>/dev/null || die "an ONNX model's peer runs model.pt with torch: apt-get install -y python3-torch"
+	tolerance=1e-5 # float32, summed in another order
 fi
 
-# Payloads: rows near the model's means, fixed by a seed.
-"$python" - "$model_dir/model.json" "$work" <<'EOF'
-import json, random, sys
-m = json.load(open(sys.argv[1]))
-rng = random.Random(1)
-rows = [[round(mu + s * rng.gauss(0, 1), 4) for mu, s in zip(m["mean"], m["scale"])] for _ in range(32)]
+# Payloads: rows near the model's means, fixed by a seed (for an ONNX model,
+# the first rows of the diabetes data it was trained on).
+"$python" - "$model_dir" "$work" "$root/examples/linreg/data/diabetes.csv" <<'EOF'
+import csv, json, os, random, sys
+d = sys.argv[1]
+if os.path.exists(os.path.join(d, "model.json")):
+    m = json.load(open(os.path.join(d, "model.json")))
+    rng = random.Random(1)
+    rows = [[round(mu + s * rng.gauss(0, 1), 4) for mu, s in zip(m["mean"], m["scale"])] for _ in range(32)]
+else:
+    n = len(json.load(open(os.path.join(d, "modelci.json")))["features"])
+    rows = [[float(v) for v in r[:n]] for r in list(csv.reader(open(sys.argv[3])))[1:33]]
 json.dump({"input": rows[0]}, open(sys.argv[2] + "/body1.json", "w"))
 json.dump({"input": rows}, open(sys.argv[2] + "/body32.json", "w"))
 EOF
 
 # Start both servers on free loopback ports.
-taskset -c "$server_cpus" "$modelci" serve --model "$model_dir" --addr 127.0.0.1:0 --role predict 2>"$work/modelci.log" &
+taskset -c "$server_cpus" "$modelci" --model "$model_dir" --addr 127.0.0.1:0 --role predict 2>"$work/modelci.log" &
 pids+=($!)
 flask_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 workers=$((2 * server_cores + 1))
@@ -108,8 +122,8 @@ for n in 1 32; do
 import json, math, sys
 a, b = json.loads(sys.argv[1])["prediction"], json.loads(sys.argv[2])["prediction"]
 a, b = (a, b) if isinstance(a, list) else ([a], [b])
-assert len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-12) for x, y in zip(a, b)), (a, b)
-' "$a" "$b" || die "modelci and flask disagree on body$n.json: $a vs $b"
+assert len(a) == len(b) and all(math.isclose(x, y, rel_tol=float(sys.argv[3]), abs_tol=float(sys.argv[3])) for x, y in zip(a, b)), (a, b)
+' "$a" "$b" "$tolerance" || die "modelci and flask disagree on body$n.json: $a vs $b"
 done
 
 # cputicks PID: CPU time (clock ticks) used so far by PID and its children
