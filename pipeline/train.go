@@ -66,8 +66,12 @@ func (r *run) train(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	size, err := treeSize(r.modelDir)
+	if err != nil {
+		return "", fmt.Errorf("model directory: %w", err)
+	}
 	last := r.trainLoss[len(r.trainLoss)-1]
-	r.rec.Outputs.Model = Artifact{Path: "model", Digest: d}
+	r.rec.Outputs.Model = ModelOutput{Path: "model", Digest: d, Size: size}
 	r.rec.Figures.Epochs = len(r.trainLoss)
 	r.rec.Figures.FinalTrainLoss = last
 	return fmt.Sprintf("%d epochs, final loss %s", len(r.trainLoss), num(last)), nil

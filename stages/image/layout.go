@@ -212,9 +212,8 @@ const TempPrefix = ".tmp-"
 // RemoveTemporaries removes what writers killed part-way left in the
 // layout at dir: the TempPrefix files in it and in its blobs/sha256. Only
 // call it while no writer is at work (callers hold the output directory's
-// lock). It returns the bytes freed.
-func RemoveTemporaries(dir string) (int64, error) {
-	var freed int64
+// lock). It returns how many files it removed and their bytes.
+func RemoveTemporaries(dir string) (files int, freed int64, err error) {
 	var errs []error
 	for _, d := range []string{dir, filepath.Join(dir, "blobs", "sha256")} {
 		entries, err := os.ReadDir(d)
@@ -234,13 +233,15 @@ func RemoveTemporaries(dir string) (int64, error) {
 			}
 			if err := os.Remove(filepath.Join(d, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, err)
+				continue
 			}
+			files++
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return freed, fmt.Errorf("layout %s: remove temporaries: %w", dir, err)
+		return files, freed, fmt.Errorf("layout %s: remove temporaries: %w", dir, err)
 	}
-	return freed, nil
+	return files, freed, nil
 }
 
 // readIndex reads dir's index.json, or returns an empty index if it has none.

@@ -290,12 +290,12 @@ func TestRemoveTemporaries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	freed, err := image.RemoveTemporaries(dir)
+	n, freed, err := image.RemoveTemporaries(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if freed != int64(len("partial layer")+len("partial blob")+len("{")) {
-		t.Errorf("freed %d bytes", freed)
+	if n != 3 || freed != int64(len("partial layer")+len("partial blob")+len("{")) {
+		t.Errorf("removed %d files, %d bytes", n, freed)
 	}
 	left, _ := filepath.Glob(filepath.Join(blobs, "*"))
 	top, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
@@ -303,7 +303,7 @@ func TestRemoveTemporaries(t *testing.T) {
 	if len(left) != 1 || filepath.Base(left[0]) != hex64 || len(top)+len(hidden) != 0 {
 		t.Fatalf("left %v %v %v", left, top, hidden)
 	}
-	if _, err := image.RemoveTemporaries(filepath.Join(dir, "absent")); err != nil {
+	if _, _, err := image.RemoveTemporaries(filepath.Join(dir, "absent")); err != nil {
 		t.Fatalf("a missing layout: %v", err)
 	}
 }
