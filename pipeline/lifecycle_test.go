@@ -16,6 +16,7 @@ import (
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/smoke"
+	"github.com/modelci/modelci/stages/train"
 )
 
 // brokenRuntime is a "server" that exits at once: the smoke test of an
@@ -220,5 +221,22 @@ func TestLargeModelStoredOnce(t *testing.T) {
 		if !blobExists(out, l.Digest) {
 			t.Fatalf("model layer %s is not in the layout", l.Digest)
 		}
+	}
+}
+
+// TestTrainTimeout: the built-in trainer stops at train.timeout (checked
+// between epochs): the run fails in the train stage with train.ErrTimeout,
+// recorded, and builds nothing.
+func TestTrainTimeout(t *testing.T) {
+	dir := project(t, func(s string) string { return strings.Replace(s, "  builtin: linear\n", "  builtin: linear\n  timeout: 1ns\n", 1) })
+	res, err := runProject(t, dir)
+	if !errors.Is(err, train.ErrTimeout) || !strings.Contains(err.Error(), "train.timeout 1ns") {
+		t.Fatalf("err = %v, want train.ErrTimeout naming train.timeout 1ns", err)
+	}
+	if res == nil || res.Record.Status != pipeline.StatusFailed || res.Record.FailedStage != "train" || res.Record.Outputs.Image != nil {
+		t.Fatalf("result %+v", res)
+	}
+	if _, err := os.Stat(pipeline.LayoutDir(filepath.Join(dir, ".modelci"))); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a run that timed out in training touched the layout: %v", err)
 	}
 }
