@@ -228,7 +228,9 @@ func TestLargeModelStoredOnce(t *testing.T) {
 // between epochs): the run fails in the train stage with train.ErrTimeout,
 // recorded, and builds nothing.
 func TestTrainTimeout(t *testing.T) {
-	dir := project(t, func(s string) string { return strings.Replace(s, "  builtin: linear\n", "  builtin: linear\n  timeout: 1ns\n", 1) })
+	dir := project(t, func(s string) string {
+		return strings.Replace(s, "  builtin: linear\n", "  builtin: linear\n  timeout: 1ns\n", 1)
+	})
 	res, err := runProject(t, dir)
 	if !errors.Is(err, train.ErrTimeout) || !strings.Contains(err.Error(), "train.timeout 1ns") {
 		t.Fatalf("err = %v, want train.ErrTimeout naming train.timeout 1ns", err)
