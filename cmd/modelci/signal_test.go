@@ -216,6 +216,33 @@ func TestRunSignals(t *testing.T) {
 		})
 	}
 
+	// train.timeout: the trainer and its group are killed at the deadline;
+	// the run fails (exit 1) with the timeout named, and is recorded.
+	t.Run("train.timeout", func(t *testing.T) {
+		dir, pids := slowProject(t)
+		b, _ := os.ReadFile(filepath.Join(dir, "modelci.yaml"))
+		sp := strings.Replace(string(b), "  format: linear\n", "  format: linear\n  timeout: 5s\n", 1)
+		if err := os.WriteFile(filepath.Join(dir, "modelci.yaml"), []byte(sp), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd, stderr, trainer := startRun(t, bin, dir, pids)
+		if code := exitStatus(t, cmd.Wait()); code != 1 {
+			t.Fatalf("exit %d, want 1\n%s", code, stderr)
+		}
+		if !strings.Contains(stderr.String(), "training timed out: train.timeout 5s reached") {
+			t.Fatalf("stderr does not name the timeout:\n%s", stderr)
+		}
+		waitProcessesGone(t, "after train.timeout", trainer)
+		ids, _ := pipeline.ListRuns(filepath.Join(dir, ".modelci"))
+		if len(ids) != 1 {
+			t.Fatalf("runs %v, want the timed-out run's record", ids)
+		}
+		rec, err := pipeline.ReadRecord(filepath.Join(dir, ".modelci"), ids[0])
+		if err != nil || rec.Status != pipeline.StatusFailed || rec.FailedStage != "train" || !strings.Contains(rec.Error, "train.timeout 5s") {
+			t.Fatalf("record %+v, %v", rec, err)
+		}
+	})
+
 	t.Run("SIGKILL", func(t *testing.T) {
 		dir, pids := slowProject(t)
 		out := filepath.Join(dir, ".modelci")
