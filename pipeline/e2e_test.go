@@ -418,12 +418,21 @@ func TestOneRunAtATime(t *testing.T) {
 func serverRuntime(t *testing.T) string {
 	t.Helper()
 	// The real server, built from this checkout and cached by source
-	// digest: the smoke test starts it from every image a test builds.
+	// digest: the smoke test starts it from every image a test builds. A
+	// copy, so that a test may change it without touching the cache.
 	bin, err := image.Runtime(t.Context(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(".."))
 	if err != nil {
 		t.Fatalf("the runtime: %v", err)
 	}
-	return bin
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), image.RuntimeName)
+	if err := os.WriteFile(cp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cp
 }
 
 func appendByte(t *testing.T, path string) {
