@@ -194,8 +194,13 @@ func TestChampionFromEnvironment(t *testing.T) {
 		if !errors.Is(err, pipeline.ErrChampion) || !errors.Is(err, sign.ErrRefused) || !strings.Contains(err.Error(), "champion of prod ("+w.champion.Ref+")") {
 			t.Fatalf("run = %v, want the champion refused", err)
 		}
-		if ids, _ := pipeline.ListRuns(filepath.Join(dir, ".modelci")); len(ids) != 0 {
-			t.Fatalf("a refused champion left runs %v", ids)
+		// The refusal is recorded as a failed run, and built nothing.
+		list, err := pipeline.Runs(filepath.Join(dir, ".modelci"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Runs) != 1 || list.Runs[0].Status != pipeline.StatusFailed || list.Runs[0].ImageDigest != "" {
+			t.Fatalf("runs after a refused champion: %+v, want one failed run that built nothing", list.Runs)
 		}
 	})
 }
