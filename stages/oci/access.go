@@ -2,6 +2,7 @@ package oci
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"time"
@@ -26,7 +27,21 @@ const (
 	MaxRetryAfter   = 30 * time.Second
 	DefaultJobs     = 4
 	DefaultAgent    = "modelci"
+	// MaxBackoff caps the doubling wait between attempts.
+	MaxBackoff = 30 * time.Second
 )
+
+// Default waits of one registry request (see Access): connecting, the
+// first byte of the response once the request is sent, and a body (either
+// way) that moves no byte.
+const (
+	DefaultConnectTimeout   = 30 * time.Second
+	DefaultFirstByteTimeout = 2 * time.Minute
+	DefaultIdleTimeout      = 2 * time.Minute
+)
+
+// DefaultChunkSize is the most bytes one PATCH of a blob upload carries.
+const DefaultChunkSize int64 = 16 << 20
 
 // Access is how a stage reaches registries: credentials, plain HTTP,
 // retries, transport. Zero fields mean the defaults, so the zero Access is
@@ -54,9 +69,118 @@ type Access struct {
 	Jobs int
 	// UserAgent defaults to DefaultAgent.
 	UserAgent string
-	// Transport is the HTTP transport under the Retry-After handling; nil
-	// means remote.DefaultTransport.
+	// Transport is the HTTP transport under the timeouts and the
+	// Retry-After handling; nil means remote.DefaultTransport.
 	Transport http.RoundTripper
+
+	// ConnectTimeout bounds getting a connection (TCP and TLS) to the
+	// registry; FirstByteTimeout the wait for a response once the request
+	// is sent; IdleTimeout how long a request or response body may move no
+	// byte. Each applies to every attempt of every request; one that runs
+	// out fails that attempt with a *TimeoutError (ErrTimeout), which is
+	// retried as other transient failures are. 0 means the default
+	// (DefaultConnectTimeout, DefaultFirstByteTimeout, DefaultIdleTimeout),
+	// below 0 no limit.
+	ConnectTimeout, FirstByteTimeout, IdleTimeout time.Duration
+	// ChunkSize is the most bytes one PATCH of a blob upload carries (for
+	// registries that cap a request's size, and so that a broken
+	// connection costs at most one chunk); 0 means DefaultChunkSize, below
+	// 0 one PATCH per blob.
+	ChunkSize int64
+}
+
+// WithTimeout returns a with every wait set from d: the first byte and
+// idle waits to d, the connect wait to d or DefaultConnectTimeout,
+// whichever is shorter. d <= 0 means the defaults.
+func (a Access) WithTimeout(d time.Duration) Access {
+	if d <= 0 {
+		a.ConnectTimeout, a.FirstByteTimeout, a.IdleTimeout = 0, 0, 0
+		return a
+	}
+	a.ConnectTimeout = min(d, DefaultConnectTimeout)
+	a.FirstByteTimeout, a.IdleTimeout = d, d
+	return a
+}
+
+// Timeouts returns the effective waits; 0 is no limit.
+func (a Access) Timeouts() (connect, firstByte, idle time.Duration) {
+	eff := func(d, def time.Duration) time.Duration {
+		switch {
+		case d == 0:
+			return def
+		case d < 0:
+			return 0
+		}
+		return d
+	}
+	return eff(a.ConnectTimeout, DefaultConnectTimeout), eff(a.FirstByteTimeout, DefaultFirstByteTimeout), eff(a.IdleTimeout, DefaultIdleTimeout)
+}
+
+// Chunk returns the effective chunk size of blob uploads; 0 means one PATCH
+// per blob.
+func (a Access) Chunk() int64 {
+	switch {
+	case a.ChunkSize == 0:
+		return DefaultChunkSize
+	case a.ChunkSize < 0:
+		return 0
+	}
+	return a.ChunkSize
+}
+
+// HTTPTransport is the transport every registry request goes through,
+// without retries: Transport (or remote.DefaultTransport) under the
+// timeouts, under the Retry-After handling.
+func (a Access) HTTPTransport() http.RoundTripper {
+	inner := a.Transport
+	if inner == nil {
+		inner = remote.DefaultTransport
+	}
+	_, _, maxRetryAfter := a.Retry()
+	connect, firstByte, idle := a.Timeouts()
+	return &retryAfter{
+		inner: &timeouts{inner: inner, connect: connect, firstByte: firstByte, idle: idle},
+		max:   maxRetryAfter,
+	}
+}
+
+// Agent returns the effective user agent.
+func (a Access) Agent() string {
+	if a.UserAgent == "" {
+		return DefaultAgent
+	}
+	return a.UserAgent
+}
+
+// Auth returns the authenticator for a registry: the explicit credentials,
+// else those in the environment, else the keychain's (anonymous when it
+// has none).
+func (a Access) Auth(res authn.Resource) (authn.Authenticator, error) {
+	if auth := a.Authenticator(); auth != nil {
+		return auth, nil
+	}
+	k := a.Keychain
+	if k == nil {
+		k = authn.DefaultKeychain
+	}
+	return k.Resolve(res)
+}
+
+// BackoffFor returns the wait before attempt i (1-based; attempt 0 waits
+// nothing): the first backoff doubled each time, capped at MaxBackoff.
+func (a Access) BackoffFor(i int) time.Duration {
+	_, backoff, _ := a.Retry()
+	if i <= 0 || backoff <= 0 {
+		return 0
+	}
+	d := backoff
+	for range i - 1 {
+		d *= 2
+		if d >= MaxBackoff {
+			return MaxBackoff
+		}
+	}
+	return min(d, MaxBackoff)
 }
 
 // WithCredentials returns a with basic credentials.
@@ -114,29 +238,22 @@ func (a Access) Authenticator() authn.Authenticator {
 }
 
 // RemoteOptions returns go-containerregistry options for ctx: the
-// transport wrapped in Retry-After handling, retries of transient failures
+// transport under the timeouts and Retry-After handling (HTTPTransport),
+// retries of transient failures
 // only (5xx, 408, 429, broken connections; never 401, 403, 404 or a refused
 // dial), jobs, user agent and credentials.
 func (a Access) RemoteOptions(ctx context.Context) []remote.Option {
-	attempts, backoff, maxRetryAfter := a.Retry()
+	attempts, backoff, _ := a.Retry()
 	jobs := a.Jobs
 	if jobs <= 0 {
 		jobs = DefaultJobs
 	}
-	agent := a.UserAgent
-	if agent == "" {
-		agent = DefaultAgent
-	}
-	inner := a.Transport
-	if inner == nil {
-		inner = remote.DefaultTransport
-	}
 	ro := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithJobs(jobs),
-		remote.WithUserAgent(agent),
-		remote.WithTransport(&retryAfter{inner: inner, max: maxRetryAfter}),
-		remote.WithRetryBackoff(remote.Backoff{Duration: backoff, Factor: 2, Jitter: 0.1, Steps: attempts}),
+		remote.WithUserAgent(a.Agent()),
+		remote.WithTransport(a.HTTPTransport()),
+		remote.WithRetryBackoff(remote.Backoff{Duration: backoff, Factor: 2, Jitter: 0.1, Steps: attempts, Cap: MaxBackoff}),
 		remote.WithRetryPredicate(Retryable),
 		remote.WithRetryStatusCodes(retryStatusCodes...),
 	}
@@ -166,3 +283,17 @@ var retryStatusCodes = []int{
 	http.StatusServiceUnavailable,
 	http.StatusGatewayTimeout,
 }
+
+// What a registry said of the credentials (registry.Preflight).
+var (
+	// ErrNoCredentials: no credentials were given (explicitly, in the
+	// environment or the keychain) and the registry demands them.
+	ErrNoCredentials = errors.New("registry demands credentials and none were given")
+	// ErrCredentialsRefused: the registry refused the credentials given
+	// (401 with credentials).
+	ErrCredentialsRefused = errors.New("registry refused the credentials")
+	// ErrNoPushPermission: the registry accepted the credentials (or needs
+	// none) but refused to start an upload to the repository (403, or a 401
+	// for want of push scope).
+	ErrNoPushPermission = errors.New("registry allows no push to the repository")
+)
