@@ -16,3 +16,12 @@ func WithManifestWriter(write func(f *os.File, b []byte) (int, error)) ServeOpti
 func WithBeforeTagWrite(f func(tag string)) Option {
 	return func(o *options) { o.beforeTagWrite = f }
 }
+
+// All applies opts in order, as one option.
+func All(opts ...Option) Option {
+	return func(o *options) {
+		for _, opt := range opts {
+			opt(o)
+		}
+	}
+}
