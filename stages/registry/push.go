@@ -113,7 +113,9 @@ func push(ctx context.Context, t remote.Taggable, target oci.Repository, o *opti
 
 // mediaTypeOf is t's media type, from its manifest when t does not say.
 func mediaTypeOf(t remote.Taggable, raw []byte) (types.MediaType, error) {
-	if m, ok := t.(interface{ MediaType() (types.MediaType, error) }); ok {
+	if m, ok := t.(interface {
+		MediaType() (types.MediaType, error)
+	}); ok {
 		if mt, err := m.MediaType(); err == nil && mt != "" {
 			return mt, nil
 		}
