@@ -226,3 +226,24 @@ func TestAccessTimeoutsAndChunk(t *testing.T) {
 		}
 	}
 }
+
+func TestBackoffFor(t *testing.T) {
+	a := oci.Access{}
+	want := []time.Duration{0, time.Second, 1500 * time.Millisecond, 2250 * time.Millisecond}
+	for i, w := range want {
+		if got := a.BackoffFor(i); got != w {
+			t.Errorf("BackoffFor(%d) = %v, want %v", i, got, w)
+		}
+	}
+	if got := a.BackoffFor(100); got != oci.MaxBackoff {
+		t.Errorf("BackoffFor(100) = %v, want the cap %v", got, oci.MaxBackoff)
+	}
+	var total time.Duration
+	for i := range oci.DefaultAttempts {
+		total += a.BackoffFor(i)
+	}
+	t.Logf("%d attempts wait %v in all", oci.DefaultAttempts, total)
+	if (oci.Access{Backoff: -1}).BackoffFor(3) != 0 {
+		t.Error("no backoff still waits")
+	}
+}

@@ -136,39 +136,35 @@ var errUploadGone = errors.New("upload session lost")
 
 // uploadBlob uploads b unless the registry has it (or mounts it), per the
 // distribution API's chunked upload: POST, PATCH with Content-Range, at
-// most the chunk size each, then PUT ?digest=. After a failure it asks the
-// registry where the upload stands (GET of the upload URL, its Range) and
-// sends from there, so that what was acknowledged is not sent again;
-// where the registry lost the upload, it starts over. Failures in a row
-// that acknowledge no new byte are bounded by the attempts of the access,
-// and all failures by attempts per chunk.
+// most the chunk size each, then PUT ?digest=.
+//
+// Each step (the HEAD, the POST, the PATCH at an offset, the PUT) is tried
+// at most the access's attempts times, with its backoff between tries; so
+// the whole is bounded. A step the registry answered with a transient
+// error (429, 5xx) is sent again as it was. After a connection that broke
+// or timed out mid-request, the registry is asked where the upload stands
+// (GET of the upload URL, its Range), and the bytes are sent from there, so
+// that what it acknowledged is not sent again; where the registry lost the
+// upload (404, a digest that does not match), it starts over.
 func (c *conn) uploadBlob(ctx context.Context, b blob, p *tracker) error {
 	attempts, _, _ := c.access.Retry()
 	chunk := c.access.Chunk()
-	chunks := int64(1)
-	if chunk > 0 {
-		chunks = (b.size + chunk - 1) / chunk
-	}
-	budget := int64(attempts) * (chunks + 2)
-
 	var (
-		loc   string       // the upload, "" for none yet
-		off   int64        // the bytes of it the registry acknowledged
-		known = true       // off is what the registry said; false: ask it
-		fails int          // failures in a row without new bytes acknowledged
-		high  int64        // the most bytes acknowledged at any failure
-		total int64        // failures in all
-		sent  atomic.Int64 // bytes of b reported to p (the transport reads bodies on its own goroutine)
+		loc      string // the upload, "" for none yet
+		off      int64  // the bytes of it the registry acknowledged
+		known    = true // off is what the registry said; false: ask it
+		failures = map[string]int{}
+		sent     atomic.Int64 // bytes of b reported to p (the transport reads bodies on its own goroutine)
 	)
 	report := func(n int64) { sent.Add(n); p.add(n) }
-	attempt := func() (done bool, err error) {
+	attempt := func() (err error) {
 		if loc != "" && !known {
 			o, err := c.uploadStatus(ctx, loc)
 			switch {
 			case errors.Is(err, errUploadGone):
 				loc = ""
 			case err != nil:
-				return false, err
+				return &stepError{"status", err}
 			default:
 				off, known = o, true
 			}
@@ -176,57 +172,78 @@ func (c *conn) uploadBlob(ctx context.Context, b blob, p *tracker) error {
 		if loc == "" {
 			exists, err := c.blobExists(ctx, b.digest)
 			if err != nil {
-				return false, err
+				return &stepError{"exists", err}
 			}
 			if exists {
-				return true, nil
+				return nil
 			}
 			l, mounted, err := c.startUpload(ctx, b)
-			if err != nil || mounted {
-				return mounted, err
+			if err != nil {
+				return &stepError{"start", err}
+			}
+			if mounted {
+				return nil
 			}
 			loc, off, known = l, 0, true
 		}
 		report(off - sent.Load())
 		if loc, err = c.sendFrom(ctx, b, loc, &off, chunk, report); err != nil {
-			return false, err
+			return err
 		}
-		return true, c.commit(ctx, loc, b.digest)
+		if err := c.commit(ctx, loc, b.digest); err != nil {
+			return &stepError{"commit", err}
+		}
+		return nil
 	}
 	for {
-		done, err := attempt()
-		if err == nil && done {
+		err := attempt()
+		if err == nil {
 			report(b.size - sent.Load())
 			return nil
 		}
 		if ctx.Err() != nil {
 			return errors.Join(err, ctx.Err())
 		}
+		step := "?"
+		var se *stepError
+		if errors.As(err, &se) {
+			step = se.step
+		}
 		switch s := statusOf(err); {
-		case s == http.StatusNotFound && loc != "",
-			s == http.StatusRequestedRangeNotSatisfiable,
+		case s == http.StatusNotFound && loc != "" && (step == "commit" || strings.HasPrefix(step, "patch")),
 			hasCode(err, transport.DigestInvalidErrorCode, transport.BlobUploadUnknownErrorCode):
 			// The upload is lost, or holds other bytes than ours.
 			loc = ""
+		case s == http.StatusRequestedRangeNotSatisfiable:
+			known = false
+		case s != 0 && oci.Retryable(err):
+			// The registry answered: the request is sent again as it was.
 		case oci.Retryable(err):
+			// The connection broke or timed out: ask where the upload stands.
 			known = false
 		default:
 			return err
 		}
 		report(off - sent.Load()) // back to what was acknowledged
-		if off > high {
-			high, fails = off, 0
-		}
-		fails++
-		total++
-		if fails >= attempts || total >= budget {
+		failures[step]++
+		if failures[step] >= attempts {
 			return err
 		}
-		if err := sleep(ctx, c.access.BackoffFor(fails)); err != nil {
+		if err := sleep(ctx, c.access.BackoffFor(failures[step])); err != nil {
 			return err
 		}
 	}
 }
+
+// stepError is a failed step of a blob upload; the step names it for the
+// count of its attempts.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
 
 // blobExists HEADs the blob.
 func (c *conn) blobExists(ctx context.Context, d v1.Hash) (bool, error) {
@@ -325,12 +342,12 @@ func (c *conn) sendFrom(ctx context.Context, b blob, loc string, off *int64, chu
 	}
 	rc, err := b.open()
 	if err != nil {
-		return loc, fmt.Errorf("read blob: %w", err)
+		return loc, &stepError{"read", fmt.Errorf("read blob: %w", err)}
 	}
 	defer rc.Close()
 	if *off > 0 {
 		if _, err := io.CopyN(io.Discard, rc, *off); err != nil {
-			return loc, fmt.Errorf("read blob to byte %d: %w", *off, err)
+			return loc, &stepError{"read", fmt.Errorf("read blob to byte %d: %w", *off, err)}
 		}
 	}
 	for *off < b.size {
@@ -346,12 +363,13 @@ func (c *conn) sendFrom(ctx context.Context, b blob, loc string, off *int64, chu
 		req.ContentLength = n
 		req.Header.Set("Content-Type", "application/octet-stream")
 		req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", *off, *off+n-1))
+		step := fmt.Sprintf("patch %d", *off)
 		resp, err := c.do(req, http.StatusAccepted, http.StatusNoContent)
 		if err != nil {
-			return loc, err
+			return loc, &stepError{step, err}
 		}
 		if err := drain(resp); err != nil {
-			return loc, err
+			return loc, &stepError{step, err}
 		}
 		if body.n != n {
 			return loc, fmt.Errorf("read blob: %d bytes of a %d-byte chunk: %w", body.n, n, io.ErrUnexpectedEOF)

@@ -117,7 +117,8 @@ func WithJobs(n int) Option {
 }
 
 // WithRetry sets the number of attempts per request or blob upload and the
-// first wait between them, which doubles each time. Attempts below 1 mean 1.
+// first wait between them, which grows by oci.BackoffFactor each time.
+// Attempts below 1 mean 1.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(o *options) {
 		o.access.Attempts = max(attempts, 1)
