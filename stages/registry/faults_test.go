@@ -43,11 +43,11 @@ type faultProxy struct {
 	retryAfter string
 	// cuts cuts the next upload bodies whose Content-Range starts at
 	// cutFrom or later, one per entry, after that many bytes.
-	cuts    []int64
-	cutFrom int64
-	injected   map[int]int
-	resets     int
-	bodyBytes  int64 // PATCH and PUT upload body bytes read from clients
+	cuts      []int64
+	cutFrom   int64
+	injected  map[int]int
+	resets    int
+	bodyBytes int64 // PATCH and PUT upload body bytes read from clients
 }
 
 type proxyState struct{ cut bool }
