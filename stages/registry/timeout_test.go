@@ -3,12 +3,14 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,4 +141,90 @@ func (l *zeroLayer) Compressed() (io.ReadCloser, error) {
 func (l *zeroLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
 func (l *zeroLayer) MediaType() (types.MediaType, error) {
 	return types.OCIUncompressedLayer, nil
+}
+
+// Blobs go up in PATCHes of at most the chunk size, each with its
+// Content-Range; so a registry that caps a request's size (413 above 1
+// MiB here) takes a push in 1 MiB chunks, and refuses it in one PATCH.
+func TestPushChunkSize(t *testing.T) {
+	const limit = 1 << 20
+	for _, tc := range []struct {
+		name    string
+		chunk   int64
+		patches int // of the layer
+		fails   bool
+	}{
+		{"1 MiB chunks", limit, 4, false},
+		{"one PATCH per blob", -1, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t)
+			var (
+				mu      sync.Mutex
+				patches []string
+			)
+			srv.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Method != http.MethodPatch {
+					return false
+				}
+				mu.Lock()
+				patches = append(patches, r.Header.Get("Content-Range"))
+				mu.Unlock()
+				if r.ContentLength > limit {
+					w.WriteHeader(http.StatusRequestEntityTooLarge)
+					return true
+				}
+				return false
+			})
+			size := 3*limit + limit/2
+			img := ociImage(t, bigLayer(t, size, 3))
+			_, err := registry.Push(context.Background(), img, srv.Host+"/m", registry.WithTags("1.0.0"), registry.WithChunkSize(tc.chunk), fast)
+			if tc.fails {
+				if err == nil || !strings.Contains(err.Error(), "413") {
+					t.Fatalf("err = %v, want the registry's 413", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkBlobs(t, mustPull(t, srv.Host+"/m:1.0.0"))
+			// The config is one small PATCH; the layer's are in order.
+			var layer []string
+			for _, cr := range patches {
+				if cr != "0-"+fmt.Sprint(configSize(t, img)-1) {
+					layer = append(layer, cr)
+				}
+			}
+			want := []string{"0-1048575", "1048576-2097151", "2097152-3145727", fmt.Sprintf("3145728-%d", layerSize(t, img)-1)}
+			if !slices.Equal(layer, want) {
+				t.Fatalf("the layer's PATCHes carried %q, want %q", layer, want)
+			}
+		})
+	}
+}
+
+func mustPull(t *testing.T, ref string) registry.Artifact {
+	t.Helper()
+	a, err := registry.Pull(context.Background(), ref, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func configSize(t *testing.T, img v1.Image) int64 {
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Config.Size
+}
+
+func layerSize(t *testing.T, img v1.Image) int64 {
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Layers[0].Size
 }
