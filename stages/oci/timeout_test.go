@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -245,5 +246,17 @@ func TestBackoffFor(t *testing.T) {
 	t.Logf("%d attempts wait %v in all", oci.DefaultAttempts, total)
 	if (oci.Access{Backoff: -1}).BackoffFor(3) != 0 {
 		t.Error("no backoff still waits")
+	}
+}
+
+// A timeout among joined errors (a ping's https and http attempts) is
+// retried, whatever net.Error comes first.
+func TestRetryableJoinedTimeout(t *testing.T) {
+	https := &url.Error{Op: "Get", URL: "https://r/v2/", Err: errors.New("http: server gave HTTP response to HTTPS client")}
+	if oci.Retryable(https) {
+		t.Fatal("a protocol error is retryable")
+	}
+	if !oci.Retryable(errors.Join(https, &oci.TimeoutError{Phase: oci.PhaseFirstByte})) {
+		t.Fatal("a timeout joined after another error is not retryable")
 	}
 }
