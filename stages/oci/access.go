@@ -82,8 +82,10 @@ type Access struct {
 	// registry; FirstByteTimeout the wait for a response once the request
 	// is sent; IdleTimeout how long a request or response body may move no
 	// byte. Each applies to every attempt of every request; one that runs
-	// out fails that attempt with a *TimeoutError (ErrTimeout), which is
-	// retried as other transient failures are. 0 means the default
+	// out fails that attempt with a *TimeoutError (ErrTimeout). A stalled
+	// body is retried as other transient failures are (an upload resumes
+	// where the registry stands); no connection or no answer is not, so a
+	// silent registry fails after about one wait. 0 means the default
 	// (DefaultConnectTimeout, DefaultFirstByteTimeout, DefaultIdleTimeout),
 	// below 0 no limit.
 	ConnectTimeout, FirstByteTimeout, IdleTimeout time.Duration

@@ -26,8 +26,10 @@ const (
 )
 
 // TimeoutError is ErrTimeout for one request: which wait ran out, after how
-// long. It is a net.Error whose Timeout is true, so it is retried as other
-// transient failures are (Retryable).
+// long. It is a net.Error whose Timeout is true. Only a stalled body is
+// tried again (Retryable): a registry that gives no connection or no
+// answer within its wait is not waited for again, so that it fails the
+// command after about that wait.
 type TimeoutError struct {
 	Phase  string
 	Limit  time.Duration
@@ -54,8 +56,15 @@ func (e *TimeoutError) Is(target error) bool { return target == ErrTimeout }
 // Timeout reports true (net.Error).
 func (e *TimeoutError) Timeout() bool { return true }
 
-// Temporary reports true (net.Error).
-func (e *TimeoutError) Temporary() bool { return true }
+// Temporary reports whether the request is worth another attempt
+// (net.Error): Retryable.
+func (e *TimeoutError) Temporary() bool { return e.Retryable() }
+
+// Retryable reports whether the wait that ran out was a stalled body
+// (PhaseSend, PhaseReceive), which another attempt (an upload resumed, a
+// read again) may get past; a connection or an answer that never came is
+// not.
+func (e *TimeoutError) Retryable() bool { return e.Phase == PhaseSend || e.Phase == PhaseReceive }
 
 var _ net.Error = (*TimeoutError)(nil)
 

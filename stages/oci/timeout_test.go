@@ -111,8 +111,8 @@ func timeoutErr(t *testing.T, err error, phase string) {
 	if !errors.As(err, &te) || te.Phase != phase {
 		t.Fatalf("err = %v, want a %q timeout", err, phase)
 	}
-	if !oci.Retryable(err) {
-		t.Fatalf("a timeout is not retryable: %v", err)
+	if retry := phase == oci.PhaseSend || phase == oci.PhaseReceive; oci.Retryable(err) != retry {
+		t.Fatalf("a %s timeout: retryable %v, want %v", phase, !retry, retry)
 	}
 	t.Logf("error: %v", err)
 }
@@ -249,14 +249,18 @@ func TestBackoffFor(t *testing.T) {
 	}
 }
 
-// A timeout among joined errors (a ping's https and http attempts) is
-// retried, whatever net.Error comes first.
+// A timeout among joined errors (a ping's https and http attempts)
+// decides, whatever net.Error comes first: a stalled body is retried, no
+// answer is not.
 func TestRetryableJoinedTimeout(t *testing.T) {
 	https := &url.Error{Op: "Get", URL: "https://r/v2/", Err: errors.New("http: server gave HTTP response to HTTPS client")}
 	if oci.Retryable(https) {
 		t.Fatal("a protocol error is retryable")
 	}
-	if !oci.Retryable(errors.Join(https, &oci.TimeoutError{Phase: oci.PhaseFirstByte})) {
-		t.Fatal("a timeout joined after another error is not retryable")
+	if !oci.Retryable(errors.Join(https, &oci.TimeoutError{Phase: oci.PhaseReceive})) {
+		t.Fatal("a stalled body joined after another error is not retryable")
+	}
+	if oci.Retryable(errors.Join(https, &oci.TimeoutError{Phase: oci.PhaseFirstByte})) {
+		t.Fatal("no answer joined after another error is retryable")
 	}
 }
