@@ -431,6 +431,7 @@ type tracker struct {
 	total    int64
 	complete int64
 	updates  chan<- v1.Update // nil: nobody listens
+	closed   bool
 }
 
 func (p *tracker) add(n int64) {
@@ -439,6 +440,28 @@ func (p *tracker) add(n int64) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		// A transport still reading a request body the registry answered
+		// early.
+		return
+	}
 	p.complete += n
 	p.updates <- v1.Update{Total: p.total, Complete: p.complete}
+}
+
+// finish sends the last update (the error, or everything done) and closes
+// the updates.
+func (p *tracker) finish(err error) {
+	if p.updates == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.updates <- v1.Update{Error: err}
+	} else {
+		p.updates <- v1.Update{Total: p.total, Complete: p.total}
+	}
+	p.closed = true
+	close(p.updates)
 }

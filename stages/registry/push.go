@@ -172,29 +172,20 @@ func checkTags(ctx context.Context, repo name.Repository, digest v1.Hash, tags [
 // finds every blob present), reporting progress when asked.
 func pushDigest(ctx context.Context, c *conn, ref name.Digest, t remote.Taggable, blobs []blob, o *options, ro []remote.Option) error {
 	p := &tracker{}
-	done := make(chan struct{})
 	if o.progress != nil {
 		updates := make(chan v1.Update, 64)
 		p.total, p.updates = totalSize(t), updates
+		done := make(chan struct{})
 		go func() {
 			defer close(done)
 			report(o.progress, ref.Context().String(), p.total, updates)
 		}()
 		defer func() { <-done }()
-		defer close(updates)
 	}
 	err := c.uploadBlobs(ctx, blobs, p)
 	if err == nil {
 		err = remote.Push(ref, t, ro...)
 	}
-	if p.updates != nil {
-		p.mu.Lock()
-		if err != nil {
-			p.updates <- v1.Update{Error: err}
-		} else {
-			p.updates <- v1.Update{Total: p.total, Complete: p.total}
-		}
-		p.mu.Unlock()
-	}
+	p.finish(err)
 	return err
 }
