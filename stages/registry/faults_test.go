@@ -226,6 +226,7 @@ func TestPushSurvivesTransientFaults(t *testing.T) {
 			p503, p429 float64
 		}{{"30% 503", 0.3, 0}, {"30% 429", 0, 0.3}} {
 			t.Run(name+"/"+fault.name, func(t *testing.T) {
+				t.Parallel()
 				proxy := newFaultProxy(t, host, 42)
 				repo := proxy.Host + "/faults/" + strings.ReplaceAll(strings.TrimSuffix(fault.name, "%"), "% ", "-")
 				ok := 0

@@ -161,16 +161,25 @@ func TestTagRaceDistributionRegistry(t *testing.T) {
 	const rounds = 24
 	both := map[raceMode]int{}
 	n := map[raceMode]int{}
-	for round := range rounds {
-		mode, viaCopy := raceMode(round%2), round%4 >= 2
-		tag := fmt.Sprintf("1.0.%d", round)
-		r := race(t, host+"/race/m", tag, uint64(10*round+1), mode, viaCopy, registry.WithRetry(3, 0))
-		n[mode]++
-		if r.winners() == 2 {
-			both[mode]++
+	var mu sync.Mutex
+	// Rounds race for different tags, so they may run side by side.
+	t.Run("rounds", func(t *testing.T) {
+		for round := range rounds {
+			mode, viaCopy := raceMode(round%2), round%4 >= 2
+			tag := fmt.Sprintf("1.0.%d", round)
+			t.Run(tag, func(t *testing.T) {
+				t.Parallel()
+				r := race(t, host+"/race/m", tag, uint64(10*round+1), mode, viaCopy, registry.WithRetry(3, 0))
+				mu.Lock()
+				n[mode]++
+				if r.winners() == 2 {
+					both[mode]++
+				}
+				mu.Unlock()
+				checkLoser(t, tag, r)
+			})
 		}
-		checkLoser(t, tag, r)
-	}
+	})
 	total := both[startTogether] + both[writeTogether]
 	for _, m := range []raceMode{startTogether, writeTogether} {
 		t.Logf("docker-registry, %s: both writers reported success in %d of %d rounds", m, both[m], n[m])
