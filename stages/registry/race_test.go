@@ -244,3 +244,37 @@ func TestTagRaceWindow(t *testing.T) {
 		})
 	}
 }
+
+// --allow-overwrite moves a tag only from the digest it read (If-Match):
+// a tag moved by someone else between that read and the PUT stays theirs,
+// and the overwrite fails with ErrTagConflict naming their digest.
+func TestAllowOverwriteIsConditional(t *testing.T) {
+	ctx := context.Background()
+	host, _ := serve(t, t.TempDir())
+	repo := host + "/overwrite/m"
+	x, y, z := randomImage(t, 601), randomImage(t, 602), randomImage(t, 603)
+	if _, err := registry.Push(ctx, x, repo, fast, registry.WithTags("1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := registry.Push(ctx, z, repo, fast, registry.WithTags("1.0.0"), registry.WithAllowOverwrite(),
+		registry.WithBeforeTagWrite(func(string) {
+			// Between the read (x) and the PUT, another overwrite lands.
+			if _, err := registry.Push(ctx, y, repo, fast, registry.WithTags("1.0.0"), registry.WithAllowOverwrite()); err != nil {
+				t.Error(err)
+			}
+		}))
+	var tc *registry.TagConflictError
+	if !errors.As(err, &tc) || tc.Winner != digestOf(t, y) {
+		t.Fatalf("overwrite from a stale read: %v, want ErrTagConflict naming %s", err, digestOf(t, y))
+	}
+	if h, err := registry.Resolve(ctx, repo+":1.0.0", fast); err != nil || h != digestOf(t, y) {
+		t.Fatalf("the tag names %s (%v), want the other overwrite's %s", h, err, digestOf(t, y))
+	}
+	// Without a race it moves.
+	if _, err := registry.Push(ctx, z, repo, fast, registry.WithTags("1.0.0"), registry.WithAllowOverwrite()); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := registry.Resolve(ctx, repo+":1.0.0", fast); h != digestOf(t, z) {
+		t.Fatalf("the tag names %s, want %s", h, digestOf(t, z))
+	}
+}
