@@ -54,16 +54,27 @@ func (r *run) buildImage(ctx context.Context) (*ImageOutput, error) {
 		Created:       created,
 		Runtime:       runtime,
 		Layout:        layout,
+		// The tag moves when the whole run has succeeded (commit).
+		NoTag: true,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if out.Moved {
-		r.warnf("warning: tag %s in %s moved from %s to %s", out.Tag, layout, out.Previous, out.Digest)
+	r.written = out.Written
+	r.rec.Outputs.Model.Layers = nil
+	for _, l := range out.ModelLayers {
+		r.rec.Outputs.Model.Layers = append(r.rec.Outputs.Model.Layers, Layer{Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType)})
+	}
+	// Until then the smoke test and the push read the image through a
+	// layout of its own that shares the output layout's blobs.
+	view := filepath.Join(r.tmp, viewDir)
+	ref, err := image.View(view, layout, out.Written)
+	if err != nil {
+		return nil, err
 	}
 	return &ImageOutput{
-		Ref: out.Ref, Digest: out.Digest.String(), MediaType: string(out.MediaType),
-		Tag: out.Tag, Layout: layout,
+		Ref: ref, Digest: out.Digest.String(), MediaType: string(out.MediaType),
+		Tag: out.Tag, Layout: view,
 	}, nil
 }
 
@@ -75,7 +86,8 @@ func platformString(p v1.Platform) string {
 	return s
 }
 
-// build is the image stage: the image goes into the output's OCI layout.
+// build is the image stage: the image's blobs and manifest go into the
+// output's OCI layout, untagged until the run succeeds.
 func (r *run) build(ctx context.Context) (string, error) {
 	img, err := r.buildImage(ctx)
 	if err != nil {
@@ -83,5 +95,5 @@ func (r *run) build(ctx context.Context) (string, error) {
 	}
 	r.rec.Outputs.Image = img
 	r.ref = img.Ref
-	return fmt.Sprintf("%s, tag %s in %s", short(img.Digest), img.Tag, img.Layout), nil
+	return fmt.Sprintf("%s in %s, tag %s once the run succeeds", short(img.Digest), LayoutDir(r.out), img.Tag), nil
 }

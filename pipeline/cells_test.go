@@ -175,18 +175,22 @@ func TestRunCategorical(t *testing.T) {
 }
 
 // TestRunRefusesTinyDataset: a data set too small for two test rows stops
-// the run in the data stage, with the named error, and leaves no run.
+// the run in the data stage, with the named error, and leaves only its
+// failed record.
 func TestRunRefusesTinyDataset(t *testing.T) {
 	dir := cellsProject(t, []byte("sqft,region,price\n1,a,2\n2,b,3\n3,a,4\n4,b,5\n"), "5000")
 	var stages []string
-	_, err := runProject(t, dir, pipeline.WithProgress(func(e pipeline.Event) { stages = append(stages, e.Stage) }))
+	res, err := runProject(t, dir, pipeline.WithProgress(func(e pipeline.Event) { stages = append(stages, e.Stage) }))
 	if !errors.Is(err, data.ErrTooFewTestRows) || !strings.Contains(err.Error(), "houses.csv") || !strings.Contains(err.Error(), "4 rows with test fraction 0.2 leave 1 test row") {
 		t.Fatalf("run: %v, want ErrTooFewTestRows naming houses.csv", err)
 	}
 	if len(stages) > 1 {
 		t.Errorf("stages %v ran past the data stage", stages)
 	}
-	if entries, _ := os.ReadDir(pipeline.RunsDir(filepath.Join(dir, ".modelci"))); len(entries) != 0 {
-		t.Errorf("%d runs left behind", len(entries))
+	if entries, _ := os.ReadDir(pipeline.RunsDir(filepath.Join(dir, ".modelci"))); len(entries) != 1 || res == nil || entries[0].Name() != res.RunID {
+		t.Errorf("%d runs left behind, want the failed run's record", len(entries))
+	}
+	if res != nil && (res.Record.Status != pipeline.StatusFailed || res.Record.FailedStage != "data") {
+		t.Errorf("record: status %s, stage %s", res.Record.Status, res.Record.FailedStage)
 	}
 }

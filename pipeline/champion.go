@@ -173,6 +173,7 @@ func (r *run) score(ctx context.Context, modelDir string, test *data.Dataset, ou
 			Command: r.spec.Evaluate.Command, Dir: r.spec.Dir, Workdir: r.spec.Evaluate.Workdir, Env: r.spec.Evaluate.Env,
 			Exclude: exclude, Dataset: dataset,
 			ModelDir: modelDir, Test: test, OutDir: outDir, Log: r.o.log,
+			Timeout: r.spec.Evaluate.TimeoutDuration(),
 		})
 	}
 	b, err := os.ReadFile(filepath.Join(modelDir, model.FileName))

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -312,36 +313,64 @@ func TestGateFailBuildsNothing(t *testing.T) {
 	}
 }
 
-// TestFailedRunKeepsEarlierResults: a run that errors part-way leaves no
-// run directory and no temporary files, and earlier runs intact.
+// TestFailedRunKeepsEarlierResults: a run that errors part-way leaves its
+// failed record, no temporary files, and earlier runs intact.
 func TestFailedRunKeepsEarlierResults(t *testing.T) {
 	dir := project(t, func(s string) string { return strings.Replace(s, "threshold: 5000", "threshold: 100", 1) })
+	out := filepath.Join(dir, ".modelci")
 	first, err := runProject(t, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	before := snapshot(t, first.RunDir)
 	// Break the data: the next run fails in the data stage.
 	csv := filepath.Join(dir, "data", "diabetes.csv")
 	if err := os.WriteFile(csv, []byte("age,target\n1,2\nNaN,3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := runProject(t, dir); err == nil || !strings.Contains(err.Error(), "diabetes.csv:3:1") {
+	res, err := runProject(t, dir)
+	if err == nil || !strings.Contains(err.Error(), "diabetes.csv:3:1") {
 		t.Fatalf("err = %v, want a data error at diabetes.csv:3:1", err)
 	}
-	entries, err := os.ReadDir(pipeline.RunsDir(filepath.Join(dir, ".modelci")))
+	entries, err := os.ReadDir(pipeline.RunsDir(out))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Name() != first.RunID {
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		t.Fatalf("runs = %v, want only %s", names, first.RunID)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
-	if _, err := pipeline.ReadRecord(filepath.Join(dir, ".modelci"), first.RunID); err != nil {
+	if res == nil || len(entries) != 2 || names[0] != first.RunID || names[1] != res.RunID {
+		t.Fatalf("runs = %v, want %s and the failed run", names, first.RunID)
+	}
+	rec, err := pipeline.ReadRecord(out, res.RunID)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if rec.Status != pipeline.StatusFailed || rec.FailedStage != "data" || !strings.Contains(rec.Error, "diabetes.csv:3:1") {
+		t.Fatalf("failed record: status %s stage %q error %q", rec.Status, rec.FailedStage, rec.Error)
+	}
+	if after := snapshot(t, first.RunDir); !maps.Equal(before, after) {
+		t.Fatalf("the failed run changed the earlier run's files")
+	}
+}
+
+// snapshot maps every file under dir to its content.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		files[p] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }
 
 // TestBaselineIsLastPassingRun: a second run compares with the first.
@@ -389,12 +418,21 @@ func TestOneRunAtATime(t *testing.T) {
 func serverRuntime(t *testing.T) string {
 	t.Helper()
 	// The real server, built from this checkout and cached by source
-	// digest: the smoke test starts it from every image a test builds.
+	// digest: the smoke test starts it from every image a test builds. A
+	// copy, so that a test may change it without touching the cache.
 	bin, err := image.Runtime(t.Context(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(".."))
 	if err != nil {
 		t.Fatalf("the runtime: %v", err)
 	}
-	return bin
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), image.RuntimeName)
+	if err := os.WriteFile(cp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cp
 }
 
 func appendByte(t *testing.T, path string) {

@@ -34,6 +34,7 @@ func (r *run) evaluate(ctx context.Context) (string, error) {
 			Exclude: exclude, Dataset: dataset,
 			ModelDir: r.modelDir, Test: r.testSet,
 			OutDir: filepath.Join(r.tmp, "evaluate"), Log: r.o.log,
+			Timeout: spec.Evaluate.TimeoutDuration(),
 		})
 		if err != nil {
 			return "", err

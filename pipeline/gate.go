@@ -53,13 +53,20 @@ func (r *run) writeReports(report *modelgate.Report, m *modelgate.Metrics) error
 
 // baseline finds the champion's metrics: gate.baseline.metrics when set,
 // the champion of gate.baseline.from's environment, else the last passing
-// run in the output directory on the same test split.
+// run in the output directory on the same test split. A failed run is
+// never a baseline, not even one it named by path.
 func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics) (*modelgate.Metrics, error) {
 	if r.spec.Gate.Baseline.From != "" {
 		return r.championBaseline(ctx, candidate, r.testSet)
 	}
 	if p := r.spec.Gate.Baseline.Metrics; p != "" {
 		path := r.spec.Path(p)
+		// A file of a failed run's record is no baseline.
+		if id := runOf(r.out, path); id != "" {
+			if rec, err := ReadRecord(r.out, id); err == nil && rec.Status == StatusFailed {
+				return nil, fmt.Errorf("gate.baseline.metrics %s: run %s: %w (%s: %s)", p, id, ErrFailedRun, rec.FailedStage, rec.Error)
+			}
+		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("gate.baseline.metrics: %w", err)
@@ -77,7 +84,7 @@ func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics) (*mode
 	}
 	for i := len(ids) - 1; i >= 0; i-- {
 		rec, err := ReadRecord(r.out, ids[i])
-		if err != nil || rec.Verdict != modelgate.Pass || rec.Model.Name != r.spec.Model.Name {
+		if err != nil || rec.Status != StatusSucceeded || rec.Verdict != modelgate.Pass || rec.Model.Name != r.spec.Model.Name {
 			continue
 		}
 		if rec.Inputs.Split.TestDigest != candidate.Split.TestDigest {
@@ -96,6 +103,17 @@ func (r *run) baseline(ctx context.Context, candidate *modelgate.Metrics) (*mode
 		return m, nil
 	}
 	return nil, nil
+}
+
+// runOf is the id of the run whose directory under output's runs/ holds
+// path, or "".
+func runOf(output, path string) string {
+	rel, err := filepath.Rel(RunsDir(output), path)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return ""
+	}
+	id, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+	return id
 }
 
 // gateSummary is the gate's progress line: the verdict, the threshold

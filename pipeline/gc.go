@@ -6,20 +6,29 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/modelci/modelci/stages/image"
 )
 
 // GCResult says what GC removed.
 type GCResult struct {
+	// Runs are the removed runs' ids, Failed how many of them had failed.
 	Runs       []string `json:"runs"`
+	Failed     int      `json:"failed"`
 	Blobs      int      `json:"blobs"`
 	BlobsBytes int64    `json:"blobs_bytes"`
+	// Leftovers are what runs killed part-way left (RemoveLeftovers).
+	Leftovers Leftovers `json:"leftovers"`
 }
 
-// GC keeps the newest keep runs of output, removes the older ones, and
-// removes blobs of the OCI layout that no tag reaches. It takes the output
-// directory's lock, so it never races a run.
+// GC keeps the newest keep succeeded runs of output and removes the older
+// ones and every failed run, then removes the blobs of the OCI layout that
+// neither a tag nor a kept run's image reaches: an image only a failed run
+// built (never tagged) goes. It takes the output directory's lock, so it
+// never races a run.
 func GC(output string, keep int) (*GCResult, error) {
 	if keep < 0 {
 		return nil, fmt.Errorf("gc: keep %d: must be 0 or more", keep)
@@ -34,27 +43,42 @@ func GC(output string, keep int) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(ids) > keep {
-		for _, id := range ids[:len(ids)-keep] {
-			if err := os.RemoveAll(filepath.Join(RunsDir(output), id)); err != nil {
-				return res, fmt.Errorf("gc: remove run %s: %w", id, err)
-			}
-			res.Runs = append(res.Runs, id)
+	// A record that cannot be read counts as succeeded, as every run did
+	// before failed runs were recorded: kept while among the newest.
+	var succeeded []string
+	remove := map[string]bool{}
+	for _, id := range ids {
+		if rec, err := ReadRecord(output, id); err == nil && rec.Status == StatusFailed {
+			remove[id] = true
+			res.Failed++
+			continue
+		}
+		succeeded = append(succeeded, id)
+	}
+	if len(succeeded) > keep {
+		for _, id := range succeeded[:len(succeeded)-keep] {
+			remove[id] = true
 		}
 	}
-	// Leftovers of runs that died before publishing.
-	if entries, err := os.ReadDir(RunsDir(output)); err == nil {
-		for _, e := range entries {
-			if e.IsDir() && len(e.Name()) > 5 && e.Name()[:5] == ".tmp-" {
-				os.RemoveAll(filepath.Join(RunsDir(output), e.Name()))
-			}
+	for _, id := range ids {
+		if !remove[id] {
+			continue
 		}
+		if err := os.RemoveAll(filepath.Join(RunsDir(output), id)); err != nil {
+			return res, fmt.Errorf("gc: remove run %s: %w", id, err)
+		}
+		res.Runs = append(res.Runs, id)
+	}
+	if res.Leftovers, err = RemoveLeftovers(output); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
 	}
 	// Images of kept runs stay, even when their tag has moved on.
 	var roots []v1.Descriptor
-	kept, _ := ListRuns(output)
-	for _, id := range kept {
-		if rec, err := ReadRecord(output, id); err == nil && rec.Outputs.Image != nil {
+	for _, id := range ids {
+		if remove[id] {
+			continue
+		}
+		if rec, err := ReadRecord(output, id); err == nil && rec.Status == StatusSucceeded && rec.Outputs.Image != nil {
 			if h, err := v1.NewHash(rec.Outputs.Image.Digest); err == nil {
 				roots = append(roots, v1.Descriptor{Digest: h})
 			}
@@ -63,6 +87,53 @@ func GC(output string, keep int) (*GCResult, error) {
 	n, size, err := gcLayout(LayoutDir(output), roots)
 	res.Blobs, res.BlobsBytes = n, size
 	return res, err
+}
+
+// Leftovers says what RemoveLeftovers removed.
+type Leftovers struct {
+	// Runs is the number of run directories never published (.tmp-*
+	// under runs/), Files the number of temporary files in the OCI layout
+	// (.tmp-* blobs and index.json being written), Bytes what both held.
+	Runs  int   `json:"runs"`
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
+}
+
+// RemoveLeftovers removes what runs killed part-way (SIGKILL, a crash, a
+// full disk) left in output: their temporary run directories and the
+// temporary files of the layout. The caller holds output's lock, so none
+// of them belongs to a live run: Run calls it before it starts, and GC.
+func RemoveLeftovers(output string) (Leftovers, error) {
+	var left Leftovers
+	var errs []error
+	runs := RunsDir(output)
+	entries, err := os.ReadDir(runs)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tmpPrefix) {
+			continue
+		}
+		dir := filepath.Join(runs, e.Name())
+		n, _ := treeSize(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		left.Runs++
+		left.Bytes += n
+	}
+	files, n, err := image.RemoveTemporaries(LayoutDir(output))
+	left.Files += files
+	left.Bytes += n
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return left, fmt.Errorf("remove the leftovers of interrupted runs in %s: %w", output, err)
+	}
+	return left, nil
 }
 
 // gcLayout deletes the blobs that neither index.json nor roots reach.

@@ -111,8 +111,11 @@ func TestPublish(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTagExists", err)
 	}
 	runsAfter, _ := pipeline.ListRuns(filepath.Join(dir, ".modelci"))
-	if len(runsAfter) != len(runsBefore) {
-		t.Fatalf("a refused push left a run record: %v", runsAfter)
+	if len(runsAfter) != len(runsBefore)+1 {
+		t.Fatalf("a refused push left runs %v, want %v and one failed record", runsAfter, runsBefore)
+	}
+	if rec, err := pipeline.ReadRecord(filepath.Join(dir, ".modelci"), runsAfter[len(runsAfter)-1]); err != nil || rec.Status != pipeline.StatusFailed || rec.FailedStage != "push" {
+		t.Fatalf("record of the refused push: %+v, %v", rec, err)
 	}
 	if reg.take() != 0 {
 		t.Fatal("a refused push uploaded blobs")

@@ -32,11 +32,15 @@ func WithoutPublish() Option { return func(o *options) { o.noPublish = true } }
 
 // Rebuild runs the pipeline again for run id of output, into a scratch
 // directory, and compares every digest with the run record: the proof that
-// the image is reproducible. Nothing in output changes.
+// the image is reproducible. Nothing in output changes. A failed run is
+// refused (ErrFailedRun).
 func Rebuild(ctx context.Context, spec *spec.Spec, output, id string, opts ...Option) (*RebuildResult, error) {
 	rec, err := ReadRecord(output, id)
 	if err != nil {
 		return nil, err
+	}
+	if rec.Status == StatusFailed {
+		return nil, fmt.Errorf("rebuild %s: %w in its %s stage (%s): nothing of it was published to rebuild", id, ErrFailedRun, rec.FailedStage, rec.Error)
 	}
 	b, err := os.ReadFile(spec.Path(spec.File))
 	if err != nil {

@@ -14,17 +14,42 @@ import (
 	"github.com/modelci/modelci/modelgate"
 )
 
-// RecordSchema identifies run.json v1.
-const RecordSchema = "modelci.dev/run/v1"
+// RecordSchema identifies run.json v2: v1 plus the run's status (a failed
+// run is recorded too), and the model named by its image layers rather
+// than always copied into the run directory.
+const RecordSchema = "modelci.dev/run/v2"
+
+// RecordSchemaV1 is run.json as modelci wrote it before failed runs were
+// recorded: ReadRecord reads it as a succeeded run.
+const RecordSchemaV1 = "modelci.dev/run/v1"
+
+// Status is how a run ended.
+type Status string
+
+// Statuses of a run. A run the gate refused succeeded: it ran to its end
+// and its verdict says FAIL. A run that stopped on an error, a timeout or
+// a signal failed: nothing of it is tagged, and it is never a baseline, a
+// rebuild's subject or a gc anchor.
+const (
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+)
 
 // Record is run.json: every input and output digest of one run, its verdict,
 // figures and timings, so that a run can be audited and rebuilt.
 type Record struct {
 	Schema   string             `json:"schema"`
 	ID       string             `json:"id"`
+	Status   Status             `json:"status"`
 	Started  time.Time          `json:"started"`
 	Finished time.Time          `json:"finished"`
 	Decision modelgate.Decision `json:"decision"`
+	// Error is why a failed run stopped, and FailedStage the stage it
+	// stopped in (data, train, …, deploy; "record" when the run directory
+	// itself could not be written, "tag" when the layout could not be
+	// tagged). The outputs hold what the stages before it produced.
+	Error       string `json:"error,omitempty"`
+	FailedStage string `json:"failed_stage,omitempty"`
 
 	Spec    SpecInfo          `json:"spec"`
 	Model   spec.ModelSpec    `json:"model"`
@@ -108,9 +133,29 @@ type Artifact struct {
 	Digest string `json:"digest"`
 }
 
+// ModelOutput is the trained model. Its files are stored once: as layers
+// of the image in the output's OCI layout (Layers, blobs/sha256/HEX), and
+// in the run directory's model/ (Path) only when the model is smaller than
+// ModelKeepLimit, or when no image holds it (a run the gate refused).
+type ModelOutput struct {
+	Path   string `json:"path,omitempty"`
+	Digest string `json:"digest"`
+	// Size is the bytes of the model's files.
+	Size int64 `json:"size"`
+	// Layers are the image's layers under /model, in order.
+	Layers []Layer `json:"layers,omitempty"`
+}
+
+// Layer is a layer blob of the output's OCI layout.
+type Layer struct {
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"media_type"`
+}
+
 // Outputs are what a run produced.
 type Outputs struct {
-	Model   Artifact      `json:"model"`
+	Model   ModelOutput   `json:"model"`
 	Metrics Artifact      `json:"metrics"`
 	Gate    Artifact      `json:"gate"`
 	Image   *ImageOutput  `json:"image,omitempty"`
@@ -145,7 +190,10 @@ type PushOutput struct {
 	Tags       []string `json:"tags"`
 }
 
-// ImageOutput is the built image.
+// ImageOutput is the built image. Its blobs and manifest go into the
+// output's OCI layout when it is built; its tag moves there only when the
+// whole run has succeeded. In a failed run's record Ref and Tag are empty:
+// the image is in the layout's blobs, and no tag names it.
 type ImageOutput struct {
 	Ref       string `json:"ref"`
 	Digest    string `json:"digest"`
@@ -170,6 +218,10 @@ type Timing struct {
 // ErrNoRun means a run id names no run record.
 var ErrNoRun = errors.New("no such run")
 
+// ErrFailedRun means a run that failed was asked to be what only a
+// succeeded run can be: a rebuild's subject, a baseline.
+var ErrFailedRun = errors.New("the run failed")
+
 // RunsDir is where run records live under an output directory.
 func RunsDir(output string) string { return filepath.Join(output, "runs") }
 
@@ -186,14 +238,23 @@ func ReadRecord(output, id string) (*Record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("read run %q: %w", id, err)
 	}
-	if r.Schema != RecordSchema {
+	switch r.Schema {
+	case RecordSchema:
+		if r.Status != StatusSucceeded && r.Status != StatusFailed {
+			return nil, fmt.Errorf("read run %q: status %q, want %s or %s", id, r.Status, StatusSucceeded, StatusFailed)
+		}
+	case RecordSchemaV1:
+		// Before v2 only succeeded runs were kept; their model/ is there.
+		r.Status = StatusSucceeded
+	default:
 		return nil, fmt.Errorf("read run %q: schema %q, want %q", id, r.Schema, RecordSchema)
 	}
 	return &r, nil
 }
 
-// ListRuns returns the finished runs' ids, oldest first (ids sort by time).
-// Directories still being written (".tmp-…") are not runs.
+// ListRuns returns the recorded runs' ids, succeeded and failed, oldest
+// first (ids sort by time). Directories still being written (".tmp-…") are
+// not runs.
 func ListRuns(output string) ([]string, error) {
 	entries, err := os.ReadDir(RunsDir(output))
 	if errors.Is(err, os.ErrNotExist) {

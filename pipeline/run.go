@@ -7,8 +7,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +21,7 @@ import (
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/stages/data"
+	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
@@ -131,6 +134,16 @@ func OutputDir(spec *spec.Spec, override string) string {
 
 // Run executes the pipeline for spec. A gate that refuses is not an error:
 // the result carries the verdict and exit code, and no image is built.
+//
+// Only a run that succeeds changes what earlier runs left: the image's
+// blobs go into the output's OCI layout as it is built, but its tag moves
+// there only once every stage (push, sign and deploy included) has
+// succeeded. A run that fails, is cancelled or times out leaves the
+// layout's index.json byte for byte as it was and earlier runs untouched,
+// and is recorded as failed (runs/<id>/run.json, status "failed", the error
+// and the stage); the Result it returns with the error names that record.
+// A run that cannot start (another holds the output's lock, the signing
+// key does not open) records nothing.
 func Run(ctx context.Context, spec *spec.Spec, opts ...Option) (*Result, error) {
 	o := options{progress: func(Event) {}, log: io.Discard, now: time.Now}
 	for _, opt := range opts {
@@ -144,6 +157,12 @@ func Run(ctx context.Context, spec *spec.Spec, opts ...Option) (*Result, error) 
 	defer lock.Unlock()
 
 	r := &run{spec: spec, o: o, out: out}
+	// Whatever runs killed part-way left is no live run's: the lock is ours.
+	if left, err := RemoveLeftovers(out); err != nil {
+		r.warnf("warning: %v", err)
+	} else if left.Runs > 0 || left.Files > 0 {
+		r.warnf("removed what interrupted runs left in %s: %d run directories, %d temporary files in the layout (%d bytes)", out, left.Runs, left.Files, left.Bytes)
+	}
 	if spec.Deploy.Enabled && r.repository() == "" {
 		return nil, fmt.Errorf("deploy: %w: a cluster pulls from a registry; set image.repository or --repository", ErrNeedsRegistry)
 	}
@@ -173,16 +192,23 @@ func Run(ctx context.Context, spec *spec.Spec, opts ...Option) (*Result, error) 
 
 	res, err := r.do(ctx)
 	if err != nil {
-		// Nothing of a failed run is kept: earlier runs and the layout's
-		// tags are untouched because this run wrote only to its own tmp dir
-		// and to content-addressed blobs.
-		if r.tmp != "" {
-			os.RemoveAll(r.tmp)
-		}
-		return nil, err
+		return r.failed(ctx, err)
 	}
 	return res, nil
 }
+
+// ModelKeepLimit is the model size (its files' bytes) below which the run
+// directory keeps a copy of the model in model/. A larger model is stored
+// once, as the image's layers in the OCI layout, which run.json names
+// (outputs.model.layers); only a run that built no image (the gate refused
+// it) keeps a larger model/, its only copy.
+const ModelKeepLimit = 1 << 20
+
+// viewDir is, in the run's temporary directory, the OCI layout that holds
+// the image before its tag moves in the output's layout (image.View): what
+// the smoke test and the push read. It is removed before the run directory
+// is published.
+const viewDir = "image-view"
 
 // run is one pipeline run: each stage (data.go, train.go, evaluate.go,
 // gate.go, build.go, publish.go, sign.go, deploy.go) reads what the stages
@@ -201,7 +227,9 @@ type run struct {
 	predictions           []float64 // the evaluator's, one per test row; nil when it wrote none
 	metrics               *modelgate.Metrics
 	report                *modelgate.Report
-	ref                   string // the image reference with its digest, once built
+	ref                   string        // the image reference with its digest, once built
+	written               image.Written // the image in the layout, untagged until the run succeeds
+	failedStage           string        // the stage that returned an error
 }
 
 func (r *run) stage(name string, fn func() (string, error)) error {
@@ -209,6 +237,7 @@ func (r *run) stage(name string, fn func() (string, error)) error {
 	summary, err := fn()
 	d := r.o.now().Sub(start)
 	if err != nil {
+		r.failedStage = name
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	r.rec.Timings = append(r.rec.Timings, Timing{Stage: name, Seconds: d.Seconds()})
@@ -223,6 +252,9 @@ func newRunID(t time.Time) string {
 	return t.UTC().Format("20060102-150405.000000") + "-" + hex.EncodeToString(b[:])
 }
 
+// tmpPrefix starts the name of a run directory being written.
+const tmpPrefix = ".tmp-"
+
 func (r *run) do(ctx context.Context) (*Result, error) {
 	spec := r.spec
 	started := r.o.now()
@@ -231,7 +263,7 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 	if err := os.MkdirAll(runs, 0o755); err != nil {
 		return nil, fmt.Errorf("create runs directory: %w", err)
 	}
-	tmp, err := os.MkdirTemp(runs, ".tmp-"+id+"-")
+	tmp, err := os.MkdirTemp(runs, tmpPrefix+id+"-")
 	if err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
@@ -289,20 +321,183 @@ func (r *run) do(ctx context.Context) (*Result, error) {
 			}
 		}
 	}
+	return r.commit()
+}
 
+// commit ends a run whose stages all succeeded: run.json, then the
+// layout's tag, then the run directory under its final name. A crash
+// between the last two leaves the tag on an image that was pushed, signed
+// and deployed, and no record (the next run removes the temporary
+// directory); an error in either leaves the layout's index.json as it was.
+func (r *run) commit() (*Result, error) {
+	r.rec.Status = StatusSucceeded
 	r.rec.Finished = r.o.now().UTC()
-	if _, err := writeJSON(filepath.Join(tmp, "run.json"), &r.rec); err != nil {
-		return nil, err
+	layout := LayoutDir(r.out)
+	img := r.rec.Outputs.Image
+	if img != nil {
+		ref, err := oci.LayoutRef(layout, r.written.Digest)
+		if err != nil {
+			return nil, err
+		}
+		img.Ref, img.Layout = ref.String(), layout
+		if r.repository() == "" {
+			r.ref = img.Ref
+		}
 	}
-	final := filepath.Join(runs, id)
-	if err := os.Rename(tmp, final); err != nil {
-		return nil, fmt.Errorf("publish run %s: %w", id, err)
+	r.tidy()
+	if _, err := writeJSON(filepath.Join(r.tmp, "run.json"), &r.rec); err != nil {
+		r.failedStage = "record"
+		return nil, fmt.Errorf("record run %s: %w", r.rec.ID, err)
+	}
+	// Only now, with every stage done, does the layout's tag move.
+	var before []byte
+	if img != nil {
+		var err error
+		if before, err = os.ReadFile(filepath.Join(layout, "index.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.failedStage = "tag"
+			return nil, fmt.Errorf("tag %s in %s: %w", img.Tag, layout, err)
+		}
+		tagged, err := image.TagLayout(layout, r.written)
+		if err != nil {
+			r.failedStage = "tag"
+			return nil, err
+		}
+		if tagged.Moved {
+			r.warnf("warning: tag %s in %s moved from %s to %s", tagged.Tag, layout, tagged.Previous, tagged.Digest)
+		}
+	}
+	final := filepath.Join(RunsDir(r.out), r.rec.ID)
+	if err := os.Rename(r.tmp, final); err != nil {
+		err = fmt.Errorf("publish run %s: %w", r.rec.ID, err)
+		if img != nil {
+			if rerr := restoreIndex(layout, before); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("put back %s/index.json: %w", layout, rerr))
+			}
+		}
+		r.failedStage = "record"
+		return nil, err
 	}
 	r.tmp = ""
 	return &Result{
-		RunID: id, RunDir: final, Verdict: r.report.Verdict, Decision: decision,
+		RunID: r.rec.ID, RunDir: final, Verdict: r.report.Verdict, Decision: r.rec.Decision,
 		Report: r.report, Metrics: r.metrics, Ref: r.ref, Record: &r.rec,
 	}, nil
+}
+
+// restoreIndex puts back the index.json a failed commit replaced (absent
+// when before is nil).
+func restoreIndex(layout string, before []byte) error {
+	name := filepath.Join(layout, "index.json")
+	if before == nil {
+		return os.Remove(name)
+	}
+	f, err := os.CreateTemp(layout, image.TempPrefix+"index.json-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(before); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+// failed records a run that stopped on err: run.json with status failed,
+// the error and the stage, and what the stages before it produced, under
+// runs/<id>. The layout's tags were never moved. It returns err, and a
+// Result naming the record when one was written.
+func (r *run) failed(ctx context.Context, err error) (*Result, error) {
+	if r.tmp == "" {
+		return nil, err // nothing started
+	}
+	r.rec.Status = StatusFailed
+	r.rec.Error = err.Error()
+	if ctx.Err() != nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+			r.rec.Error += " (" + cause.Error() + ")"
+		}
+	}
+	r.rec.FailedStage = r.failedStage
+	if r.rec.FailedStage == "" {
+		r.rec.FailedStage = "record"
+	}
+	r.rec.Finished = r.o.now().UTC()
+	if img := r.rec.Outputs.Image; img != nil {
+		// Built, maybe pushed, never tagged here.
+		img.Ref, img.Tag, img.Layout = "", "", LayoutDir(r.out)
+	}
+	r.tidy()
+	final := filepath.Join(RunsDir(r.out), r.rec.ID)
+	_, werr := writeJSON(filepath.Join(r.tmp, "run.json"), &r.rec)
+	if werr == nil {
+		werr = os.Rename(r.tmp, final)
+	}
+	if werr != nil {
+		os.RemoveAll(r.tmp)
+		r.tmp = ""
+		return nil, errors.Join(err, fmt.Errorf("record failed run %s: %w", r.rec.ID, werr))
+	}
+	r.tmp = ""
+	res := &Result{RunID: r.rec.ID, RunDir: final, Record: &r.rec, Verdict: r.rec.Verdict, Decision: r.rec.Decision}
+	if r.report != nil {
+		res.Report, res.Metrics = r.report, r.metrics
+	}
+	return res, err
+}
+
+// tidy leaves in the run directory what a record keeps: the view of the
+// untagged image goes, and a model of ModelKeepLimit bytes or more that
+// an image holds (or, in a failed run, any such model: a failed run's
+// record is evidence, not a model store). A champion's model re-scored
+// from its image goes too when that large.
+func (r *run) tidy() {
+	if err := os.RemoveAll(filepath.Join(r.tmp, viewDir)); err != nil {
+		r.warnf("warning: remove %s: %v", viewDir, err)
+	}
+	m := &r.rec.Outputs.Model
+	if m.Path != "" && m.Size >= ModelKeepLimit && (r.rec.Outputs.Image != nil || r.rec.Status == StatusFailed) {
+		if err := os.RemoveAll(filepath.Join(r.tmp, m.Path)); err != nil {
+			r.warnf("warning: remove the run's copy of the model: %v", err)
+		} else {
+			m.Path = ""
+		}
+	}
+	champion := filepath.Join(r.tmp, "champion", "model")
+	if n, err := treeSize(champion); err == nil && n >= ModelKeepLimit {
+		if err := os.RemoveAll(champion); err != nil {
+			r.warnf("warning: remove the champion's model: %v", err)
+		}
+	}
+}
+
+// treeSize is the bytes of the regular files under dir.
+func treeSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	return n, err
 }
 
 func (r *run) warnf(format string, args ...any) {

@@ -48,7 +48,15 @@ func TestSmokeRefusesWhatWasNotEvaluated(t *testing.T) {
 	if n := reg.take(); n != 0 {
 		t.Fatalf("%d blobs pushed after a failed smoke test", n)
 	}
-	if ids, _ := pipeline.ListRuns(filepath.Join(dir, ".modelci")); len(ids) != 0 {
-		t.Fatalf("a failed run left runs %v", ids)
+	out := filepath.Join(dir, ".modelci")
+	ids, _ := pipeline.ListRuns(out)
+	if len(ids) != 1 {
+		t.Fatalf("runs %v, want the failed run's record alone", ids)
+	}
+	if rec, err := pipeline.ReadRecord(out, ids[0]); err != nil || rec.Status != pipeline.StatusFailed || rec.FailedStage != "smoke" || rec.Outputs.Smoke == nil || len(rec.Outputs.Smoke.Differ) == 0 {
+		t.Fatalf("failed record %+v, %v", rec, err)
+	}
+	if _, err := os.Stat(filepath.Join(pipeline.LayoutDir(out), "index.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the first run failed, yet the layout has an index.json: %v", err)
 	}
 }

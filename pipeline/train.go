@@ -17,7 +17,15 @@ func (r *run) train(ctx context.Context) (string, error) {
 	spec := r.spec
 	r.modelDir = filepath.Join(r.tmp, "model")
 	if spec.Train.Builtin != "" {
-		res, err := train.Builtin(ctx, r.trainSet, spec.Train.Linear, *spec.Data.Seed)
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if d := spec.Train.TimeoutDuration(); d > 0 {
+			tctx, cancel = context.WithTimeout(ctx, d)
+		}
+		res, err := train.Builtin(tctx, r.trainSet, spec.Train.Linear, *spec.Data.Seed)
+		cancel()
+		if err != nil && train.TimedOut(ctx, tctx) {
+			return "", fmt.Errorf("built-in trainer: %w: train.timeout %s reached", train.ErrTimeout, spec.Train.TimeoutDuration())
+		}
 		if err != nil {
 			return "", err
 		}
@@ -48,6 +56,7 @@ func (r *run) train(ctx context.Context) (string, error) {
 			Exclude: exclude, Dataset: dataset,
 			Train: r.trainSet, Params: spec.Train.Params,
 			Seed: *spec.Data.Seed, OutDir: filepath.Join(r.tmp, "train"), Log: r.o.log,
+			Timeout: spec.Train.TimeoutDuration(),
 		})
 		if err != nil {
 			return "", err
@@ -66,8 +75,12 @@ func (r *run) train(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	size, err := treeSize(r.modelDir)
+	if err != nil {
+		return "", fmt.Errorf("model directory: %w", err)
+	}
 	last := r.trainLoss[len(r.trainLoss)-1]
-	r.rec.Outputs.Model = Artifact{Path: "model", Digest: d}
+	r.rec.Outputs.Model = ModelOutput{Path: "model", Digest: d, Size: size}
 	r.rec.Figures.Epochs = len(r.trainLoss)
 	r.rec.Figures.FinalTrainLoss = last
 	return fmt.Sprintf("%d epochs, final loss %s", len(r.trainLoss), num(last)), nil

@@ -137,6 +137,14 @@ func putBuffers(b *buffers) {
 
 var contentTypeJSON = []string{"application/json"}
 
+// writeOK answers 200 with the JSON body out.
+func writeOK(w http.ResponseWriter, out []byte) int {
+	w.Header()["Content-Type"] = contentTypeJSON
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	return http.StatusOK
+}
+
 // handleModel serves /predict (preprocess false) and /process_data.
 func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, preprocess bool) int {
 	if !allowed(w, r, http.MethodPost) {
@@ -206,10 +214,7 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, preprocess 
 		s.metrics.predictions.Add(float64(req.rows))
 	}
 	buf.out = out
-	w.Header()["Content-Type"] = contentTypeJSON
-	w.WriteHeader(http.StatusOK)
-	w.Write(out)
-	return http.StatusOK
+	return writeOK(w, out)
 }
 
 // handleCells serves a linear/v2 model, whose requests carry raw cells
@@ -262,10 +267,7 @@ func (s *Server) handleCells(w http.ResponseWriter, r *http.Request, m *model.Li
 		s.metrics.predictions.Add(float64(req.rows))
 	}
 	buf.out = out
-	w.Header()["Content-Type"] = contentTypeJSON
-	w.WriteHeader(http.StatusOK)
-	w.Write(out)
-	return http.StatusOK
+	return writeOK(w, out)
 }
 
 func nonFinite(req request, i int, what string, v float64) string {

@@ -116,8 +116,5 @@ func (s *Server) handleONNX(w http.ResponseWriter, r *http.Request, buf *buffers
 	out := encodePredictions(buf.out[:0], req, buf.y)
 	s.metrics.predictions.Add(float64(req.rows))
 	buf.out = out
-	w.Header()["Content-Type"] = contentTypeJSON
-	w.WriteHeader(http.StatusOK)
-	w.Write(out)
-	return http.StatusOK
+	return writeOK(w, out)
 }

@@ -104,7 +104,25 @@ type TrainSpec struct {
 	// Workdir runs the command in this directory, in place, instead of a
 	// staging copy of the project; absolute once loaded.
 	Workdir string `yaml:"workdir"`
+	// Timeout is a Go duration (30m, 2h) after which training is stopped:
+	// an external trainer is killed with its process group. Empty: none.
+	Timeout string `yaml:"timeout"`
 }
+
+// TimeoutDuration is train.timeout, parsed (validated at load); 0: none.
+func (t TrainSpec) TimeoutDuration() time.Duration { return duration(t.Timeout) }
+
+// duration parses a validated timeout; 0 when empty.
+func duration(s string) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d
+	}
+	return 0
+}
+
+// ErrDuration means a timeout is not a positive Go duration; it comes
+// with ErrSpec.
+var ErrDuration = errors.New("not a positive Go duration")
 
 // file is the spec as written: the sections decoded later (train.params,
 // deploy) stay YAML nodes so that their errors name their lines.
@@ -123,7 +141,13 @@ type EvaluateSpec struct {
 	// Env and Workdir are train.env and train.workdir for the evaluator.
 	Env     []string `yaml:"env"`
 	Workdir string   `yaml:"workdir"`
+	// Timeout is train.timeout for the evaluator (the candidate's, and a
+	// champion's re-scoring). Empty: none.
+	Timeout string `yaml:"timeout"`
 }
+
+// TimeoutDuration is evaluate.timeout, parsed (validated at load); 0: none.
+func (e EvaluateSpec) TimeoutDuration() time.Duration { return duration(e.Timeout) }
 
 // ImageSpec describes the serving image.
 type ImageSpec struct {
@@ -291,6 +315,8 @@ func (s *Spec) validate() error {
 		bad("evaluate.command", "an external trainer needs an external evaluator (evaluator contract v1)")
 	}
 	errs = append(errs, s.validateFormat()...)
+	errs = append(errs, s.checkDuration("train.timeout", s.Train.Timeout)...)
+	errs = append(errs, s.checkDuration("evaluate.timeout", s.Evaluate.Timeout)...)
 	errs = append(errs, validateCommandEnv(s.File, "train", len(s.Train.Command) > 0, s.Train.Env, s.Train.Workdir)...)
 	errs = append(errs, validateCommandEnv(s.File, "evaluate", len(s.Evaluate.Command) > 0, s.Evaluate.Env, s.Evaluate.Workdir)...)
 	if s.Train.GPU {
@@ -340,15 +366,22 @@ func (s *Spec) validateFormat() []error {
 	if s.Image.Scratch() && (len(s.Image.Entrypoint) > 0 || len(s.Image.Cmd) > 0) {
 		bad("image.entrypoint", "modelci's runtime has its own entrypoint; image.entrypoint and image.cmd apply to image.base")
 	}
-	if s.Smoke.Timeout != "" {
-		if d, err := time.ParseDuration(s.Smoke.Timeout); err != nil || d <= 0 {
-			bad("smoke.timeout", "%q is not a positive Go duration (e.g. 2m)", s.Smoke.Timeout)
-		}
-	}
+	errs = append(errs, s.checkDuration("smoke.timeout", s.Smoke.Timeout)...)
 	if (s.Smoke.Timeout != "" || len(s.Smoke.Command) > 0) && s.Image.Scratch() {
 		bad("smoke", "modelci smoke-tests its own runtime itself; smoke.command applies to image.base images")
 	}
 	return errs
+}
+
+// checkDuration checks a timeout: empty, or a positive Go duration.
+func (s *Spec) checkDuration(key, v string) []error {
+	if v == "" {
+		return nil
+	}
+	if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+		return []error{fmt.Errorf("%s: %s: %w: %q is %w (e.g. 30m, 2h)", s.File, key, ErrSpec, v, ErrDuration)}
+	}
+	return nil
 }
 
 // validateCommandEnv checks train.env and train.workdir (section "train"),

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/modelci/modelci/internal/strictyaml"
 	"github.com/modelci/modelci/spec"
@@ -92,7 +93,11 @@ func TestParseSpecErrors(t *testing.T) {
 		{"smoke on scratch", func(s string) string { return s + "smoke:\n  command: [./smoke.sh]\n" }, spec.ErrSpec, "smoke.command applies to image.base"},
 		{"bad smoke timeout", func(s string) string {
 			return s + "train:\n  command: [python3, t.py]\nevaluate:\n  command: [python3, e.py]\nimage:\n  base: 127.0.0.1:5000/triton:1\n  cmd: [serve]\nsmoke:\n  command: [./smoke.sh]\n  timeout: soon\n"
-		}, spec.ErrSpec, `smoke.timeout: invalid spec: "soon"`},
+		}, spec.ErrDuration, `smoke.timeout: invalid spec: "soon" is not a positive Go duration`},
+		{"bad train timeout", func(s string) string { return s + "train:\n  timeout: 30 minutes\n" }, spec.ErrDuration, `train.timeout: invalid spec: "30 minutes" is not a positive Go duration`},
+		{"negative train timeout", func(s string) string { return s + "train:\n  timeout: -1m\n" }, spec.ErrDuration, `train.timeout: invalid spec: "-1m"`},
+		{"zero evaluate timeout", func(s string) string { return s + "evaluate:\n  timeout: 0s\n" }, spec.ErrDuration, `evaluate.timeout: invalid spec: "0s"`},
+		{"train timeout as a number", func(s string) string { return s + "train:\n  timeout: [1]\n" }, strictyaml.ErrType, "train.timeout"},
 		{"secret in train.env", func(s string) string {
 			return s + "train:\n  command: [python3, t.py]\n  format: onnx\n  env: [HF_TOKEN, MODELCI_KEY_PASSWORD]\nevaluate:\n  command: [python3, e.py]\n"
 		}, train.ErrSecretEnv, "train.env[1]: invalid spec: MODELCI_KEY_PASSWORD: "},
@@ -231,5 +236,26 @@ func TestLoadRollout(t *testing.T) {
 		if _, err := spec.LoadRollout(write(tt.body)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: err %v, want it to name %q", tt.body, err, tt.want)
 		}
+	}
+}
+
+func TestParseSpecTimeouts(t *testing.T) {
+	s, err := spec.Parse("modelci.yaml", "/proj", []byte(validSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Train.TimeoutDuration() != 0 || s.Evaluate.TimeoutDuration() != 0 {
+		t.Fatalf("default timeouts %v, %v; want none", s.Train.TimeoutDuration(), s.Evaluate.TimeoutDuration())
+	}
+	s, err = spec.Parse("modelci.yaml", "/proj", []byte(validSpec+
+		"train:\n  command: [python3, t.py]\n  format: onnx\n  timeout: 1h30m\nevaluate:\n  command: [python3, e.py]\n  timeout: 45s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Train.TimeoutDuration(); got != 90*time.Minute {
+		t.Errorf("train.timeout = %v, want 1h30m", got)
+	}
+	if got := s.Evaluate.TimeoutDuration(); got != 45*time.Second {
+		t.Errorf("evaluate.timeout = %v, want 45s", got)
 	}
 }

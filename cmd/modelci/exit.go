@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"syscall"
 
 	"github.com/modelci/modelci/modelgate"
 )
@@ -14,7 +15,14 @@ const (
 	exitUsage   = 2
 	exitRefused = 3 // gate FAIL, INCONCLUSIVE under on_inconclusive: fail, or a verification that did not pass
 	exitHeld    = 4 // INCONCLUSIVE under on_inconclusive: hold: a person must approve
+	// 128+N after signal N, once the command has cleaned up: 130 after
+	// SIGINT, 143 after SIGTERM (signalExit).
+	exitSignal = 128
 )
+
+// signalExit is the exit code after sig interrupted a command, as shells
+// report a process a signal ended: 130 for SIGINT, 143 for SIGTERM.
+func signalExit(sig syscall.Signal) int { return exitSignal + int(sig) }
 
 // decisionExit is the exit code of a gate decision.
 func decisionExit(d modelgate.Decision) int {

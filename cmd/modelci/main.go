@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -26,11 +28,51 @@ func main() {
 	if filepath.Base(os.Args[0]) == image.RuntimeName {
 		os.Exit(serve.Main(context.Background(), image.RuntimeName, os.Args[1:], os.Stderr))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, interrupted, stop := notifySignals(context.Background())
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if sig := interrupted(); sig != 0 {
+		code = signalExit(sig)
+	}
 	os.Exit(code)
 }
+
+// notifySignals returns a context cancelled by SIGINT or SIGTERM (its
+// context.Cause names the signal), a function that says which of them
+// arrived (0: none), and stop. The command then cleans up as on any
+// cancellation (children killed, a run recorded as failed, the lock
+// released) and modelci exits 128+signal (signalExit). A second signal
+// has its default effect: modelci dies at once; its children die with it,
+// the kernel drops the lock, and the next run removes what it left.
+func notifySignals(parent context.Context) (context.Context, func() syscall.Signal, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			sig := s.(syscall.Signal)
+			got.Store(int32(sig))
+			signal.Stop(ch)
+			cancel(fmt.Errorf("%w: %v", errInterrupted, sig))
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			close(done)
+			signal.Stop(ch)
+			cancel(nil)
+		})
+	}
+	return ctx, func() syscall.Signal { return syscall.Signal(got.Load()) }, stop
+}
+
+// errInterrupted is the cause of a context a signal cancelled.
+var errInterrupted = errors.New("interrupted by a signal")
 
 // execute runs the CLI with args and returns the process exit code.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -63,7 +105,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(fmt.Errorf("%w\n%s", err, c.UsageString()))
 	})
-	root.AddCommand(newRunCmd(), newInitCmd(), newVersionCmd(), newServeCmd(), newGateCmd(), newGCCmd(), newRebuildCmd(), newRegistryCmd(), newCopyCmd(), newDoctorCmd(), newKeygenCmd(), newSignCmd(), newVerifyCmd(), newDeployCmd(), newStatusCmd(), newHistoryCmd(), newRollbackCmd(), newPromoteCmd(), newStageCmd())
+	root.AddCommand(newRunCmd(), newInitCmd(), newVersionCmd(), newServeCmd(), newGateCmd(), newGCCmd(), newRunsCmd(), newRebuildCmd(), newRegistryCmd(), newCopyCmd(), newDoctorCmd(), newKeygenCmd(), newSignCmd(), newVerifyCmd(), newDeployCmd(), newStatusCmd(), newHistoryCmd(), newRollbackCmd(), newPromoteCmd(), newStageCmd())
 	return root
 }
 

@@ -25,7 +25,10 @@ func newRunCmd() *cobra.Command {
 		Long: `Run the pipeline of modelci.yaml: load and split the data, train, evaluate,
 gate on the loss, and build the serving image. Progress goes to stderr; the
 image reference with its digest is printed last on stdout. Exit 0 PASS,
-3 refused by the gate (nothing is built), 4 INCONCLUSIVE held for approval.`,
+3 refused by the gate (nothing is built), 4 INCONCLUSIVE held for approval,
+1 error, 130 after SIGINT and 143 after SIGTERM. The layout's tag moves
+only when every stage succeeded; a failed run is recorded as failed in
+runs/<id>/run.json and changes nothing else (see modelci runs).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sp, err := loadSpec(dir, specFile)
@@ -62,6 +65,9 @@ image reference with its digest is printed last on stdout. Exit 0 PASS,
 				pipeline.WithProgress(func(e pipeline.Event) {
 					fmt.Fprintf(stderr, "%-9s %8s  %s\n", e.Stage, roundDuration(e.Duration), e.Summary)
 				}))...)
+			if err != nil && res != nil {
+				fmt.Fprintf(stderr, "run %s failed in its %s stage; recorded in %s\n", res.RunID, res.Record.FailedStage, res.RunDir)
+			}
 			if errors.Is(err, pipeline.ErrChampion) {
 				return exitCode(exitRefused, err)
 			}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"gonum.org/v1/gonum/floats"
 
@@ -47,6 +48,9 @@ var (
 	ErrLossCount = errors.New("wrong number of per-example losses")
 	// ErrNonFiniteLoss: a per-example loss is NaN or infinite.
 	ErrNonFiniteLoss = errors.New("per-example loss is not finite")
+	// ErrTimeout: the evaluator ran past evaluate.timeout and was killed
+	// with its process group.
+	ErrTimeout = errors.New("evaluation timed out")
 )
 
 // ExitError is an evaluator's non-zero exit: its code and the last lines of
@@ -139,6 +143,10 @@ type ExternalInput struct {
 	OutDir string
 	// Log receives the evaluator's stdout and stderr; nil discards them.
 	Log io.Writer
+	// Timeout, when positive, is how long the evaluator may run
+	// (evaluate.timeout): at the deadline it is killed with its process
+	// group, and the error wraps ErrTimeout.
+	Timeout time.Duration
 }
 
 // Scores is what an evaluator reports of the test rows, in their order: a
@@ -209,7 +217,12 @@ func ExternalScores(ctx context.Context, in ExternalInput) (*Scores, error) {
 	if in.Dataset != "" {
 		dataset = []string{in.Dataset}
 	}
-	err = proc.Run(ctx, proc.Cmd{
+	runCtx, cancel := ctx, context.CancelFunc(func() {})
+	if in.Timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, in.Timeout)
+	}
+	defer cancel()
+	err = proc.Run(runCtx, proc.Cmd{
 		Argv:           in.Command,
 		Project:        in.Dir,
 		Workdir:        in.Workdir,
@@ -219,6 +232,9 @@ func ExternalScores(ctx context.Context, in ExternalInput) (*Scores, error) {
 		PassEnv:        in.Env,
 		Log:            in.Log,
 	})
+	if err != nil && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("external evaluator %q: %w: evaluate.timeout %s reached; it was killed with its process group", in.Command[0], ErrTimeout, in.Timeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("external evaluator: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -102,6 +103,11 @@ type Input struct {
 	Layout string
 	// Tag defaults to Tag(Version).
 	Tag string
+	// NoTag writes the image's blobs and manifest into Layout but leaves
+	// its index.json as it is (WriteBlobs): the caller moves the tag with
+	// TagLayout(Layout, out.Written) once it is done with the image, and a
+	// caller that gives up leaves the layout's tags untouched.
+	NoTag bool
 }
 
 // Output is what Run built and wrote.
@@ -109,6 +115,10 @@ type Output struct {
 	Written
 	// Images has one entry per platform, in the order asked.
 	Images []PlatformImage
+	// ModelLayers are the layers holding the model under ModelPath, the
+	// same in every platform's image, in order; each is a blob of the
+	// layout (blobs/sha256/HEX).
+	ModelLayers []v1.Descriptor
 }
 
 // PlatformImage records one platform's image digests.
@@ -120,7 +130,7 @@ type PlatformImage struct {
 }
 
 // Run builds the image (an image index when several platforms are asked)
-// and writes it to in.Layout under in.Tag. Each layer is generated once,
+// and writes it to in.Layout under in.Tag (with in.NoTag, untagged). Each layer is generated once,
 // straight into the layout's blobs, rather than once for its digest and
 // again to write it.
 func Run(ctx context.Context, in Input) (Output, error) {
@@ -154,11 +164,22 @@ func Run(ctx context.Context, in Input) (Output, error) {
 	} else if art, err = in.index(imgs, pp.platforms); err != nil {
 		return Output{}, err
 	}
-	w, err := WriteLayout(ctx, in.Layout, art, tag)
+	write := WriteLayout
+	if in.NoTag {
+		write = WriteBlobs
+	}
+	w, err := write(ctx, in.Layout, art, tag)
 	if err != nil {
 		return Output{}, err
 	}
 	out := Output{Written: w}
+	for _, l := range pp.models {
+		d, err := partial.Descriptor(l)
+		if err != nil {
+			return Output{}, err
+		}
+		out.ModelLayers = append(out.ModelLayers, *d)
+	}
 	for i, img := range imgs {
 		pi, err := describe(img)
 		if err != nil {

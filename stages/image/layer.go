@@ -91,7 +91,7 @@ func (l *layer) compute() error {
 // already known.
 func (l *layer) spill(ctx context.Context, dir string) error {
 	l.once.Do(func() {
-		tmp, err := os.CreateTemp(dir, ".tmp-layer-")
+		tmp, err := os.CreateTemp(dir, TempPrefix+"layer-")
 		if err != nil {
 			l.err = err
 			return

@@ -39,13 +39,20 @@ var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // is written as "_".
 func Tag(version string) string { return strings.ReplaceAll(version, "+", "_") }
 
-// Written says what WriteLayout did.
+// Written says what WriteLayout (or WriteBlobs and TagLayout) did.
 type Written struct {
 	Digest    v1.Hash
 	MediaType types.MediaType
 	Size      int64
-	Ref       string // oci-layout://ABS_DIR@sha256:…
-	Tag       string
+	// Descriptor is the image's (or index's) descriptor as index.json lists
+	// it, without the tag annotation: digest, media type, size and, for a
+	// single image, its platform.
+	Descriptor v1.Descriptor
+	// Ref is oci-layout://ABS_DIR@sha256:…; empty until the image is tagged
+	// (WriteBlobs alone leaves nothing in index.json that readers could
+	// find it by).
+	Ref string
+	Tag string
 	// Moved is set when the tag pointed at another digest, Previous, before;
 	// the layout keeps that image's blobs.
 	Moved    bool
@@ -54,13 +61,29 @@ type Written struct {
 
 // WriteLayout writes an image or image index (and every blob under it) to
 // the OCI image layout at dir, creating it when missing, and points tag at
-// it in index.json, replacing any descriptor the tag was on.
+// it in index.json, replacing any descriptor the tag was on: WriteBlobs,
+// then TagLayout.
 //
 // Every file is written to a temporary name and renamed, so an interrupted
 // write leaves the layout as it was, apart from unreferenced blobs. Blobs are
 // checked against their digests as they are written. One writer per layout
 // at a time: callers hold the output directory's lock.
 func WriteLayout(ctx context.Context, dir string, a mutate.Appendable, tag string) (Written, error) {
+	w, err := WriteBlobs(ctx, dir, a, tag)
+	if err != nil {
+		return Written{}, err
+	}
+	return TagLayout(dir, w)
+}
+
+// WriteBlobs writes an image or image index, every blob under it and its
+// manifest, into the layout at dir, content-addressed, and leaves
+// index.json as it is: nothing in the layout names the image until
+// TagLayout(dir, w) points w.Tag at it. A caller that gives up in between
+// leaves index.json byte for byte as it was, and only blobs that nothing
+// references (which modelci gc removes). The oci-layout file is written
+// when missing.
+func WriteBlobs(ctx context.Context, dir string, a mutate.Appendable, tag string) (Written, error) {
 	if !oci.ValidTag(tag) {
 		return Written{}, fmt.Errorf("layout %s: tag %q: %w", dir, tag, ErrBadTag)
 	}
@@ -87,28 +110,51 @@ func WriteLayout(ctx context.Context, dir string, a mutate.Appendable, tag strin
 	if err != nil {
 		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
 	}
-
 	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+		if err := writeFileAtomic(filepath.Join(dir, "oci-layout"), []byte(layoutVersion)); err != nil {
 			return Written{}, fmt.Errorf("layout %s: %w", dir, err)
 		}
+	}
+	desc.Annotations = nil
+	return Written{Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, Descriptor: *desc, Tag: tag}, nil
+}
+
+// layoutVersion is the content of a layout's oci-layout file.
+const layoutVersion = `{"imageLayoutVersion":"1.0.0"}`
+
+// TagLayout points w.Tag at the image WriteBlobs wrote into the layout at
+// dir, replacing any descriptor the tag was on. index.json is replaced in
+// one rename of a synced temporary file: readers, and a process killed
+// meanwhile, see the old index or the new one.
+func TagLayout(dir string, w Written) (Written, error) {
+	if !oci.ValidTag(w.Tag) {
+		return Written{}, fmt.Errorf("layout %s: tag %q: %w", dir, w.Tag, ErrBadTag)
+	}
+	if w.Descriptor.Digest != w.Digest || w.Digest == (v1.Hash{}) {
+		return Written{}, fmt.Errorf("layout %s: tag %s: no descriptor for %s (written by WriteBlobs?)", dir, w.Tag, w.Digest)
+	}
+	manifest := filepath.Join(dir, "blobs", w.Digest.Algorithm, w.Digest.Hex)
+	if fi, err := os.Stat(manifest); err != nil || fi.Size() != w.Size {
+		return Written{}, fmt.Errorf("layout %s: tag %s: manifest %s: %w", dir, w.Tag, w.Digest, errOr(err, fs.ErrNotExist))
 	}
 	index, err := readIndex(dir)
 	if err != nil {
 		return Written{}, err
 	}
-	out := Written{Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, Tag: tag}
+	out := w
+	out.Moved, out.Previous = false, v1.Hash{}
 	kept := index.Manifests[:0]
 	for _, d := range index.Manifests {
-		if d.Annotations[AnnotationRefName] == tag {
+		if d.Annotations[AnnotationRefName] == w.Tag {
 			out.Previous = d.Digest
-			out.Moved = d.Digest != desc.Digest
+			out.Moved = d.Digest != w.Digest
 			continue
 		}
 		kept = append(kept, d)
 	}
-	desc.Annotations = map[string]string{AnnotationRefName: tag}
-	index.Manifests = append(kept, *desc)
+	desc := w.Descriptor
+	desc.Annotations = map[string]string{AnnotationRefName: w.Tag}
+	index.Manifests = append(kept, desc)
 	raw, err := json.MarshalIndent(index, "", "  ")
 	if err != nil {
 		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
@@ -116,12 +162,86 @@ func WriteLayout(ctx context.Context, dir string, a mutate.Appendable, tag strin
 	if err := writeFileAtomic(filepath.Join(dir, "index.json"), raw); err != nil {
 		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
 	}
-	ref, err := oci.LayoutRef(dir, desc.Digest)
+	ref, err := oci.LayoutRef(dir, w.Digest)
 	if err != nil {
 		return Written{}, err
 	}
 	out.Ref = ref.String()
 	return out, nil
+}
+
+func errOr(err, otherwise error) error {
+	if err != nil {
+		return err
+	}
+	return otherwise
+}
+
+// View makes dir an OCI layout that holds w's image alone, tagged w.Tag,
+// and shares the blobs of the layout at layout (its blobs directory is a
+// symbolic link to layout's): a reference to the image, by digest or by tag,
+// that readers (go-containerregistry, skopeo, umoci) find before the image
+// is tagged in layout itself, at no cost in disk. It returns the view's
+// oci-layout:// reference by digest. Removing dir (os.RemoveAll) removes the
+// link, not the blobs.
+func View(dir, layout string, w Written) (string, error) {
+	abs, err := filepath.Abs(layout)
+	if err != nil {
+		return "", fmt.Errorf("layout view %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("layout view %s: %w", dir, err)
+	}
+	if err := os.Symlink(filepath.Join(abs, "blobs"), filepath.Join(dir, "blobs")); err != nil {
+		return "", fmt.Errorf("layout view %s: %w", dir, err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "oci-layout"), []byte(layoutVersion)); err != nil {
+		return "", fmt.Errorf("layout view %s: %w", dir, err)
+	}
+	tagged, err := TagLayout(dir, w)
+	if err != nil {
+		return "", fmt.Errorf("layout view: %w", err)
+	}
+	return tagged.Ref, nil
+}
+
+// TempPrefix starts the name of every temporary file a layout writer
+// creates (blobs being written, index.json being replaced).
+const TempPrefix = ".tmp-"
+
+// RemoveTemporaries removes what writers killed part-way left in the
+// layout at dir: the TempPrefix files in it and in its blobs/sha256. Only
+// call it while no writer is at work (callers hold the output directory's
+// lock). It returns how many files it removed and their bytes.
+func RemoveTemporaries(dir string) (files int, freed int64, err error) {
+	var errs []error
+	for _, d := range []string{dir, filepath.Join(dir, "blobs", "sha256")} {
+		entries, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), TempPrefix) || !e.Type().IsRegular() {
+				continue
+			}
+			if info, err := e.Info(); err == nil {
+				freed += info.Size()
+			}
+			if err := os.Remove(filepath.Join(d, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			files++
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return files, freed, fmt.Errorf("layout %s: remove temporaries: %w", dir, err)
+	}
+	return files, freed, nil
 }
 
 // readIndex reads dir's index.json, or returns an empty index if it has none.
@@ -263,7 +383,7 @@ func (w *layoutWriter) blob(ctx context.Context, h v1.Hash, size int64, open fun
 		return fmt.Errorf("blob %s: %w", h, err)
 	}
 	defer rc.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+h.Hex[:12]+"-")
+	tmp, err := os.CreateTemp(filepath.Dir(final), TempPrefix+h.Hex[:12]+"-")
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", h, err)
 	}
@@ -304,7 +424,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // writeFileAtomic replaces name with data through a temporary file in the
 // same directory, so readers see the old or the new content, never a part.
 func writeFileAtomic(name string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-"+filepath.Base(name)+"-")
+	tmp, err := os.CreateTemp(filepath.Dir(name), TempPrefix+filepath.Base(name)+"-")
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,18 @@
 package image_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/modelci/modelci/stages/image"
@@ -174,3 +177,133 @@ func TestTag(t *testing.T) {
 }
 
 const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// TestRunNoTagThenTagLayout: Run with NoTag writes the image's blobs and
+// manifest but leaves index.json byte for byte as it was; a View reads the
+// image before it is tagged; TagLayout then moves the tag.
+func TestRunNoTagThenTagLayout(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "oci")
+	first := exampleInput(t, writeFiles(t, map[string]string{"model.json": modelJSON}))
+	first.Layout = dir
+	old, err := image.Run(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	big := strings.Repeat("w", 2<<20) // over DefaultSizeCutoff: a layer of its own
+	in := exampleInput(t, writeFiles(t, map[string]string{"model.json": modelJSON + " ", "weights.bin": big}))
+	in.Layout, in.NoTag = dir, true
+	out, err := image.Run(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatalf("NoTag changed index.json:\n%s\n→\n%s", before, after)
+	}
+	if out.Ref != "" || out.Tag != image.Tag(in.Version) || out.Descriptor.Digest != out.Digest {
+		t.Fatalf("untagged output: ref %q tag %q descriptor %+v", out.Ref, out.Tag, out.Descriptor)
+	}
+	// The model layers: the small files' gzip layer, and weights.bin's,
+	// uncompressed, both blobs of the layout.
+	if len(out.ModelLayers) != 2 || out.ModelLayers[1].Size < int64(len(big)) || out.ModelLayers[1].MediaType != types.OCIUncompressedLayer {
+		t.Fatalf("model layers %+v", out.ModelLayers)
+	}
+	if got := out.Images[0].Layers[len(out.Images[0].Layers)-2:]; got[0] != out.ModelLayers[0].Digest || got[1] != out.ModelLayers[1].Digest {
+		t.Fatalf("image layers %v end with %v, not the model layers", out.Images[0].Layers, got)
+	}
+	for _, l := range out.ModelLayers {
+		if fi, err := os.Stat(filepath.Join(dir, "blobs", "sha256", l.Digest.Hex)); err != nil || fi.Size() != l.Size {
+			t.Fatalf("model layer %s: %v", l.Digest, err)
+		}
+	}
+
+	// A view finds the image by digest and by tag; removing it keeps the blobs.
+	view := filepath.Join(t.TempDir(), "view")
+	ref, err := image.View(view, dir, out.Written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref != "oci-layout://"+view+"@"+out.Digest.String() {
+		t.Fatalf("view ref %s", ref)
+	}
+	lp, err := layout.FromPath(view)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := lp.Image(out.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Image(img, validate.Fast); err != nil {
+		t.Fatalf("image through the view: %v", err)
+	}
+	if got := indexTags(t, view); len(got) != 1 || got[out.Tag] != out.Digest {
+		t.Fatalf("view index %v", got)
+	}
+	if err := os.RemoveAll(view); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256", out.Digest.Hex)); err != nil {
+		t.Fatalf("removing the view removed the layout's blobs: %v", err)
+	}
+
+	tagged, err := image.TagLayout(dir, out.Written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tagged.Moved || tagged.Previous != old.Digest || tagged.Ref != "oci-layout://"+dir+"@"+out.Digest.String() {
+		t.Fatalf("TagLayout: %+v", tagged)
+	}
+	if got := indexTags(t, dir); len(got) != 1 || got[out.Tag] != out.Digest {
+		t.Fatalf("index after TagLayout %v", got)
+	}
+	if _, err := image.TagLayout(dir, image.Written{Tag: "1.0.0"}); err == nil {
+		t.Fatal("TagLayout without a written image succeeded")
+	}
+}
+
+// TestRemoveTemporaries: what a writer killed part-way leaves (.tmp-*
+// files in the layout and its blobs) goes; blobs and index.json stay.
+func TestRemoveTemporaries(t *testing.T) {
+	dir := t.TempDir()
+	blobs := filepath.Join(dir, "blobs", "sha256")
+	for name, content := range map[string]string{
+		filepath.Join(blobs, ".tmp-layer-123"):      "partial layer",
+		filepath.Join(blobs, ".tmp-0123456789ab-9"): "partial blob",
+		filepath.Join(dir, ".tmp-index.json-4"):     "{",
+		filepath.Join(blobs, hex64):                 "a blob",
+		filepath.Join(dir, "index.json"):            "{}",
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, freed, err := image.RemoveTemporaries(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 || freed != int64(len("partial layer")+len("partial blob")+len("{")) {
+		t.Errorf("removed %d files, %d bytes", n, freed)
+	}
+	left, _ := filepath.Glob(filepath.Join(blobs, "*"))
+	top, _ := filepath.Glob(filepath.Join(dir, ".tmp-*"))
+	hidden, _ := filepath.Glob(filepath.Join(blobs, ".tmp-*"))
+	if len(left) != 1 || filepath.Base(left[0]) != hex64 || len(top)+len(hidden) != 0 {
+		t.Fatalf("left %v %v %v", left, top, hidden)
+	}
+	if _, _, err := image.RemoveTemporaries(filepath.Join(dir, "absent")); err != nil {
+		t.Fatalf("a missing layout: %v", err)
+	}
+}

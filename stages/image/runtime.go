@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,9 +283,17 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	}
 	dir := filepath.Join(root, digest)
 	out := filepath.Join(dir, RuntimeName)
+	// The cache is checked, not trusted: a binary changed since it was
+	// built (by hand, a test, a disk error) is built again.
 	if ok, _ := isStaticELF(out, goarch); ok {
-		fmt.Fprintf(o.log, "runtime: cached %s for %s\n", out, platformString(p))
-		return out, nil
+		if cachedIntact(out) {
+			fmt.Fprintf(o.log, "runtime: cached %s for %s\n", out, platformString(p))
+			return out, nil
+		}
+		fmt.Fprintf(o.log, "runtime: %s changed since it was built; building it again\n", out)
+		if err := os.Remove(out); err != nil {
+			return "", fmt.Errorf("runtime cache: %w", err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("runtime cache: %w", err)
@@ -317,7 +326,17 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	} else if after != digest {
 		return "", fmt.Errorf("build runtime for %s: %w: the source in %s was edited while building", platformString(p), ErrFileChanged, src)
 	}
-	if err := os.Rename(filepath.Join(tmp, RuntimeName), out); err != nil {
+	sum, err := fileDigest(filepath.Join(tmp, RuntimeName))
+	if err != nil {
+		return "", fmt.Errorf("runtime cache: %w", err)
+	}
+	if err := os.WriteFile(out+".sha256", []byte(sum+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("runtime cache: %w", err)
+	}
+	// A link, not a rename: a builder that finished first keeps its file,
+	// which an image build elsewhere may be reading (both are the same
+	// bytes).
+	if err := os.Link(filepath.Join(tmp, RuntimeName), out); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("runtime cache: %w", err)
 	}
 	size := "?"
@@ -326,6 +345,30 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	}
 	fmt.Fprintf(o.log, "runtime: built %s for %s in %s (%s)\n", RuntimeName, platformString(p), time.Since(start).Round(100*time.Millisecond), size)
 	return out, nil
+}
+
+// cachedIntact says whether a cached binary still has the digest written
+// beside it when it was built.
+func cachedIntact(path string) bool {
+	want, err := os.ReadFile(path + ".sha256")
+	if err != nil {
+		return false
+	}
+	got, err := fileDigest(path)
+	return err == nil && got == strings.TrimSpace(string(want))
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // sourceDigest is the runtime cache key: sha256 over the build flags, the

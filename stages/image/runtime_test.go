@@ -83,6 +83,25 @@ func TestRuntimeBuildsAndCaches(t *testing.T) {
 		t.Errorf("second call: %s, log %q; want the cached %s", again, log.String(), first)
 	}
 
+	// A cached binary changed since it was built is built again, not used.
+	want, err := os.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(first, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0})
+	f.Close()
+	log.Reset()
+	if p, err := image.Runtime(ctx, amd64, opts...); err != nil || p != first || !strings.Contains(log.String(), "changed since it was built") {
+		t.Fatalf("after the cached binary changed: %s, %v, log %q", p, err, log.String())
+	}
+	if got, _ := os.ReadFile(first); !bytes.Equal(got, want) {
+		t.Errorf("the rebuilt binary differs from the first build (%d bytes, want %d)", len(got), len(want))
+	}
+
 	// Files outside the build (tests, notes) do not change the key.
 	for name, content := range map[string]string{"cmd/modelci-serve/main_test.go": "package main\n\n// changed\n", "internal/notes.txt": "changed\n"} {
 		if err := os.WriteFile(filepath.Join(src, filepath.FromSlash(name)), []byte(content), 0o644); err != nil {

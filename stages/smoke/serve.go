@@ -18,6 +18,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/modelci/modelci/stages/internal/proc"
 )
 
 // DefaultTimeout bounds a smoke test: unpacking, start, readiness and
@@ -205,7 +207,7 @@ func startServer(ctx context.Context, bin string, args, env []string, log io.Wri
 		log = io.Discard
 	}
 	// stdout is copied by os/exec's goroutine, stderr by ours.
-	log = &lockedWriter{w: log}
+	log = &proc.LockedWriter{W: log}
 	cmd := exec.Command(bin, args...)
 	// The image's environment, as a container would have it; nothing of
 	// modelci's own.
@@ -367,16 +369,4 @@ func (s *server) stop() {
 		killGroup(s.cmd)
 		<-s.exited
 	}
-}
-
-// lockedWriter serialises writes from the server's two streams.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

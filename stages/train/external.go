@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/internal/proc"
@@ -46,6 +47,9 @@ var (
 	// ErrProjectTooLarge: the project's files to stage are over
 	// proc.MaxStageBytes (1 GiB); train.workdir runs in place instead.
 	ErrProjectTooLarge = proc.ErrProjectTooLarge
+	// ErrTimeout: training ran past train.timeout; an external trainer was
+	// killed with its process group.
+	ErrTimeout = errors.New("training timed out")
 )
 
 // CheckPassEnv says whether a name in train.env or evaluate.env may be
@@ -104,6 +108,10 @@ type ExternalInput struct {
 	ModelFile string
 	// Log receives the trainer's stdout and stderr; nil discards them.
 	Log io.Writer
+	// Timeout, when positive, is how long the trainer may run (train.timeout):
+	// at the deadline it is killed with its process group, and External
+	// returns an error wrapping ErrTimeout.
+	Timeout time.Duration
 }
 
 // ExternalResult is what a successful trainer left behind.
@@ -150,7 +158,9 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 	if in.Dataset != "" {
 		dataset = []string{in.Dataset}
 	}
-	err = proc.Run(ctx, proc.Cmd{
+	runCtx, cancel := withTimeout(ctx, in.Timeout)
+	defer cancel()
+	err = proc.Run(runCtx, proc.Cmd{
 		Argv:           in.Command,
 		Project:        in.Dir,
 		Workdir:        in.Workdir,
@@ -165,6 +175,9 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 		PassEnv: in.Env,
 		Log:     in.Log,
 	})
+	if err != nil && TimedOut(ctx, runCtx) {
+		return nil, fmt.Errorf("external trainer %q: %w: train.timeout %s reached; it was killed with its process group", in.Command[0], ErrTimeout, in.Timeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("external trainer: %w", err)
 	}
@@ -190,6 +203,21 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 		return nil, fmt.Errorf("external trainer: %w", err)
 	}
 	return &ExternalResult{ModelDir: modelDir, Loss: loss}, nil
+}
+
+// withTimeout is ctx with a deadline d from now; ctx itself when d is not
+// positive.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// TimedOut says whether run, derived from parent with a timeout, ended at
+// its deadline while parent is still live: a timeout, not a cancellation.
+func TimedOut(parent, run context.Context) bool {
+	return parent.Err() == nil && errors.Is(run.Err(), context.DeadlineExceeded)
 }
 
 // ReadTrainReport reads a trainer's train.json (trainer contract v1): at

@@ -116,7 +116,7 @@ func Run(ctx context.Context, c Cmd) (err error) {
 	}
 	// stdout and stderr are copied by two goroutines; the lock keeps a
 	// writer that is not safe for concurrent use (a bytes.Buffer) intact.
-	lw := &lockedWriter{w: log}
+	lw := &LockedWriter{W: log}
 
 	root, err := os.MkdirTemp("", "modelci-run-")
 	if err != nil {
@@ -234,17 +234,18 @@ func findProgram(name, dir string) error {
 	return nil
 }
 
-// lockedWriter serialises writes to w and ignores its errors: a log that
-// stops accepting output must not fail the run it records.
-type lockedWriter struct {
+// LockedWriter serialises writes to W (a program's stdout and stderr are
+// copied by two goroutines) and ignores its errors: a log that stops
+// accepting output must not fail the run it records.
+type LockedWriter struct {
 	mu sync.Mutex
-	w  io.Writer
+	W  io.Writer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *LockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, _ = l.w.Write(p)
+	_, _ = l.W.Write(p)
 	return len(p), nil
 }
 
