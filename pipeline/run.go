@@ -181,6 +181,15 @@ func Run(ctx context.Context, spec *spec.Spec, opts ...Option) (*Result, error) 
 		}
 		r.o.signer = src
 	}
+
+	// Registry preflight (reachable, credentials accepted, pushes allowed)
+	// before anything is built: a bad registry must not cost a training run.
+	if repo := r.repository(); repo != "" {
+		if err := registry.Preflight(ctx, repo, r.o.registryOptions()...); err != nil {
+			return nil, err
+		}
+	}
+
 	res, err := r.do(ctx)
 	if err != nil {
 		return r.failed(ctx, err)

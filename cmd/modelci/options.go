@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,11 +23,14 @@ import (
 
 // registryOptions are the flags of every command that reads or writes a
 // registry: credentials (default: MODELCI_REGISTRY_USERNAME/PASSWORD, then
-// the Docker config) and plain HTTP.
+// the Docker config), plain HTTP, the request timeout and the upload chunk
+// size.
 type registryOptions struct {
 	username      string
 	passwordStdin bool
 	insecure      bool
+	timeout       time.Duration
+	chunkSize     string
 }
 
 // AddFlags registers the flags on cmd.
@@ -34,17 +39,75 @@ func (o *registryOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.username, "registry-username", "", "registry user name, with --registry-password-stdin (default: $"+oci.EnvUsername+" and $"+oci.EnvPassword+", else the Docker config)")
 	f.BoolVar(&o.passwordStdin, "registry-password-stdin", false, "read the registry password from stdin")
 	f.BoolVar(&o.insecure, "insecure-registry", false, "reach the registry over plain HTTP (loopback registries always are)")
+	f.DurationVar(&o.timeout, "registry-timeout", oci.DefaultFirstByteTimeout, "how long a registry request may wait for an answer, or go without a byte of its body moving, per attempt (connecting: at most "+oci.DefaultConnectTimeout.String()+")")
+	f.StringVar(&o.chunkSize, "registry-chunk-size", formatSize(oci.DefaultChunkSize), "the most bytes one request of a blob upload carries (e.g. 5MiB, 100MB); 0: one request per blob")
 }
 
 // Access is how the registry is reached, the password read from stdin
-// when asked; a half-given credential is a usage error.
+// when asked; a half-given credential, a timeout that is not positive and
+// a chunk size that does not parse are usage errors.
 func (o *registryOptions) Access(cmd *cobra.Command) (oci.Access, error) {
 	a := oci.Access{Insecure: o.insecure}
+	if o.timeout <= 0 {
+		return a, usageError(fmt.Errorf("--registry-timeout %s: want a positive duration", o.timeout))
+	}
+	a = a.WithTimeout(o.timeout)
+	chunk, err := parseSize(o.chunkSize)
+	if err != nil {
+		return a, usageError(fmt.Errorf("--registry-chunk-size: %w", err))
+	}
+	a.ChunkSize = chunk
+	if chunk == 0 {
+		a.ChunkSize = -1 // one request per blob
+	}
 	user, pass, err := o.credentials(cmd.InOrStdin())
 	if err != nil || user == "" {
 		return a, err
 	}
 	return a.WithCredentials(user, pass), nil
+}
+
+// sizeUnits are the suffixes parseSize reads, longest first.
+var sizeUnits = []struct {
+	suffix string
+	n      int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+	{"kb", 1000}, {"mb", 1000 * 1000}, {"gb", 1000 * 1000 * 1000},
+	{"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30},
+	{"b", 1},
+}
+
+// parseSize reads a byte count: a whole number with an optional unit (B,
+// KB, MB, GB in powers of 1000; KiB, MiB, GiB, or K, M, G, in powers of
+// 1024), in any case.
+func parseSize(s string) (int64, error) {
+	v := strings.ToLower(strings.TrimSpace(s))
+	unit := int64(1)
+	for _, u := range sizeUnits {
+		if num, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, unit = strings.TrimSpace(num), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/unit {
+		return 0, fmt.Errorf("%q is not a size (want e.g. 16MiB, 5MB, 1048576, or 0)", s)
+	}
+	return n * unit, nil
+}
+
+// formatSize writes n in the largest binary unit that divides it.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.n && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // signOptions are stages/sign's options for the access, with warnings to

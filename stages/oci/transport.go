@@ -60,12 +60,17 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// Retryable says which failures are worth another attempt: 5xx, 408, 429
-// and broken connections. 401, 403 and 404 never are, whatever error code
+// Retryable says which failures are worth another attempt: 5xx, 408, 429,
+// broken connections, and bodies that stalled (TimeoutError.Retryable). 401, 403 and 404 never are, whatever error code
 // the body carries; nor is a refused dial (the registry is not there).
 func Retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
+	}
+	if te := (*TimeoutError)(nil); errors.As(err, &te) {
+		// Before the net.Error test below, which takes the first net.Error
+		// of a joined error (a ping's https and http attempts).
+		return te.Retryable()
 	}
 	var te *transport.Error
 	if errors.As(err, &te) {

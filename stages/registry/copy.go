@@ -147,6 +147,10 @@ func Copy(ctx context.Context, src, dst string, opts ...Option) (Pushed, error) 
 	if d.Layout != "" {
 		return copyToLayout(ctx, a, d.Layout, digest, o)
 	}
+	if !s.IsLayout() && s.Name().Context().RegistryStr() == d.Repository.Name().RegistryStr() {
+		// Within one registry, blobs are mounted rather than uploaded.
+		o.mountFrom = s.Name().Context().RepositoryStr()
+	}
 	return push(ctx, a, d.Repository, o)
 }
 

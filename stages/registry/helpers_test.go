@@ -29,9 +29,11 @@ import (
 	"github.com/modelci/modelci/stages/registry"
 )
 
-// fast keeps retries quick in tests; the policy (attempts, no retry on
-// 4xx) is what is under test, not the waiting.
-var fast = registry.WithRetry(3, time.Millisecond)
+// fast keeps retries quick in tests, and the read-back of tags written to
+// registries that do not check conditional writes (go-containerregistry's
+// in-process registry is one); the policy (attempts, no retry on 4xx, the
+// read-back) is what is under test, not the waiting.
+var fast = registry.All(registry.WithRetry(3, time.Millisecond), registry.WithTagSettle(time.Millisecond))
 
 // layer returns an uncompressed tar layer holding size pseudo-random bytes
 // from seed at path: the shape of a weights layer.

@@ -29,6 +29,12 @@ type options struct {
 	deferTags      bool
 	progress       io.Writer
 	log            io.Writer
+	tagSettle      time.Duration
+	// mountFrom is the repository of the destination's registry the
+	// artifact comes from (Copy): its blobs are mounted, not uploaded.
+	mountFrom string
+	// beforeTagWrite runs just before a tag's conditional PUT (tests).
+	beforeTagWrite func(tag string)
 }
 
 func makeOptions(opts []Option) *options {
@@ -62,6 +68,31 @@ func WithLatest() Option { return func(o *options) { o.latest = true } }
 // WithAllowOverwrite lets a tag move from another digest.
 func WithAllowOverwrite() Option { return func(o *options) { o.allowOverwrite = true } }
 
+// WithTagSettle sets how long a push waits, after writing a tag to a
+// registry that does not check conditional writes, before reading the tag
+// back to find out whether a concurrent push overwrote it (default
+// DefaultTagSettle).
+func WithTagSettle(d time.Duration) Option {
+	return func(o *options) {
+		o.tagSettle = d
+		if d <= 0 {
+			o.tagSettle = time.Nanosecond
+		}
+	}
+}
+
+// WithTimeout sets every wait of a registry request from d
+// (oci.Access.WithTimeout): the first byte and idle waits to d, the
+// connect wait to d or oci.DefaultConnectTimeout, whichever is shorter.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) { o.access = o.access.WithTimeout(d) }
+}
+
+// WithChunkSize sets the most bytes one PATCH of a blob upload carries
+// (oci.Access.ChunkSize): 0 for oci.DefaultChunkSize, below 0 one PATCH per
+// blob.
+func WithChunkSize(n int64) Option { return func(o *options) { o.access.ChunkSize = n } }
+
 // WithInsecure reaches every registry over plain HTTP (loopback hosts
 // always are): oci.Access.Insecure.
 func WithInsecure() Option { return func(o *options) { o.access.Insecure = true } }
@@ -86,7 +117,8 @@ func WithJobs(n int) Option {
 }
 
 // WithRetry sets the number of attempts per request or blob upload and the
-// first wait between them, which doubles each time. Attempts below 1 mean 1.
+// first wait between them, which grows by oci.BackoffFactor each time.
+// Attempts below 1 mean 1.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(o *options) {
 		o.access.Attempts = max(attempts, 1)

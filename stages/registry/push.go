@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/modelci/modelci/stages/oci"
 )
@@ -26,14 +28,22 @@ type Pushed struct {
 }
 
 // Push uploads an image or index to repo (HOST[:PORT]/PATH) by digest: every
-// blob (in parallel, skipping those the registry has, retried on transient
-// failures), then the manifest by digest, and only then the tags, so a tag
-// never points at something incomplete. A tag the repository holds on
-// another digest is refused with ErrTagExists before anything is uploaded,
-// unless WithAllowOverwrite; on the same digest it is left alone.
+// blob (in parallel, skipping those the registry has, in chunks of the
+// access's chunk size, resumed where the registry says it stands after a
+// failure, retried on transient failures), then the manifest by digest,
+// and only then the tags, so a tag never points at something incomplete.
+// A tag the repository holds on another digest is refused with
+// ErrTagExists before anything is uploaded, unless WithAllowOverwrite; on
+// the same digest it is left alone.
 //
-// The distribution API has no compare-and-swap: a concurrent writer of the
-// same tag between our check and our tag PUT wins or loses silently.
+// Tags stay immutable under concurrent pushes: each is written with a
+// conditional PUT (If-None-Match: *, or If-Match on the digest read with
+// WithAllowOverwrite), and a push that loses the race fails with
+// ErrTagConflict naming the winner. A registry that ignores the conditions
+// is read back after a settle delay (WithTagSettle) and again before Push
+// returns; a concurrent writer whose own check and write straddle both
+// reads can still overwrite the tag unseen (README, "Publishing and
+// signing").
 func Push(ctx context.Context, t remote.Taggable, repo string, opts ...Option) (Pushed, error) {
 	o := makeOptions(opts)
 	r, err := o.access.ParseRepository(repo)
@@ -50,6 +60,10 @@ func push(ctx context.Context, t remote.Taggable, target oci.Repository, o *opti
 		return Pushed{}, fmt.Errorf("push to %s: manifest: %w", repo, err)
 	}
 	digest, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return Pushed{}, fmt.Errorf("push to %s: %w", repo, err)
+	}
+	media, err := mediaTypeOf(t, raw)
 	if err != nil {
 		return Pushed{}, fmt.Errorf("push to %s: %w", repo, err)
 	}
@@ -70,26 +84,49 @@ func push(ctx context.Context, t remote.Taggable, target oci.Repository, o *opti
 		return Pushed{}, err
 	}
 
-	if err := pushDigest(ctx, ref, t, o, ro); err != nil {
+	blobs, err := blobsOf(t, repo, o.mountFrom)
+	if err != nil {
+		return Pushed{}, fmt.Errorf("push %s: %w", ref, err)
+	}
+	var from []string
+	for _, b := range blobs {
+		if b.from != "" && !slices.Contains(from, b.from) {
+			from = append(from, b.from)
+		}
+	}
+	c, err := dial(ctx, repo, o.access, from...)
+	if err != nil {
+		return Pushed{}, classify("push "+ref.String(), err)
+	}
+	if err := pushDigest(ctx, c, ref, t, blobs, o, ro); err != nil {
 		return Pushed{}, classify("push "+ref.String(), err)
 	}
 	if o.deferTags {
 		return Pushed{Ref: ref.String(), Digest: digest}, nil
 	}
-	if len(move) == 0 {
-		return Pushed{Ref: ref.String(), Digest: digest, Tags: tags}, nil
-	}
-	pusher, err := remote.NewPusher(ro...)
-	if err != nil {
-		return Pushed{}, fmt.Errorf("push to %s: %w", repo, err)
-	}
-	for _, tag := range move {
-		tr := repo.Tag(tag)
-		if err := pusher.Put(ctx, tr, t); err != nil {
-			return Pushed{}, classify("tag "+tr.String(), err)
-		}
+	w := &tagWriter{c: c, puller: puller, repo: repo, digest: digest, raw: raw, media: media, o: o}
+	if err := w.moveTags(ctx, move); err != nil {
+		return Pushed{}, err
 	}
 	return Pushed{Ref: ref.String(), Digest: digest, Tags: tags}, nil
+}
+
+// mediaTypeOf is t's media type, from its manifest when t does not say.
+func mediaTypeOf(t remote.Taggable, raw []byte) (types.MediaType, error) {
+	if m, ok := t.(interface {
+		MediaType() (types.MediaType, error)
+	}); ok {
+		if mt, err := m.MediaType(); err == nil && mt != "" {
+			return mt, nil
+		}
+	}
+	var m struct {
+		MediaType types.MediaType `json:"mediaType"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil || m.MediaType == "" {
+		return "", fmt.Errorf("manifest has no media type")
+	}
+	return m.MediaType, nil
 }
 
 // tagsFor returns the tags to move, validated, without duplicates.
@@ -130,20 +167,25 @@ func checkTags(ctx context.Context, repo name.Repository, digest v1.Hash, tags [
 	return move, nil
 }
 
-// pushDigest uploads t's blobs and manifest under its digest, reporting
-// progress when asked.
-func pushDigest(ctx context.Context, ref name.Digest, t remote.Taggable, o *options, ro []remote.Option) error {
-	if o.progress == nil {
-		return remote.Push(ref, t, ro...)
+// pushDigest uploads t's blobs (chunked, resumable) and then its
+// manifests under its digest (go-containerregistry's remote.Push, which
+// finds every blob present), reporting progress when asked.
+func pushDigest(ctx context.Context, c *conn, ref name.Digest, t remote.Taggable, blobs []blob, o *options, ro []remote.Option) error {
+	p := &tracker{}
+	if o.progress != nil {
+		updates := make(chan v1.Update, 64)
+		p.total, p.updates = totalSize(t), updates
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			report(o.progress, ref.Context().String(), p.total, updates)
+		}()
+		defer func() { <-done }()
 	}
-	updates := make(chan v1.Update, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		report(o.progress, ref.Context().String(), totalSize(t), updates)
-	}()
-	// remote.Push closes updates when it returns.
-	err := remote.Push(ref, t, append(ro, remote.WithProgress(updates))...)
-	<-done
+	err := c.uploadBlobs(ctx, blobs, p)
+	if err == nil {
+		err = remote.Push(ref, t, ro...)
+	}
+	p.finish(err)
 	return err
 }

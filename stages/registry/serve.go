@@ -368,6 +368,20 @@ func (s *store) putManifest(w http.ResponseWriter, r *http.Request, repo, target
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The precondition is checked, and the manifest written, under s.mu:
+	// of two conditional writers of one tag, exactly one succeeds.
+	conditional := r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Match") != ""
+	if conditional {
+		current, _ := s.manifestDigest(repo, target)
+		if msg, ok := preconditions(r.Header, current); !ok {
+			s.log.Printf("%s %s refused: %s", r.Method, r.URL, msg)
+			if current != "" {
+				w.Header().Set("Docker-Content-Digest", current)
+			}
+			writeError(w, http.StatusPreconditionFailed, codePreconditionFailed, msg)
+			return
+		}
+	}
 	m, rerr := validateManifest(target, r.Header.Get("Content-Type"), body, s.holder(repo))
 	if rerr != nil {
 		s.log.Printf("%s %s refused: %s %s", r.Method, r.URL, rerr.code, rerr.msg)
@@ -405,8 +419,70 @@ func (s *store) putManifest(w http.ResponseWriter, r *http.Request, repo, target
 		// Validation ran first, so this should not happen; keep the disk as
 		// memory is.
 		rollback()
+	} else if conditional {
+		rec.header.Set(ConditionHeader, "checked")
 	}
 	rec.send(w)
+}
+
+// ConditionHeader is set on the answer to a manifest PUT whose
+// preconditions (If-None-Match, If-Match) the registry checked: a client
+// that sees it need not re-read the tag to know that it won.
+const ConditionHeader = "Modelci-Tag-Condition"
+
+// codePreconditionFailed is the error code of a 412 (the distribution API
+// has none of its own).
+const codePreconditionFailed = "PRECONDITION_FAILED"
+
+// preconditions evaluates If-None-Match and If-Match (RFC 9110, 13.1)
+// against the digest the target names now ("" when none): If-None-Match:
+// * fails when the target exists (whatever its digest, ours included: the
+// client reads the tag to tell a no-op from a conflict); If-Match fails
+// unless the target names one of the listed digests (quoted, as ETags), or
+// for *, unless it exists.
+func preconditions(h http.Header, current string) (string, bool) {
+	if v := h.Get("If-Match"); v != "" {
+		if !etagMatch(v, current) {
+			return fmt.Sprintf("If-Match %s: the target names %s", v, cmp.Or(current, "nothing")), false
+		}
+	}
+	if v := h.Get("If-None-Match"); v != "" && etagMatch(v, current) {
+		return fmt.Sprintf("If-None-Match %s: the target names %s", v, current), false
+	}
+	return "", true
+}
+
+// etagMatch reports whether list (an If-Match or If-None-Match value)
+// matches current: "*" any existing target, else one of the
+// comma-separated entity tags, compared weakly.
+func etagMatch(list, current string) bool {
+	if current == "" {
+		return false
+	}
+	for e := range strings.SplitSeq(list, ",") {
+		e = strings.TrimSpace(e)
+		if e == "*" {
+			return true
+		}
+		e = strings.TrimPrefix(e, "W/")
+		if strings.Trim(e, `"`) == current {
+			return true
+		}
+	}
+	return false
+}
+
+// manifestDigest returns the digest of the manifest the in-memory store
+// holds at repo and ref (a tag or a digest).
+func (s *store) manifestDigest(repo, ref string) (string, bool) {
+	req, err := http.NewRequest(http.MethodHead, "/v2/"+repo+"/manifests/"+ref, nil)
+	if err != nil {
+		return "", false
+	}
+	rec := &recorder{header: http.Header{}}
+	s.inner.ServeHTTP(rec, req)
+	d := rec.header.Get("Docker-Content-Digest")
+	return d, rec.status == http.StatusOK && d != ""
 }
 
 // deleteManifest removes the file, then the in-memory entry (WithDelete).

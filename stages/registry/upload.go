@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -159,7 +160,9 @@ func (u *uploads) drop(id string, s *session) {
 // Content-Range, when given, starts where the upload stands and, with a
 // Content-Length, spans as many bytes as the body has (as distribution
 // does: 416, or 400 SIZE_INVALID). The digest check at the end covers the
-// rest: whatever arrived must hash to the digest the client names.
+// rest: whatever arrived must hash to the digest the client names. A body
+// cut short (the client went away) keeps what arrived, so that the client
+// resumes from there; a failed write ends the upload.
 func (s *session) appendBody(r *http.Request) (status int, code string, err error) {
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		var start, end int64
@@ -176,18 +179,41 @@ func (s *session) appendBody(r *http.Request) (status int, code string, err erro
 	if err != nil {
 		return http.StatusInternalServerError, "UNKNOWN", err
 	}
-	n, err := io.Copy(io.MultiWriter(f, s.hash), r.Body)
+	body := &readErr{r: r.Body}
+	n, err := io.Copy(io.MultiWriter(f, s.hash), body)
 	s.size += n
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		// The hash has seen bytes the client will send again: the upload
-		// cannot continue.
+	switch {
+	case err == nil:
+		return 0, "", nil
+	case body.err != nil && errors.Is(err, body.err):
+		// The client went away mid-body: every byte read is in the file
+		// and the hash alike, so the upload goes on from s.size, which a
+		// GET of the upload (or the next PATCH's 416) tells the client.
+		return http.StatusBadRequest, "BLOB_UPLOAD_INVALID", fmt.Errorf("upload body (the upload stands at %d bytes): %w", s.size, err)
+	default:
+		// A failed write: the file and the hash may disagree, and the
+		// upload cannot continue.
 		s.done = true
-		return http.StatusBadRequest, "BLOB_UPLOAD_INVALID", fmt.Errorf("upload body: %w", err)
+		return http.StatusInternalServerError, codeUnknown, fmt.Errorf("upload body: %w", err)
 	}
-	return 0, "", nil
+}
+
+// readErr remembers the error its reader returned, to tell a client that
+// went away from a failed write.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }
 
 func (u *uploads) patch(w http.ResponseWriter, r *http.Request, repo, id string) {
