@@ -77,19 +77,22 @@ func TestFailedRunsLeaveLayoutAndRecords(t *testing.T) {
 		want   error  // a sentinel the returned error wraps; nil: see text
 		text   string // what the recorded error says
 		pushed bool
+		// noRun: refused before the run started (the registry preflight):
+		// no record, nothing built.
+		noRun bool
 	}{
 		{"smoke failure", [2]string{"epochs: 300", "epochs: 290"},
 			[]pipeline.Option{pipeline.WithRuntime("linux/amd64", brokenRuntime(t)), pipeline.WithRepository(reg.repo())},
-			"smoke", smoke.ErrNotReady, "did not become ready", false},
+			"smoke", smoke.ErrNotReady, "did not become ready", false, false},
 		{"unreachable registry", [2]string{"epochs: 300", "epochs: 280"},
 			[]pipeline.Option{pipeline.WithRuntime("linux/amd64", bin), pipeline.WithRepository(strings.TrimPrefix(unreachable.URL, "http://") + "/models/diabetes")},
-			"push", nil, "connection refused", false},
+			"", registry.ErrUnreachable, "connection refused", false, true},
 		{"tag conflict", [2]string{"epochs: 300", "epochs: 270"},
 			[]pipeline.Option{pipeline.WithRuntime("linux/amd64", bin), pipeline.WithRepository(reg.repo())},
-			"push", registry.ErrTagExists, registry.ErrTagExists.Error(), false},
+			"push", registry.ErrTagExists, registry.ErrTagExists.Error(), false, false},
 		{"downgrade", [2]string{"version: 1.0.0", "version: 0.9.0"},
 			[]pipeline.Option{pipeline.WithRuntime("linux/amd64", bin), pipeline.WithRepository(reg.repo())},
-			"push", pipeline.ErrNotGreater, pipeline.ErrNotGreater.Error(), false},
+			"push", pipeline.ErrNotGreater, pipeline.ErrNotGreater.Error(), false, false},
 	}
 	var failed []*pipeline.Record
 	for _, c := range cases {
@@ -103,6 +106,12 @@ func TestFailedRunsLeaveLayoutAndRecords(t *testing.T) {
 			}
 			if got := readIndexJSON(t, out); !bytes.Equal(got, index) {
 				t.Fatalf("index.json changed by a failed run:\n%s\n→\n%s", index, got)
+			}
+			if c.noRun {
+				if res != nil || !strings.Contains(err.Error(), c.text) {
+					t.Fatalf("a run refused before it started: %+v, %v", res, err)
+				}
+				return
 			}
 			if res == nil {
 				t.Fatal("no result naming the failed run's record")
@@ -148,11 +157,17 @@ func TestFailedRunsLeaveLayoutAndRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if list.Schema != pipeline.RunsSchema || len(list.Runs) != 1+len(cases) || list.Runs[0].Status != pipeline.StatusSucceeded || list.Runs[0].ImageDigest != first.Record.Outputs.Image.Digest {
+	var recorded []string // the stages of the cases that started a run
+	for _, c := range cases {
+		if !c.noRun {
+			recorded = append(recorded, c.stage)
+		}
+	}
+	if list.Schema != pipeline.RunsSchema || len(list.Runs) != 1+len(recorded) || list.Runs[0].Status != pipeline.StatusSucceeded || list.Runs[0].ImageDigest != first.Record.Outputs.Image.Digest {
 		t.Fatalf("runs %+v", list)
 	}
 	for i, s := range list.Runs[1:] {
-		if s.Status != pipeline.StatusFailed || s.FailedStage != cases[i].stage || s.ImageDigest != failed[i].Outputs.Image.Digest {
+		if s.Status != pipeline.StatusFailed || s.FailedStage != recorded[i] || s.ImageDigest != failed[i].Outputs.Image.Digest {
 			t.Fatalf("runs[%d] = %+v", i+1, s)
 		}
 	}
@@ -190,7 +205,7 @@ func TestFailedRunsLeaveLayoutAndRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, _ := pipeline.ListRuns(out)
-	if len(ids) != 2 || ids[0] != first.RunID || ids[1] != again.RunID || res.Failed != len(cases)+1 {
+	if len(ids) != 2 || ids[0] != first.RunID || ids[1] != again.RunID || res.Failed != len(failed)+1 {
 		t.Fatalf("after gc: runs %v, gc %+v", ids, res)
 	}
 	for _, rec := range failed {
