@@ -13,7 +13,8 @@ import (
 )
 
 func newGateCmd() *cobra.Command {
-	var metricsPath, baselinePath, policyPath, dir, format, plotPath string
+	var metricsPath, baselinePath, policyPath, dir, plotPath string
+	out := outputOptions{formats: formatsGate}
 	cmd := &cobra.Command{
 		Use:   "gate",
 		Short: "Decide PASS, FAIL or INCONCLUSIVE for a model's metrics",
@@ -29,8 +30,8 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 			if metricsPath == "" {
 				return usageError(errors.New("gate: --metrics is required"))
 			}
-			if format != "text" && format != "json" && format != "markdown" {
-				return usageError(fmt.Errorf("gate: -o %q: want text, json or markdown", format))
+			if err := out.check(); err != nil {
+				return err
 			}
 			plotFormat := strings.TrimPrefix(filepath.Ext(plotPath), ".")
 			if plotPath != "" && plotFormat != "png" && plotFormat != "svg" {
@@ -61,18 +62,18 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 			if err != nil {
 				return err
 			}
-			var out []byte
-			switch format {
+			var b []byte
+			switch out.format {
 			case "json":
-				if out, err = report.JSON(); err != nil {
+				if b, err = report.JSON(); err != nil {
 					return err
 				}
 			case "markdown":
-				out = []byte(report.Markdown())
+				b = []byte(report.Markdown())
 			default:
-				out = []byte(report.Text())
+				b = []byte(report.Text())
 			}
-			if _, err := cmd.OutOrStdout().Write(out); err != nil {
+			if _, err := cmd.OutOrStdout().Write(b); err != nil {
 				return fmt.Errorf("gate: writing the report: %w", err)
 			}
 			if plotPath != "" {
@@ -96,7 +97,7 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 	f.StringVar(&baselinePath, "baseline", "", "the champion's metrics.json for the paired comparison (default gate.baseline.metrics)")
 	f.StringVar(&policyPath, "policy", "", "a file with the content of a gate: block (default the gate: block of DIR/modelci.yaml)")
 	f.StringVarP(&dir, "dir", "C", ".", "project directory; relative paths are relative to it")
-	f.StringVarP(&format, "output", "o", "text", "report format: text, json or markdown")
+	out.AddFlags(cmd, "report format: text, json or markdown")
 	f.StringVar(&plotPath, "plot", "", "also write the loss curve to FILE.png or FILE.svg")
 	return cmd
 }
