@@ -99,6 +99,7 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 	f.StringVarP(&dir, "dir", "C", ".", "project directory; relative paths are relative to it")
 	out.AddFlags(cmd, "report format: text, json or markdown")
 	f.StringVar(&plotPath, "plot", "", "also write the loss curve to FILE.png or FILE.svg")
+	must(cmd.MarkFlagFilename("plot", "png", "svg"))
 	return cmd
 }
 

@@ -4,6 +4,7 @@ package main
 // flags (AddFlags), their checks and what they turn into.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -272,9 +273,27 @@ func (o *outputOptions) AddFlags(cmd *cobra.Command, usage string) {
 	if o.formats == nil {
 		o.formats = formatsText
 	}
-	o.cmd = cmd
-	cmd.Flags().StringVarP(&o.format, "output", "o", o.formats[0], usage)
+	o.cmd, o.format = cmd, o.formats[0]
+	cmd.Flags().VarP((*formatValue)(o), "output", "o", usage)
 	must(cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(o.formats, cobra.ShellCompDirectiveNoFileComp)))
+}
+
+// formatValue is -o's flag value: a format, refused when the flag is
+// parsed (exit 2, before anything else is checked), except where the
+// command takes --output DIR for --output-dir (check sorts that out).
+type formatValue outputOptions
+
+func (v *formatValue) String() string { return v.format }
+
+// Type is the word the usage shows after -o, --output.
+func (v *formatValue) Type() string { return "format" }
+
+func (v *formatValue) Set(s string) error {
+	if v.dir == nil && !slices.Contains(v.formats, s) {
+		return fmt.Errorf("want %s", orList(v.formats))
+	}
+	v.format = s
+	return nil
 }
 
 // AddDirFlag registers --output-dir DIR (relative to -C DIR) on cmd, after
@@ -291,6 +310,14 @@ func (o *outputOptions) AddDirFlag(cmd *cobra.Command, dir *string, usage string
 	}
 }
 
+// orList is "a, b or c".
+func orList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
 func must(err error) {
 	if err != nil {
 		panic(err)
@@ -305,30 +332,31 @@ func (o *outputOptions) check() error {
 	warn := func(format string, a ...any) {
 		fmt.Fprintf(o.cmd.ErrOrStderr(), "modelci %s: warning: "+format+"\n", append([]any{name}, a...)...)
 	}
+	want := orList(o.formats)
+	if !slices.Contains(o.formats, o.format) {
+		switch {
+		case o.dir == nil:
+			return usageError(fmt.Errorf("%s: -o %q: want %s", name, o.format, want))
+		case o.cmd.Flags().Changed("output-dir"):
+			return usageError(fmt.Errorf("%s: -o %q: want %s (the output directory is --output-dir %s)", name, o.format, want, *o.dir))
+		}
+		if o.dirMustExist {
+			if fi, err := os.Stat(o.path(o.format)); err != nil || !fi.IsDir() {
+				return usageError(fmt.Errorf("%s: -o %q: want %s (or, deprecated, an existing output directory)", name, o.format, want))
+			}
+		}
+		warn("--output %s is taken as the output directory; this is deprecated: use --output-dir %s (-o/--output is the format: %s)", o.format, o.format, want)
+		*o.dir, o.format = o.format, o.formats[0]
+	} else if o.legacyFormat != "" && o.cmd.Flags().Changed("output") {
+		return usageError(fmt.Errorf("%s: -o/--output %s and --output-format %s: give -o only", name, o.format, o.legacyFormat))
+	}
 	if o.legacyFormat != "" {
-		if o.cmd.Flags().Changed("output") {
-			return usageError(fmt.Errorf("%s: -o/--output and --output-format are the same flag: give -o only", name))
+		if !slices.Contains(o.formats, o.legacyFormat) {
+			return usageError(fmt.Errorf("%s: --output-format %q: want %s", name, o.legacyFormat, want))
 		}
 		warn("--output-format is deprecated: use -o/--output %s", o.legacyFormat)
 		o.format = o.legacyFormat
 	}
-	if slices.Contains(o.formats, o.format) {
-		return nil
-	}
-	want := strings.Join(o.formats, ", ")
-	if o.dir == nil {
-		return usageError(fmt.Errorf("%s: -o %q: want %s", name, o.format, want))
-	}
-	if o.cmd.Flags().Changed("output-dir") {
-		return usageError(fmt.Errorf("%s: -o %q: want %s (the output directory is --output-dir %s)", name, o.format, want, *o.dir))
-	}
-	if o.dirMustExist {
-		if fi, err := os.Stat(o.path(o.format)); err != nil || !fi.IsDir() {
-			return usageError(fmt.Errorf("%s: -o %q: want %s (or, deprecated, an existing output directory)", name, o.format, want))
-		}
-	}
-	warn("--output %s is taken as the output directory; this is deprecated: use --output-dir %s (-o/--output is the format: %s)", o.format, o.format, want)
-	*o.dir, o.format = o.format, o.formats[0]
 	return nil
 }
 
@@ -342,12 +370,16 @@ func (o *outputOptions) path(dir string) string {
 
 func (o *outputOptions) json() bool { return o.format == "json" }
 
-// print writes v to stdout as indented JSON.
+// print writes v to stdout as one indented JSON document (<, > and & as
+// they are: an error quoting a shell command stays readable).
 func (o *outputOptions) print(cmd *cobra.Command, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
+	_, err := cmd.OutOrStdout().Write(b.Bytes())
 	return err
 }
