@@ -195,10 +195,14 @@ func TestRunJSON(t *testing.T) {
 		}
 	})
 	t.Run("fail", func(t *testing.T) {
-		dir := example(t, func(s string) string { return strings.Replace(s, "threshold: 5000", "threshold: 10", 1) })
+		dir := example(t, func(s string) string { return strings.Replace(s, "threshold: 5000", "threshold: 0.01", 1) })
 		code, stdout, stderr := run(t, "run", "-C", dir, "-o", "json")
 		if code != 3 {
 			t.Fatalf("exit %d, want 3\n%s", code, stderr)
+		}
+		// The progress line keeps the threshold's digits (it once said ≤ 0.0).
+		if !strings.Contains(stderr, "vs ≤ 0.01,") {
+			t.Errorf("the gate's progress line:\n%s", stderr)
 		}
 		doc := decodeOne(t, stdout)
 		if k := keysOf(doc); !slices.Equal(k, base) {
