@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/modelci/modelci/internal/stage"
+	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/stages/deploy"
@@ -355,7 +357,8 @@ func TestCompletion(t *testing.T) {
 }
 
 // TestJSONDocuments audits every JSON document modelci defines (what -o
-// json prints, run.json, metrics.json, gate.json): a schema field at the
+// json prints, run.json, metrics.json, gate.json, model.json, the Dagger
+// module's stage documents): a schema field at the
 // top, and snake_case keys all the way down. OCI, in-toto, cosign and the
 // serving protocol's bodies follow their own specs and are not here.
 func TestJSONDocuments(t *testing.T) {
@@ -364,6 +367,7 @@ func TestJSONDocuments(t *testing.T) {
 		runOutput{}, versionInfo{}, gcOutput{}, rebuildOutput{}, pipeline.RunList{}, initOutput{}, keygenOutput{},
 		copyOutput{}, doctorOutput{}, signOutput{}, verifyOutput{}, promoteOutput{}, deploy.Report{},
 		pipeline.EnvStatusReport{}, modelgate.Report{}, pipeline.Record{}, modelgate.Metrics{},
+		model.Linear{}, model.ONNXInfo{}, stage.Plan{}, stage.GateResult{}, stage.Champion{},
 	}
 	for _, d := range docs {
 		ty := reflect.TypeOf(d)
