@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -102,6 +103,11 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// modelci --version prints what modelci version does.
+	var v strings.Builder
+	writeVersion(&v, buildInfo())
+	root.Version = modelciVersion()
+	root.SetVersionTemplate(strings.NewReplacer("{{", "{{`{{`}}").Replace(v.String()))
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError(fmt.Errorf("%w\n%s", err, c.UsageString()))
 	})
