@@ -58,6 +58,7 @@ type job struct {
 	If          string            `yaml:"if"`
 	Uses        string            `yaml:"uses"`
 	With        map[string]string `yaml:"with"`
+	Secrets     yaml.Node         `yaml:"secrets"`
 	Permissions yaml.Node         `yaml:"permissions"`
 	Concurrency *concurrency      `yaml:"concurrency"`
 	Environment yaml.Node         `yaml:"environment"`
@@ -629,6 +630,7 @@ func TestThisRepositoryCallsTheReusableWorkflow(t *testing.T) {
 		if mode != "promote" {
 			paths = append(paths, j.With["paths"])
 		}
+		checkCallerSecrets(t, file, mode, j)
 		if env := j.With["environment"]; mode == "release" {
 			if _, err := s.Environment(env); err != nil {
 				t.Errorf("%s releases to %q: %v", file, env, err)
@@ -735,6 +737,7 @@ func TestSampleCallers(t *testing.T) {
 				if _, err := os.Stat(filepath.Join("../examples/adopting", j.With["spec"])); err != nil {
 					t.Errorf("spec %q: %v (the sample's layout is examples/adopting/)", j.With["spec"], err)
 				}
+				checkCallerSecrets(t, file, mode, j)
 				for k := range j.With {
 					if _, ok := wc.Inputs[k]; !ok {
 						t.Errorf("passes %s, which %s does not declare", k, reusable)
@@ -750,6 +753,28 @@ func TestSampleCallers(t *testing.T) {
 				checkPromoteChoices(t, file, w, s)
 			}
 		})
+	}
+}
+
+// checkCallerSecrets: a release or promote caller passes KUBECONFIG by
+// name, which GitHub resolves to the environment's secret in the called
+// job that names the environment (not passed, it is empty there); a gate
+// caller passes none.
+func checkCallerSecrets(t *testing.T, file, mode string, j job) {
+	t.Helper()
+	var got map[string]string
+	if j.Secrets.Kind != 0 {
+		if err := j.Secrets.Decode(&got); err != nil {
+			t.Errorf("%s: secrets: %v (want a mapping, not inherit)", file, err)
+			return
+		}
+	}
+	want := map[string]string{"KUBECONFIG": "${{ secrets.KUBECONFIG }}"}
+	if mode == "gate" {
+		want = nil
+	}
+	if !mapsEqual(got, want) {
+		t.Errorf("%s: secrets %v, want %v", file, got, want)
 	}
 }
 
