@@ -242,13 +242,13 @@ func TestFunctions(t *testing.T) {
 		{"gate json", []string{"gate", "--metrics", metricsPath, "--spec", linregSpec, "json"},
 			func(t *testing.T, out string) {
 				checkDocument(t, out, modelgate.ReportSchema)
-				// ci.yml's gate step reads these with jq.
-				reads := workflowReads(t, "ci.yml", `"$out/gate.json"`, out)
+				// The reusable workflow's gate step reads these with jq.
+				reads := workflowReads(t, "modelci.yml", `"$out/gate.json"`, out)
 				if reads[".verdict"] != string(local.Verdict) {
-					t.Errorf("ci.yml reads verdict %q, want %q", reads[".verdict"], local.Verdict)
+					t.Errorf("modelci.yml reads verdict %q, want %q", reads[".verdict"], local.Verdict)
 				}
 				if reads[".on_inconclusive"] != local.Report.OnInconclusive {
-					t.Errorf("ci.yml reads on_inconclusive %q, want %q", reads[".on_inconclusive"], local.Report.OnInconclusive)
+					t.Errorf("modelci.yml reads on_inconclusive %q, want %q", reads[".on_inconclusive"], local.Report.OnInconclusive)
 				}
 			}},
 		{"build", []string{"build", "--spec", linregSpec, "file", "--path", "/model/model.json", "contents"},
@@ -369,17 +369,18 @@ func TestRelease(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rel); err != nil {
 		t.Fatalf("release output %q: %v", out, err)
 	}
-	// release.yml reads the result with jq, which is case-sensitive: its
-	// own filters, run on the module's document, read what Go decoded.
+	// The reusable workflow's release job reads the result with jq, which
+	// is case-sensitive: its own filters, run on the module's document,
+	// read what Go decoded.
 	checkDocument(t, out, "modelci.dev/dagger-release/v1")
-	reads := workflowReads(t, "release.yml", `"$r"`, out)
+	reads := workflowReads(t, "modelci.yml", `"$r"`, out)
 	for key, want := range map[string]string{
 		".summary": rel.Summary, "verdict": rel.Verdict, ".verdict": rel.Verdict,
 		"version": rel.Version, "digest": rel.Digest, "ref": rel.Ref, ".ref": rel.Ref,
 		"signature": rel.Signature, ".exit_code": fmt.Sprint(rel.ExitCode),
 	} {
 		if got, ok := reads[key]; !ok || got != want {
-			t.Errorf("release.yml's jq reads %s as %q (read: %v), want %q", key, got, ok, want)
+			t.Errorf("modelci.yml's jq reads %s as %q (read: %v), want %q", key, got, ok, want)
 		}
 	}
 
@@ -454,8 +455,8 @@ environments:
 		}
 		want := prod + "@" + rel.Digest
 		checkDocument(t, out, "modelci.dev/dagger-promote/v1")
-		if got := workflowReads(t, "promote.yml", `"$RUNNER_TEMP/promote.json"`, out)[".image"]; got != want {
-			t.Errorf("promote.yml's jq reads image %q, want %s", got, want)
+		if got := workflowReads(t, "modelci.yml", `"$RUNNER_TEMP/promote.json"`, out)[".image"]; got != want {
+			t.Errorf("modelci.yml's jq reads image %q, want %s", got, want)
 		}
 		if res.Digest != rel.Digest || res.Image != want || res.Source != rel.Ref {
 			t.Errorf("promoted %s (%s) from %s, want %s from %s", res.Image, res.Digest, res.Source, want, rel.Ref)

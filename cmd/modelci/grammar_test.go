@@ -60,6 +60,7 @@ func TestCLIGrammar(t *testing.T) {
 		{"modelci sign", text, false, 1},
 		{"modelci verify", text, false, 1},
 		{"modelci gate", gate, false, 0},
+		{"modelci diff", text, false, 0},
 		{"modelci deploy", text, false, 1},
 		{"modelci status", text, false, 1},
 		{"modelci history", text, false, 1},

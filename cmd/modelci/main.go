@@ -112,6 +112,7 @@ func newRootCmd() *cobra.Command {
 		return usageError(fmt.Errorf("%w\n%s", err, c.UsageString()))
 	})
 	root.AddCommand(newRunCmd(), newInitCmd(), newVersionCmd(), newServeCmd(), newGateCmd(), newGCCmd(), newRunsCmd(), newRebuildCmd(), newRegistryCmd(), newCopyCmd(), newDoctorCmd(), newKeygenCmd(), newSignCmd(), newVerifyCmd(), newDeployCmd(), newStatusCmd(), newHistoryCmd(), newRollbackCmd(), newPromoteCmd(), newStageCmd())
+	root.AddCommand(newDiffCmd())
 	return root
 }
 
