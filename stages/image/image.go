@@ -108,6 +108,19 @@ type Input struct {
 	// TagLayout(Layout, out.Written) once it is done with the image, and a
 	// caller that gives up leaves the layout's tags untouched.
 	NoTag bool
+
+	// ModelPack, when set, also writes the model as a CNCF ModelPack
+	// artifact (modelpack.go): an OCI manifest of artifactType
+	// ArtifactTypeModelPack whose layers are the serving image's model
+	// layers, blob for blob, whose subject is the serving image, and whose
+	// config describes the model with these fields.
+	ModelPack *ModelPack
+	// RuntimeImage also writes the runtime image: the serving image without
+	// its model layers and without anything of the model in its config
+	// (runtime layer or base, entrypoint, user), created at the Unix epoch,
+	// so that its digest changes only with the runtime. It serves a model
+	// mounted at ModelPath (deploy.model_source: volume).
+	RuntimeImage bool
 }
 
 // Output is what Run built and wrote.
@@ -119,6 +132,25 @@ type Output struct {
 	// same in every platform's image, in order; each is a blob of the
 	// layout (blobs/sha256/HEX).
 	ModelLayers []v1.Descriptor
+	// ModelPack (Input.ModelPack) and Runtime (Input.RuntimeImage) are
+	// written into the layout beside the image, untagged: TagLayout(Layout,
+	// out.Written, out.Untagged()...) lists them in index.json without a
+	// tag (Run does so itself unless NoTag).
+	ModelPack *Written
+	Runtime   *Written
+}
+
+// Untagged are the entries Run wrote beside the image that index.json
+// lists without a tag: the runtime image and the ModelPack artifact, when
+// built.
+func (o Output) Untagged() []Written {
+	var out []Written
+	for _, w := range []*Written{o.Runtime, o.ModelPack} {
+		if w != nil {
+			out = append(out, *w)
+		}
+	}
+	return out
 }
 
 // PlatformImage records one platform's image digests.
@@ -164,15 +196,46 @@ func Run(ctx context.Context, in Input) (Output, error) {
 	} else if art, err = in.index(imgs, pp.platforms); err != nil {
 		return Output{}, err
 	}
-	write := WriteLayout
-	if in.NoTag {
-		write = WriteBlobs
-	}
-	w, err := write(ctx, in.Layout, art, tag)
+	w, err := WriteBlobs(ctx, in.Layout, art, tag)
 	if err != nil {
 		return Output{}, err
 	}
 	out := Output{Written: w}
+	if in.RuntimeImage {
+		rt, err := in.runtimeArtifact(pp)
+		if err != nil {
+			return Output{}, err
+		}
+		rw, err := writeUntagged(ctx, in.Layout, rt, LayoutEntryRuntime)
+		if err != nil {
+			return Output{}, err
+		}
+		out.Runtime = &rw
+	}
+	if in.ModelPack != nil {
+		var runtime *v1.Descriptor
+		if out.Runtime != nil {
+			runtime = &out.Runtime.Descriptor
+		}
+		a, err := in.modelPack(pp, w.Descriptor, runtime)
+		if err != nil {
+			return Output{}, err
+		}
+		img, err := a.image()
+		if err != nil {
+			return Output{}, err
+		}
+		mw, err := writeUntagged(ctx, in.Layout, img, LayoutEntryModelPack)
+		if err != nil {
+			return Output{}, err
+		}
+		out.ModelPack = &mw
+	}
+	if !in.NoTag {
+		if out.Written, err = TagLayout(in.Layout, w, out.Untagged()...); err != nil {
+			return Output{}, err
+		}
+	}
 	for _, l := range pp.models {
 		d, err := partial.Descriptor(l)
 		if err != nil {
@@ -420,15 +483,55 @@ func (in Input) annotations() (map[string]string, error) {
 
 // image assembles platform i's image: the runtime layer (or the base's
 // layers), then the model.
-func (in Input) image(pp parts, i int) (v1.Image, error) {
-	p := pp.platforms[i]
-	created, err := in.created()
-	if err != nil {
-		return nil, err
+func (in Input) image(pp parts, i int) (v1.Image, error) { return in.assemble(pp, i, true) }
+
+// runtimeImage is platform i's image without the model: what image volumes
+// mount a model into.
+func (in Input) runtimeImage(pp parts, i int) (v1.Image, error) { return in.assemble(pp, i, false) }
+
+// runtimeArtifact is the runtime image, an index over every platform's
+// when there are several.
+func (in Input) runtimeArtifact(pp parts) (mutate.Appendable, error) {
+	var imgs []v1.Image
+	for i := range pp.platforms {
+		img, err := in.runtimeImage(pp, i)
+		if err != nil {
+			return nil, err
+		}
+		imgs = append(imgs, img)
 	}
-	annotations, err := in.annotations()
+	if len(imgs) == 1 {
+		return imgs[0], nil
+	}
+	idx, err := NewIndex(imgs, pp.platforms, in.runtimeAnnotations())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("build %s runtime: %w", in.Name, err)
+	}
+	return idx, nil
+}
+
+// runtimeAnnotations are the runtime image's: nothing of the model.
+func (in Input) runtimeAnnotations() map[string]string {
+	if isScratch(in.Base) {
+		return map[string]string{AnnotationTitle: RuntimeName}
+	}
+	return map[string]string{}
+}
+
+// assemble builds platform i's image, with the model layers and the
+// model's annotations, or (runtime image) without them, created at the
+// Unix epoch.
+func (in Input) assemble(pp parts, i int, withModel bool) (v1.Image, error) {
+	p := pp.platforms[i]
+	created, annotations := epoch, in.runtimeAnnotations()
+	if withModel {
+		var err error
+		if created, err = in.created(); err != nil {
+			return nil, err
+		}
+		if annotations, err = in.annotations(); err != nil {
+			return nil, err
+		}
 	}
 
 	var (
@@ -452,7 +555,11 @@ func (in Input) image(pp parts, i int) (v1.Image, error) {
 			History:   v1.History{Created: v1.Time{Time: created}, CreatedBy: "modelci: runtime " + RuntimePath, Comment: platformString(p)},
 		})
 	}
-	for _, l := range pp.models {
+	models := pp.models
+	if !withModel {
+		models = nil
+	}
+	for _, l := range models {
 		ml := onBase(base, l)
 		mt, _ := ml.MediaType()
 		adds = append(adds, mutate.Addendum{

@@ -87,6 +87,23 @@ func WriteBlobs(ctx context.Context, dir string, a mutate.Appendable, tag string
 	if !oci.ValidTag(tag) {
 		return Written{}, fmt.Errorf("layout %s: tag %q: %w", dir, tag, ErrBadTag)
 	}
+	w, err := writeBlobs(ctx, dir, a)
+	w.Tag = tag
+	return w, err
+}
+
+// writeUntagged writes a as WriteBlobs does, for an index.json entry
+// without a tag marked as modelci's entry (AnnotationLayoutEntry).
+func writeUntagged(ctx context.Context, dir string, a mutate.Appendable, entry string) (Written, error) {
+	w, err := writeBlobs(ctx, dir, a)
+	if err != nil {
+		return Written{}, err
+	}
+	w.Descriptor.Annotations = map[string]string{AnnotationLayoutEntry: entry}
+	return w, nil
+}
+
+func writeBlobs(ctx context.Context, dir string, a mutate.Appendable) (Written, error) {
 	desc, err := partial.Descriptor(a)
 	if err != nil {
 		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
@@ -116,26 +133,30 @@ func WriteBlobs(ctx context.Context, dir string, a mutate.Appendable, tag string
 		}
 	}
 	desc.Annotations = nil
-	return Written{Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, Descriptor: *desc, Tag: tag}, nil
+	return Written{Digest: desc.Digest, MediaType: desc.MediaType, Size: desc.Size, Descriptor: *desc}, nil
 }
 
 // layoutVersion is the content of a layout's oci-layout file.
 const layoutVersion = `{"imageLayoutVersion":"1.0.0"}`
 
 // TagLayout points w.Tag at the image WriteBlobs wrote into the layout at
-// dir, replacing any descriptor the tag was on. index.json is replaced in
-// one rename of a synced temporary file: readers, and a process killed
-// meanwhile, see the old index or the new one.
-func TagLayout(dir string, w Written) (Written, error) {
+// dir, replacing any descriptor the tag was on, and lists untagged (the
+// runtime image and ModelPack artifact Run wrote beside it) after it
+// without a tag, once each. index.json is replaced in one rename of a
+// synced temporary file: readers, and a process killed meanwhile, see the
+// old index or the new one.
+func TagLayout(dir string, w Written, untagged ...Written) (Written, error) {
 	if !oci.ValidTag(w.Tag) {
 		return Written{}, fmt.Errorf("layout %s: tag %q: %w", dir, w.Tag, ErrBadTag)
 	}
-	if w.Descriptor.Digest != w.Digest || w.Digest == (v1.Hash{}) {
-		return Written{}, fmt.Errorf("layout %s: tag %s: no descriptor for %s (written by WriteBlobs?)", dir, w.Tag, w.Digest)
-	}
-	manifest := filepath.Join(dir, "blobs", w.Digest.Algorithm, w.Digest.Hex)
-	if fi, err := os.Stat(manifest); err != nil || fi.Size() != w.Size {
-		return Written{}, fmt.Errorf("layout %s: tag %s: manifest %s: %w", dir, w.Tag, w.Digest, errOr(err, fs.ErrNotExist))
+	for _, x := range append([]Written{w}, untagged...) {
+		if x.Descriptor.Digest != x.Digest || x.Digest == (v1.Hash{}) {
+			return Written{}, fmt.Errorf("layout %s: tag %s: no descriptor for %s (written by WriteBlobs?)", dir, w.Tag, x.Digest)
+		}
+		manifest := filepath.Join(dir, "blobs", x.Digest.Algorithm, x.Digest.Hex)
+		if fi, err := os.Stat(manifest); err != nil || fi.Size() != x.Size {
+			return Written{}, fmt.Errorf("layout %s: tag %s: manifest %s: %w", dir, w.Tag, x.Digest, errOr(err, fs.ErrNotExist))
+		}
 	}
 	index, err := readIndex(dir)
 	if err != nil {
@@ -143,24 +164,38 @@ func TagLayout(dir string, w Written) (Written, error) {
 	}
 	out := w
 	out.Moved, out.Previous = false, v1.Hash{}
+	desc := w.Descriptor
+	desc.Annotations = map[string]string{AnnotationRefName: w.Tag}
+	// The tag keeps its place in the list when it moves; a new one comes last.
+	listed := map[v1.Hash]bool{w.Digest: true}
 	kept := index.Manifests[:0]
+	placed := false
 	for _, d := range index.Manifests {
 		if d.Annotations[AnnotationRefName] == w.Tag {
 			out.Previous = d.Digest
 			out.Moved = d.Digest != w.Digest
+			if !placed {
+				kept = append(kept, desc)
+				placed = true
+			}
 			continue
 		}
+		listed[d.Digest] = true
 		kept = append(kept, d)
 	}
-	desc := w.Descriptor
-	desc.Annotations = map[string]string{AnnotationRefName: w.Tag}
-	index.Manifests = append(kept, desc)
-	raw, err := json.MarshalIndent(index, "", "  ")
-	if err != nil {
-		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+	if !placed {
+		kept = append(kept, desc)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "index.json"), raw); err != nil {
-		return Written{}, fmt.Errorf("layout %s: %w", dir, err)
+	index.Manifests = kept
+	for _, u := range untagged {
+		if listed[u.Digest] {
+			continue
+		}
+		listed[u.Digest] = true
+		index.Manifests = append(index.Manifests, u.Descriptor)
+	}
+	if err := writeIndex(dir, index); err != nil {
+		return Written{}, err
 	}
 	ref, err := oci.LayoutRef(dir, w.Digest)
 	if err != nil {
@@ -170,6 +205,47 @@ func TagLayout(dir string, w Written) (Written, error) {
 	return out, nil
 }
 
+// writeIndex replaces dir's index.json with index (writeFileAtomic).
+func writeIndex(dir string, index *v1.IndexManifest) error {
+	raw, err := json.MarshalIndent(index, "", "  ")
+	if err != nil {
+		return fmt.Errorf("layout %s: %w", dir, err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "index.json"), raw); err != nil {
+		return fmt.Errorf("layout %s: %w", dir, err)
+	}
+	return nil
+}
+
+// PruneUntagged removes from the index.json of the layout at dir the
+// untagged entries modelci wrote (AnnotationLayoutEntry) whose digest keep
+// does not hold, and returns how many it removed; their blobs stay until
+// a garbage collection finds nothing reaching them. Callers hold the
+// output directory's lock.
+func PruneUntagged(dir string, keep map[v1.Hash]bool) (int, error) {
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	index, err := readIndex(dir)
+	if err != nil {
+		return 0, err
+	}
+	kept := index.Manifests[:0]
+	removed := 0
+	for _, d := range index.Manifests {
+		if d.Annotations[AnnotationLayoutEntry] != "" && d.Annotations[AnnotationRefName] == "" && !keep[d.Digest] {
+			removed++
+			continue
+		}
+		kept = append(kept, d)
+	}
+	if removed == 0 {
+		return 0, nil
+	}
+	index.Manifests = kept
+	return removed, writeIndex(dir, index)
+}
+
 func errOr(err, otherwise error) error {
 	if err != nil {
 		return err
@@ -177,14 +253,14 @@ func errOr(err, otherwise error) error {
 	return otherwise
 }
 
-// View makes dir an OCI layout that holds w's image alone, tagged w.Tag,
-// and shares the blobs of the layout at layout (its blobs directory is a
+// View makes dir an OCI layout that holds w's image alone, tagged w.Tag
+// (and untagged, listed without a tag: read them by digest), and shares the blobs of the layout at layout (its blobs directory is a
 // symbolic link to layout's): a reference to the image, by digest or by tag,
 // that readers (go-containerregistry, skopeo, umoci) find before the image
 // is tagged in layout itself, at no cost in disk. It returns the view's
 // oci-layout:// reference by digest. Removing dir (os.RemoveAll) removes the
 // link, not the blobs.
-func View(dir, layout string, w Written) (string, error) {
+func View(dir, layout string, w Written, untagged ...Written) (string, error) {
 	abs, err := filepath.Abs(layout)
 	if err != nil {
 		return "", fmt.Errorf("layout view %s: %w", dir, err)
@@ -198,7 +274,7 @@ func View(dir, layout string, w Written) (string, error) {
 	if err := writeFileAtomic(filepath.Join(dir, "oci-layout"), []byte(layoutVersion)); err != nil {
 		return "", fmt.Errorf("layout view %s: %w", dir, err)
 	}
-	tagged, err := TagLayout(dir, w)
+	tagged, err := TagLayout(dir, w, untagged...)
 	if err != nil {
 		return "", fmt.Errorf("layout view: %w", err)
 	}
