@@ -72,21 +72,48 @@ func GC(output string, keep int) (*GCResult, error) {
 	if res.Leftovers, err = RemoveLeftovers(output); err != nil {
 		return res, fmt.Errorf("gc: %w", err)
 	}
-	// Images of kept runs stay, even when their tag has moved on.
+	// Images of kept runs stay, even when their tag has moved on, and so do
+	// their ModelPack artifacts and runtime images.
 	var roots []v1.Descriptor
+	kept := map[v1.Hash]bool{}
 	for _, id := range ids {
 		if remove[id] {
 			continue
 		}
-		if rec, err := ReadRecord(output, id); err == nil && rec.Status == StatusSucceeded && rec.Outputs.Image != nil {
-			if h, err := v1.NewHash(rec.Outputs.Image.Digest); err == nil {
+		rec, err := ReadRecord(output, id)
+		if err != nil || rec.Status != StatusSucceeded {
+			continue
+		}
+		for _, d := range runManifests(rec) {
+			if h, err := v1.NewHash(d); err == nil {
 				roots = append(roots, v1.Descriptor{Digest: h})
+				kept[h] = true
 			}
 		}
+	}
+	// The untagged entries index.json lists for removed runs go, so that
+	// what only they reach is collected.
+	if _, err := image.PruneUntagged(LayoutDir(output), kept); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
 	}
 	n, size, err := gcLayout(LayoutDir(output), roots)
 	res.Blobs, res.BlobsBytes = n, size
 	return res, err
+}
+
+// runManifests are the digests of the manifests a run wrote into the
+// layout: its image, ModelPack artifact and runtime image.
+func runManifests(rec *Record) []string {
+	var out []string
+	if rec.Outputs.Image != nil {
+		out = append(out, rec.Outputs.Image.Digest)
+	}
+	for _, a := range []*ArtifactOutput{rec.Outputs.ModelPack, rec.Outputs.Runtime} {
+		if a != nil {
+			out = append(out, a.Digest)
+		}
+	}
+	return out
 }
 
 // Leftovers says what RemoveLeftovers removed.

@@ -56,10 +56,27 @@ func TestGC(t *testing.T) {
 	if len(res.Runs) != 2 || res.Runs[0] != results[0].RunID || res.Runs[1] != results[1].RunID {
 		t.Fatalf("removed runs %v", res.Runs)
 	}
-	// Each dropped image had its own manifest, config and model layer; the
-	// runtime layer is shared with the kept image.
-	if res.Blobs != 6 {
-		t.Fatalf("removed %d blobs, want 6", res.Blobs)
+	// Each dropped image had its own manifest, config and model layer, and
+	// its ModelPack artifact a manifest and config (its layer is the
+	// image's); the runtime layer and the runtime image are shared with
+	// the kept run.
+	if res.Blobs != 10 {
+		t.Fatalf("removed %d blobs, want 10", res.Blobs)
+	}
+	// index.json lists the kept run's artifact and runtime image, untagged,
+	// and no longer the dropped runs' artifacts.
+	idx, err := os.ReadFile(filepath.Join(pipeline.LayoutDir(out), "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range results {
+		listed := strings.Contains(string(idx), r.Record.Outputs.ModelPack.Digest)
+		if listed != (i == 2) {
+			t.Errorf("run %d's modelpack %s listed in index.json: %v", i, r.Record.Outputs.ModelPack.Digest, listed)
+		}
+	}
+	if rt := results[2].Record.Outputs.Runtime.Digest; rt != results[0].Record.Outputs.Runtime.Digest || !strings.Contains(string(idx), rt) {
+		t.Errorf("runtime images %s, %s; want one, listed in index.json", results[0].Record.Outputs.Runtime.Digest, rt)
 	}
 	for _, r := range results[:2] {
 		if _, err := os.Stat(blob(r.Ref)); !errors.Is(err, os.ErrNotExist) {

@@ -59,7 +59,27 @@ func (r *run) publish(ctx context.Context, img *ImageOutput, deferTags bool) (*P
 	if pushed.Digest.String() != img.Digest {
 		return nil, fmt.Errorf("push to %s: %w: pushed %s, built %s", repo, registry.ErrDigestMismatch, pushed.Digest, img.Digest)
 	}
-	return &PushOutput{Repository: repo, Ref: pushed.Ref, Digest: pushed.Digest.String(), Tags: pushed.Tags}, nil
+	out := &PushOutput{Repository: repo, Ref: pushed.Ref, Digest: pushed.Digest.String(), Tags: pushed.Tags}
+	// Beside it, by digest and untagged: the runtime image, then the
+	// ModelPack artifact, whose subject (the image) is now there. Their
+	// blobs are the image's but for a config each: the registry has them.
+	for _, a := range []struct {
+		built *ArtifactOutput
+		ref   *string
+	}{{r.rec.Outputs.Runtime, &out.Runtime}, {r.rec.Outputs.ModelPack, &out.ModelPack}} {
+		if a.built == nil {
+			continue
+		}
+		p, err := registry.Copy(ctx, a.built.Ref, repo, r.o.registryOptions(registry.WithLog(r.o.log))...)
+		if err != nil {
+			return nil, err
+		}
+		if p.Digest.String() != a.built.Digest {
+			return nil, fmt.Errorf("push to %s: %w: pushed %s, built %s", repo, registry.ErrDigestMismatch, p.Digest, a.built.Digest)
+		}
+		*a.ref = p.Ref
+	}
+	return out, nil
 }
 
 // tagOptions are the registry options that move the version tag (and

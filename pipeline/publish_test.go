@@ -87,8 +87,10 @@ func TestPublish(t *testing.T) {
 	if push == nil || first.Ref != reg.repo()+"@"+first.Record.Outputs.Image.Digest || push.Digest != first.Record.Outputs.Image.Digest {
 		t.Fatalf("ref %q push %+v image %+v", first.Ref, push, first.Record.Outputs.Image)
 	}
-	if n := reg.take(); n != 3 {
-		t.Fatalf("first push uploaded %d blobs, want 3 (runtime, model, config)", n)
+	// The ModelPack artifact's layers are the image's model layers and the
+	// runtime image's layer the image's runtime layer: each adds a config.
+	if n := reg.take(); n != 5 {
+		t.Fatalf("first push uploaded %d blobs, want 5 (runtime, model, config; the runtime image's and the modelpack's configs)", n)
 	}
 	tagged, err := remote.Head(mustTag(t, reg.repo()+":1.0.0"))
 	if err != nil || tagged.Digest.String() != push.Digest {
@@ -127,8 +129,8 @@ func TestPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := reg.take(); n != 2 {
-		t.Fatalf("retrain uploaded %d blobs, want 2 (model layer and config)", n)
+	if n := reg.take(); n != 3 {
+		t.Fatalf("retrain uploaded %d blobs, want 3 (model layer, config, the modelpack's config; the runtime image is unchanged)", n)
 	}
 	if next.Record.Outputs.Push.Digest == push.Digest {
 		t.Fatal("retrain pushed the same digest")

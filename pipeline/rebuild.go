@@ -85,5 +85,18 @@ func Rebuild(ctx context.Context, spec *spec.Spec, output, id string, opts ...Op
 		}
 		check("image", rec.Outputs.Image.Digest, got)
 	}
+	for _, a := range []struct {
+		name          string
+		recorded, now *ArtifactOutput
+	}{{"modelpack", rec.Outputs.ModelPack, now.Outputs.ModelPack}, {"runtime", rec.Outputs.Runtime, now.Outputs.Runtime}} {
+		if a.recorded == nil {
+			continue // recorded before modelci wrote it
+		}
+		got := ""
+		if a.now != nil {
+			got = a.now.Digest
+		}
+		check(a.name, a.recorded.Digest, got)
+	}
 	return out, nil
 }

@@ -29,6 +29,14 @@ func TestRebuild(t *testing.T) {
 	if !res.Match || len(res.Checks) < 8 {
 		t.Fatalf("rebuild: %+v", res)
 	}
+	// The ModelPack artifact and the runtime image are reproducible too.
+	checked := map[string]bool{}
+	for _, c := range res.Checks {
+		checked[c.Name] = c.Match && c.Recorded != ""
+	}
+	if !checked["modelpack"] || !checked["runtime"] {
+		t.Fatalf("rebuild checked no modelpack or runtime digest: %+v", res.Checks)
+	}
 	if ids, _ := pipeline.ListRuns(out); len(ids) != 1 {
 		t.Fatalf("rebuild wrote runs into the output: %v", ids)
 	}
@@ -47,7 +55,7 @@ func TestRebuild(t *testing.T) {
 			failed[c.Name] = true
 		}
 	}
-	if res.Match || !failed["image"] || !failed["runtime linux/amd64"] || failed["model"] {
+	if res.Match || !failed["image"] || !failed["runtime linux/amd64"] || !failed["runtime"] || !failed["modelpack"] || failed["model"] {
 		t.Fatalf("rebuild with another runtime: %+v", res)
 	}
 

@@ -160,14 +160,21 @@ type Layer struct {
 
 // Outputs are what a run produced.
 type Outputs struct {
-	Model   ModelOutput   `json:"model"`
-	Metrics Artifact      `json:"metrics"`
-	Gate    Artifact      `json:"gate"`
-	Image   *ImageOutput  `json:"image,omitempty"`
-	Smoke   *SmokeOutput  `json:"smoke,omitempty"`
-	Push    *PushOutput   `json:"push,omitempty"`
-	Sign    *SignOutput   `json:"sign,omitempty"`
-	Deploy  *DeployOutput `json:"deploy,omitempty"`
+	Model   ModelOutput  `json:"model"`
+	Metrics Artifact     `json:"metrics"`
+	Gate    Artifact     `json:"gate"`
+	Image   *ImageOutput `json:"image,omitempty"`
+	// ModelPack is the model as a CNCF ModelPack artifact, its layers the
+	// image's model layers (the same blobs); Runtime the image that serves
+	// it from an image volume (deploy.model_source: volume). Both are in
+	// the output's OCI layout untagged, listed in index.json once the run
+	// has succeeded.
+	ModelPack *ArtifactOutput `json:"modelpack,omitempty"`
+	Runtime   *ArtifactOutput `json:"runtime,omitempty"`
+	Smoke     *SmokeOutput    `json:"smoke,omitempty"`
+	Push      *PushOutput     `json:"push,omitempty"`
+	Sign      *SignOutput     `json:"sign,omitempty"`
+	Deploy    *DeployOutput   `json:"deploy,omitempty"`
 }
 
 // DeployOutput says what the run did with Kubernetes.
@@ -179,20 +186,26 @@ type DeployOutput struct {
 }
 
 // SignOutput holds the digests of the signature, attestation and metrics
-// manifests written next to the image.
+// manifests written next to the image; ModelPack the same for the
+// ModelPack artifact, and RuntimeSignature the runtime image's signature.
 type SignOutput struct {
-	Signature             string `json:"signature"`
-	GateAttestation       string `json:"gate_attestation"`
-	ProvenanceAttestation string `json:"provenance_attestation"`
-	Metrics               string `json:"metrics"`
+	Signature             string      `json:"signature"`
+	GateAttestation       string      `json:"gate_attestation"`
+	ProvenanceAttestation string      `json:"provenance_attestation"`
+	Metrics               string      `json:"metrics"`
+	ModelPack             *SignOutput `json:"modelpack,omitempty"`
+	RuntimeSignature      string      `json:"runtime_signature,omitempty"`
 }
 
-// PushOutput is the image as published to a registry.
+// PushOutput is the image as published to a registry, with the ModelPack
+// artifact and the runtime image beside it, by digest and untagged.
 type PushOutput struct {
 	Repository string   `json:"repository"`
 	Ref        string   `json:"ref"` // HOST[:PORT]/PATH@sha256:…
 	Digest     string   `json:"digest"`
 	Tags       []string `json:"tags"`
+	ModelPack  string   `json:"modelpack,omitempty"` // HOST[:PORT]/PATH@sha256:…
+	Runtime    string   `json:"runtime,omitempty"`
 }
 
 // ImageOutput is the built image. Its blobs and manifest go into the
@@ -205,6 +218,19 @@ type ImageOutput struct {
 	MediaType string `json:"media_type"`
 	Tag       string `json:"tag"`
 	Layout    string `json:"layout"`
+}
+
+// ArtifactOutput is a manifest the run wrote into the output's OCI layout
+// beside the image: the ModelPack artifact or the runtime image. Ref is
+// its oci-layout:// reference by digest once the run has succeeded (empty
+// in a failed run's record).
+type ArtifactOutput struct {
+	Ref          string `json:"ref"`
+	Digest       string `json:"digest"`
+	MediaType    string `json:"media_type"`
+	ArtifactType string `json:"artifact_type,omitempty"`
+	// Subject is the digest of the serving image the artifact refers to.
+	Subject string `json:"subject,omitempty"`
 }
 
 // Figures are the key numbers of a run.

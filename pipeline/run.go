@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/modelci/modelci/spec"
 
 	"github.com/modelci/modelci/model"
@@ -226,9 +228,10 @@ type run struct {
 	predictions           []float64 // the evaluator's, one per test row; nil when it wrote none
 	metrics               *modelgate.Metrics
 	report                *modelgate.Report
-	ref                   string        // the image reference with its digest, once built
-	written               image.Written // the image in the layout, untagged until the run succeeds
-	failedStage           string        // the stage that returned an error
+	ref                   string          // the image reference with its digest, once built
+	written               image.Written   // the image in the layout, untagged until the run succeeds
+	untagged              []image.Written // the runtime image and the ModelPack artifact beside it
+	failedStage           string          // the stage that returned an error
 }
 
 func (r *run) stage(name string, fn func() (string, error)) error {
@@ -342,6 +345,20 @@ func (r *run) commit() (*Result, error) {
 		if r.repository() == "" {
 			r.ref = img.Ref
 		}
+		for _, a := range []*ArtifactOutput{r.rec.Outputs.ModelPack, r.rec.Outputs.Runtime} {
+			if a == nil {
+				continue
+			}
+			h, err := v1.NewHash(a.Digest)
+			if err != nil {
+				return nil, err
+			}
+			ref, err := oci.LayoutRef(layout, h)
+			if err != nil {
+				return nil, err
+			}
+			a.Ref = ref.String()
+		}
 	}
 	r.tidy()
 	if _, err := writeJSON(filepath.Join(r.tmp, "run.json"), &r.rec); err != nil {
@@ -356,7 +373,7 @@ func (r *run) commit() (*Result, error) {
 			r.failedStage = "tag"
 			return nil, fmt.Errorf("tag %s in %s: %w", img.Tag, layout, err)
 		}
-		tagged, err := image.TagLayout(layout, r.written)
+		tagged, err := image.TagLayout(layout, r.written, r.untagged...)
 		if err != nil {
 			r.failedStage = "tag"
 			return nil, err
@@ -435,6 +452,11 @@ func (r *run) failed(ctx context.Context, err error) (*Result, error) {
 	if img := r.rec.Outputs.Image; img != nil {
 		// Built, maybe pushed, never tagged here.
 		img.Ref, img.Tag, img.Layout = "", "", LayoutDir(r.out)
+	}
+	for _, a := range []*ArtifactOutput{r.rec.Outputs.ModelPack, r.rec.Outputs.Runtime} {
+		if a != nil {
+			a.Ref = "" // in the layout's blobs, never listed in its index.json
+		}
 	}
 	r.tidy()
 	final := filepath.Join(RunsDir(r.out), r.rec.ID)

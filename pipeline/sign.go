@@ -50,7 +50,9 @@ func (r *run) signer(context.Context) (sign.SignerSource, error) {
 }
 
 // signAndAttest signs the pushed image, attests the gate verdict and the
-// provenance, and attaches the signed metrics.
+// provenance, and attaches the signed metrics; the same for the ModelPack
+// artifact beside it (same verdict, provenance and metrics, subject the
+// artifact's digest), and signs the runtime image.
 func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.Report, metrics *modelgate.Metrics) (*SignOutput, error) {
 	src, err := r.signer(ctx)
 	if err != nil {
@@ -58,41 +60,63 @@ func (r *run) signAndAttest(ctx context.Context, ref string, report *modelgate.R
 	}
 	sp := r.spec
 	opts := r.o.signOptions(sign.WithRunID(r.rec.ID))
-	out := &SignOutput{}
-	s, err := sign.Sign(ctx, ref, src, opts...)
-	if err != nil {
-		return nil, err
-	}
-	out.Signature = s.ManifestDigest
 	modelRef := modelgate.ModelRef{Name: sp.Model.Name, Version: sp.Model.Version}
 	baselineDigest := ""
 	if b := r.rec.Inputs.Baseline; b != nil {
 		baselineDigest = b.Digest
 	}
 	gate := modelgate.NewGatePredicate(report, sp.Gate, metrics, modelRef, baselineDigest, r.rec.Started)
-	a, err := sign.Attest(ctx, ref, modelgate.GatePredicateType, gate, src, opts...)
-	if err != nil {
-		return nil, err
-	}
-	out.GateAttestation = a.ManifestDigest
 	prov, err := sign.NewProvenance(r.provenanceInput(modelRef))
 	if err != nil {
 		return nil, err
 	}
-	a, err = sign.Attest(ctx, ref, sign.ProvenancePredicateType, prov, src, opts...)
-	if err != nil {
-		return nil, err
-	}
-	out.ProvenanceAttestation = a.ManifestDigest
 	mb, err := metrics.Encode()
 	if err != nil {
 		return nil, err
 	}
-	m, err := sign.AttachMetrics(ctx, ref, mb, src, opts...)
+	attest := func(ref string) (*SignOutput, error) {
+		out := &SignOutput{}
+		s, err := sign.Sign(ctx, ref, src, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out.Signature = s.ManifestDigest
+		a, err := sign.Attest(ctx, ref, modelgate.GatePredicateType, gate, src, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out.GateAttestation = a.ManifestDigest
+		a, err = sign.Attest(ctx, ref, sign.ProvenancePredicateType, prov, src, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out.ProvenanceAttestation = a.ManifestDigest
+		m, err := sign.AttachMetrics(ctx, ref, mb, src, opts...)
+		if err != nil {
+			return nil, err
+		}
+		out.Metrics = m.ManifestDigest
+		return out, nil
+	}
+	out, err := attest(ref)
 	if err != nil {
 		return nil, err
 	}
-	out.Metrics = m.ManifestDigest
+	if p := r.rec.Outputs.Push; p != nil && p.ModelPack != "" {
+		if out.ModelPack, err = attest(p.ModelPack); err != nil {
+			return nil, fmt.Errorf("modelpack %s: %w", p.ModelPack, err)
+		}
+	}
+	if p := r.rec.Outputs.Push; p != nil && p.Runtime != "" {
+		// A signature only: the runtime image holds no model to gate. No run
+		// id in its payload: runs that share the runtime image share one
+		// signature (cosign skips an identical one) rather than pile up.
+		s, err := sign.Sign(ctx, p.Runtime, src, r.o.signOptions()...)
+		if err != nil {
+			return nil, fmt.Errorf("runtime %s: %w", p.Runtime, err)
+		}
+		out.RuntimeSignature = s.ManifestDigest
+	}
 	return out, nil
 }
 
@@ -219,5 +243,12 @@ func (r *run) sign(ctx context.Context) (string, error) {
 	if err := r.tagVersion(ctx); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached; tags %s", r.report.Verdict, strings.Join(r.rec.Outputs.Push.Tags, ", ")), nil
+	also := ""
+	if s.ModelPack != nil {
+		also = "; the modelpack too"
+	}
+	if s.RuntimeSignature != "" {
+		also += "; runtime signed"
+	}
+	return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached%s; tags %s", r.report.Verdict, also, strings.Join(r.rec.Outputs.Push.Tags, ", ")), nil
 }
