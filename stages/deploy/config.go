@@ -21,6 +21,17 @@ const (
 	Canary  = "canary"
 )
 
+// Model sources: where the pods find the model.
+const (
+	// ModelFromImage runs the serving image, the model baked in under
+	// /model.
+	ModelFromImage = "image"
+	// ModelFromVolume runs the runtime image and mounts the model's CNCF
+	// ModelPack artifact at /model as a Kubernetes image volume, so that a
+	// retrain changes only the volume's reference.
+	ModelFromVolume = "volume"
+)
+
 // Service roles (the --role of `modelci serve`).
 const (
 	RolePredict    = "predict"
@@ -44,9 +55,11 @@ type Config struct {
 	Tolerations    []Toleration      `yaml:"tolerations" json:"tolerations,omitempty"`
 	PodAnnotations map[string]string `yaml:"pod_annotations" json:"pod_annotations,omitempty"`
 	PodLabels      map[string]string `yaml:"pod_labels" json:"pod_labels,omitempty"`
-	HPA            HPA               `yaml:"hpa" json:"hpa"`
-	PDB            PDB               `yaml:"pdb" json:"pdb"`
-	Analysis       AnalysisConfig    `yaml:"analysis" json:"analysis"`
+	// ModelSource is ModelFromImage (the default) or ModelFromVolume.
+	ModelSource string         `yaml:"model_source" json:"model_source,omitempty"`
+	HPA         HPA            `yaml:"hpa" json:"hpa"`
+	PDB         PDB            `yaml:"pdb" json:"pdb"`
+	Analysis    AnalysisConfig `yaml:"analysis" json:"analysis"`
 	// ProgressDeadlineSeconds bounds each rollout (the Deployment's progressDeadlineSeconds).
 	ProgressDeadlineSeconds int32 `yaml:"progress_deadline_seconds" json:"progress_deadline_seconds"`
 	// Pause is the wait at each canary step before the analysis, e.g. "2m".
@@ -111,8 +124,12 @@ func Defaults() Config {
 		ServiceType:             "ClusterIP",
 		Resources:               Resources{CPU: "100m", Memory: "128Mi", MemoryLimit: "512Mi"},
 		ProgressDeadlineSeconds: 300,
+		ModelSource:             ModelFromImage,
 	}
 }
+
+// Volume says whether the model comes from an image volume.
+func (c Config) Volume() bool { return c.ModelSource == ModelFromVolume }
 
 // DecodeConfig decodes a deploy: section strictly onto Defaults and validates it. file and the
 // node's position name the input in errors.
@@ -159,6 +176,9 @@ func merge(base, over Config) Config {
 	if out.ProgressDeadlineSeconds == 0 {
 		out.ProgressDeadlineSeconds = base.ProgressDeadlineSeconds
 	}
+	if out.ModelSource == "" {
+		out.ModelSource = base.ModelSource
+	}
 	return out
 }
 
@@ -178,6 +198,10 @@ func (c Config) Validate() error {
 	}
 	if c.Strategy != Rolling && c.Strategy != Canary {
 		bad("strategy", "%q: want rolling or canary", c.Strategy)
+	}
+	// Empty is the default (a history entry recorded before the key was).
+	if c.ModelSource != "" && c.ModelSource != ModelFromImage && c.ModelSource != ModelFromVolume {
+		bad("model_source", "%q: want image or volume", c.ModelSource)
 	}
 	if err := ValidateSteps(c.Steps); err != nil {
 		errs = append(errs, fmt.Errorf("steps: %w", err))

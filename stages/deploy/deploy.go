@@ -58,7 +58,13 @@ type Input struct {
 	Namespace       string
 	CreateNamespace bool
 	// Verifier runs before anything else; nil is refused unless InsecureSkipVerify.
-	Verifier           Verifier
+	// It checks the model: the image, or with model_source volume the
+	// release's ModelPack artifact (signature and gate attestation).
+	Verifier Verifier
+	// RuntimeVerifier checks the runtime image a model_source volume
+	// release runs (a signature: it holds no model to gate); required then
+	// with Verifier.
+	RuntimeVerifier    Verifier
 	InsecureSkipVerify bool
 	// Rollback checks the previous release before an automatic rollback
 	// restores it. Its zero value takes Verifier and InsecureSkipVerify, and
@@ -95,11 +101,13 @@ type Report struct {
 
 // Workload is the live state of one of the app's Deployments.
 type Workload struct {
-	Name      string `json:"name"`
-	Role      string `json:"role"`
-	Track     string `json:"track"`
-	Version   string `json:"version"`
-	Image     string `json:"image"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Track   string `json:"track"`
+	Version string `json:"version"`
+	Image   string `json:"image"`
+	// Model is the ModelPack artifact the pods mount (model_source: volume).
+	Model     string `json:"model,omitempty"`
 	Replicas  int32  `json:"replicas"`
 	Updated   int32  `json:"updated"`
 	Ready     int32  `json:"ready"`
@@ -140,20 +148,24 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 	if err := CheckImage(rel.Image); err != nil {
 		return rep, err
 	}
+	if rel.Model != "" {
+		if err := CheckImage(rel.Model); err != nil {
+			return rep, fmt.Errorf("model artifact: %w", err)
+		}
+	}
+	if err := checkSource(cfg, rel); err != nil {
+		return rep, err
+	}
 	switch {
 	case in.Verifier != nil:
-		v, err := in.Verifier.Verify(ctx, rel.Image)
-		if err != nil {
-			return rep, fmt.Errorf("verify %s: %w: %w", rel.Image, ErrNotVerified, err)
-		}
-		if err := bindVerified(&rel, v); err != nil {
-			return rep, fmt.Errorf("verify %s: %w: %w", rel.Image, ErrNotVerified, err)
+		if err := verifyRelease(ctx, &rel, in.Verifier, in.RuntimeVerifier); err != nil {
+			return rep, err
 		}
 	case in.InsecureSkipVerify:
-		t.logf("WARNING: deploying %s WITHOUT verifying its signature or gate verdict (--insecure-skip-verify)", rel.Image)
+		t.logf("WARNING: deploying %s WITHOUT verifying its signature or gate verdict (--insecure-skip-verify)", rel.describe())
 		rel.Verdict = Unverified
 	default:
-		return rep, fmt.Errorf("deploy %s: %w: pass a key or a certificate identity, or --insecure-skip-verify", rel.Image, ErrNoVerifier)
+		return rep, fmt.Errorf("deploy %s: %w: pass a key or a certificate identity, or --insecure-skip-verify", rel.describe(), ErrNoVerifier)
 	}
 	rep.Name = rel.Name
 	if err := rel.check(); err != nil {
@@ -184,7 +196,7 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 	}
 	trust := in.Rollback
 	if trust.Verifier == nil && !trust.InsecureSkipVerify {
-		trust.Verifier, trust.InsecureSkipVerify = in.Verifier, in.InsecureSkipVerify
+		trust.Verifier, trust.RuntimeVerifier, trust.InsecureSkipVerify = in.Verifier, in.RuntimeVerifier, in.InsecureSkipVerify
 	}
 	// What runs now, read before the rollout replaces it: a rollback
 	// restores from the repository it came from.
@@ -209,14 +221,14 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 		t.logf("%s has no release in %s yet: a canary needs a stable release, rolling out instead", rel.Name, ns)
 		strategy = Rolling
 	}
-	t.logf("deploying %s %s (%s) to %s/%s", rel.Name, rel.Version, rel.Image, t.Context, ns)
+	t.logf("deploying %s %s (%s) to %s/%s", rel.Name, rel.Version, rel.describe(), t.Context, ns)
 	var aborted bool
 	if strategy == Canary {
 		aborted, err = t.canary(ctx, ns, cfg, rel, analysis)
 	} else {
 		err = t.rolling(ctx, ns, cfg, rel)
 	}
-	entry := Entry{Version: rel.Version, Image: rel.Image, Verdict: rel.Verdict, RunID: rel.RunID, Who: rel.Who, Action: ActionDeploy, Strategy: strategy, Config: cfg}
+	entry := Entry{Version: rel.Version, Image: rel.Image, Model: rel.Model, Verdict: rel.Verdict, RunID: rel.RunID, Who: rel.Who, Action: ActionDeploy, Strategy: strategy, Config: cfg}
 	// Record and restore even when ctx has ended: a half-done rollout must not stay so.
 	after, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ProgressDeadlineSeconds)*time.Second+time.Minute)
 	defer cancel()
@@ -259,6 +271,41 @@ func (t *Target) Deploy(ctx context.Context, in Input) (*Report, error) {
 		rep.Result = ResultAborted
 	}
 	return rep, errors.Join(fmt.Errorf("deploy %s %s: %w to %s: %w", rel.Name, rel.Version, ErrRolledBack, prev.Version, cause), rerr)
+}
+
+// verifyRelease verifies rel's model with v and binds the release to what
+// it was signed as: the image, or the ModelPack artifact, whose runtime
+// image runtime must then verify too.
+func verifyRelease(ctx context.Context, rel *Release, v, runtime Verifier) error {
+	subject := rel.Image
+	if rel.Model != "" {
+		subject = rel.Model
+	}
+	got, err := v.Verify(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w: %w", subject, ErrNotVerified, err)
+	}
+	if err := bindVerified(rel, got); err != nil {
+		return fmt.Errorf("verify %s: %w: %w", subject, ErrNotVerified, err)
+	}
+	if rel.Model == "" {
+		return nil
+	}
+	if runtime == nil {
+		return fmt.Errorf("verify the runtime image %s: %w: no runtime verifier", rel.Image, ErrNoVerifier)
+	}
+	if _, err := runtime.Verify(ctx, rel.Image); err != nil {
+		return fmt.Errorf("verify the runtime image %s: %w: %w", rel.Image, ErrNotVerified, err)
+	}
+	return nil
+}
+
+// describe names what a release runs: its image, and its model artifact.
+func (r Release) describe() string {
+	if r.Model == "" {
+		return r.Image
+	}
+	return r.Image + " with model " + r.Model
 }
 
 // rolling applies the release and waits for every Deployment.
@@ -504,6 +551,7 @@ func (t *Target) Status(ctx context.Context, app, ns string) (*Report, error) {
 		if cs := d.Spec.Template.Spec.Containers; len(cs) > 0 {
 			w.Image = cs[0].Image
 		}
+		w.Model = modelVolume(d.Spec.Template.Spec)
 		rep.Workloads = append(rep.Workloads, w)
 	}
 	if rep.Current == nil && len(rep.Workloads) == 0 {

@@ -33,9 +33,12 @@ const (
 
 // Entry is one event of an app's release history, kept in the cluster.
 type Entry struct {
-	Revision int       `json:"revision"`
-	Version  string    `json:"version"`
-	Image    string    `json:"image"`
+	Revision int    `json:"revision"`
+	Version  string `json:"version"`
+	Image    string `json:"image"`
+	// Model is the ModelPack artifact the release mounts (model_source:
+	// volume); Image is then its runtime image.
+	Model    string    `json:"model,omitempty"`
 	Verdict  string    `json:"verdict,omitempty"`
 	Time     time.Time `json:"time"`
 	RunID    string    `json:"run_id,omitempty"`
@@ -64,7 +67,7 @@ type Promotion struct {
 }
 
 func (e Entry) release(app string) Release {
-	return Release{Name: app, Version: e.Version, Image: e.Image, Verdict: e.Verdict, RunID: e.RunID, Who: e.Who}
+	return Release{Name: app, Version: e.Version, Image: e.Image, Model: e.Model, Verdict: e.Verdict, RunID: e.RunID, Who: e.Who}
 }
 
 // HistoryName is the ConfigMap holding app's release history.
@@ -143,7 +146,8 @@ func (h *history) current() *Entry {
 	return nil
 }
 
-// previous is the deployed release before the current one with another image.
+// previous is the deployed release before the current one with another
+// image or model artifact.
 func (h *history) previous() *Entry {
 	cur := h.current()
 	if cur == nil {
@@ -151,7 +155,7 @@ func (h *history) previous() *Entry {
 	}
 	for i := len(h.Entries) - 1; i >= 0; i-- {
 		e := &h.Entries[i]
-		if e.Status == StatusDeployed && e.Revision < cur.Revision && e.Image != cur.Image {
+		if e.Status == StatusDeployed && e.Revision < cur.Revision && (e.Image != cur.Image || e.Model != cur.Model) {
 			return e
 		}
 	}

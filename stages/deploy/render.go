@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -45,6 +46,15 @@ const (
 	User = 65532
 	// ResourceGPU is the extended resource GPUs are requested by.
 	ResourceGPU = corev1.ResourceName("nvidia.com/gpu")
+
+	// ModelVolume is the image volume holding the model's ModelPack
+	// artifact (model_source: volume), mounted read-only at ModelMountPath:
+	// the artifact's ModelSubPath directory, where its layers hold the
+	// model (they are the serving image's /model layers), is what the
+	// runtime finds at /model.
+	ModelVolume    = "model"
+	ModelMountPath = "/model"
+	ModelSubPath   = "model"
 )
 
 // Release is one version of an app: what is deployed, and by whom.
@@ -52,8 +62,12 @@ type Release struct {
 	// Name is the app's name (a DNS-1123 label): the Deployment, Service and history names.
 	Name    string `json:"name"`
 	Version string `json:"version"`
-	// Image is a registry reference by digest (HOST/REPO@sha256:…).
+	// Image is a registry reference by digest (HOST/REPO@sha256:…): the
+	// serving image, or with Model the runtime image.
 	Image string `json:"image"`
+	// Model is the model's ModelPack artifact by digest when it is mounted
+	// as an image volume (model_source: volume); empty when Image holds it.
+	Model string `json:"model,omitempty"`
 	// Verdict is what verification said of the image (the gate verdict), or UNVERIFIED.
 	Verdict string `json:"verdict,omitempty"`
 	RunID   string `json:"run_id,omitempty"`
@@ -87,7 +101,24 @@ func (r Release) check() error {
 	if r.Version == "" {
 		return fmt.Errorf("app %s: empty version: %w", r.Name, ErrInvalidConfig)
 	}
+	if r.Model != "" {
+		if err := CheckImage(r.Model); err != nil {
+			return fmt.Errorf("model artifact: %w", err)
+		}
+	}
 	return CheckImage(r.Image)
+}
+
+// checkSource checks that rel fits cfg's model_source: a model artifact
+// with volume, none with image.
+func checkSource(cfg Config, rel Release) error {
+	switch {
+	case cfg.Volume() && rel.Model == "":
+		return fmt.Errorf("app %s: model_source volume: %w: no model artifact to mount (deploy its ModelPack artifact, HOST/REPO@sha256:…)", rel.Name, ErrInvalidConfig)
+	case !cfg.Volume() && rel.Model != "":
+		return fmt.Errorf("app %s: model artifact %s given under model_source image: %w", rel.Name, rel.Model, ErrInvalidConfig)
+	}
+	return nil
 }
 
 // WorkloadName is the Deployment (and Service) name of role: the app's name for predict, and
@@ -135,6 +166,9 @@ func Render(cfg Config, rel Release, ns string) (*Manifests, error) {
 		return nil, err
 	}
 	if err := rel.check(); err != nil {
+		return nil, err
+	}
+	if err := checkSource(cfg, rel); err != nil {
 		return nil, err
 	}
 	m := &Manifests{}
@@ -276,7 +310,41 @@ func renderDeployment(cfg Config, rel Release, ns, role, track string, replicas 
 			},
 		},
 	}
+	setModelVolume(&d.Spec.Template.Spec, rel.Model)
 	return d, nil
+}
+
+// setModelVolume mounts the ModelPack artifact model (by digest) at
+// ModelMountPath of the model container as an image volume (KEP-4639),
+// read-only, replacing any model volume there; an empty model removes it.
+func setModelVolume(s *corev1.PodSpec, model string) {
+	s.Volumes = slices.DeleteFunc(s.Volumes, func(v corev1.Volume) bool { return v.Name == ModelVolume })
+	for i := range s.Containers {
+		c := &s.Containers[i]
+		if c.Name != ContainerName {
+			continue
+		}
+		c.VolumeMounts = slices.DeleteFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == ModelVolume })
+		if model != "" {
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: ModelVolume, MountPath: ModelMountPath, SubPath: ModelSubPath, ReadOnly: true})
+		}
+	}
+	if model != "" {
+		s.Volumes = append(s.Volumes, corev1.Volume{Name: ModelVolume, VolumeSource: corev1.VolumeSource{
+			Image: &corev1.ImageVolumeSource{Reference: model, PullPolicy: corev1.PullIfNotPresent},
+		}})
+	}
+}
+
+// modelVolume is the reference of the model's image volume in a pod spec,
+// empty when the model is in the image.
+func modelVolume(s corev1.PodSpec) string {
+	for _, v := range s.Volumes {
+		if v.Name == ModelVolume && v.Image != nil {
+			return v.Image.Reference
+		}
+	}
+	return ""
 }
 
 func resources(cfg Config) (corev1.ResourceRequirements, error) {

@@ -23,10 +23,11 @@ const ContainerName = "model"
 
 // restore puts rel, already verified, back onto the app's stable
 // Deployments. Each takes the pod template of its newest ReplicaSet that
-// ran rel.Image, as `kubectl rollout undo` does, or, when that ReplicaSet is
-// gone, its live template with only the image and modelci's version marks
-// changed: nothing of the history's recorded configuration reaches the
-// cluster. Replicas a canary held go back to stable. With cfg (the
+// ran rel.Image with rel.Model's image volume (or none, for a release
+// that carries its model), as `kubectl rollout undo` does, or, when that
+// ReplicaSet is gone, its live template with only the image, the model
+// volume and modelci's version marks changed: nothing of the history's
+// recorded configuration reaches the cluster. Replicas a canary held go back to stable. With cfg (the
 // deployer's own configuration: an automatic rollback), an autoscaler a
 // canary paused is applied again. It waits for the rollout and removes any
 // canary.
@@ -90,7 +91,7 @@ func (t *Target) restoreTemplate(ctx context.Context, d *appsv1.Deployment, rel 
 	bestRev := -1
 	for i := range list.Items {
 		rs := &list.Items[i]
-		if c := metav1.GetControllerOf(rs); c == nil || c.UID != d.UID || modelImage(rs.Spec.Template.Spec) != rel.Image {
+		if c := metav1.GetControllerOf(rs); c == nil || c.UID != d.UID || modelImage(rs.Spec.Template.Spec) != rel.Image || modelVolume(rs.Spec.Template.Spec) != rel.Model {
 			continue
 		}
 		if rev, err := strconv.Atoi(rs.Annotations[revisionAnnotation]); err == nil && rev > bestRev {
@@ -102,13 +103,14 @@ func (t *Target) restoreTemplate(ctx context.Context, d *appsv1.Deployment, rel 
 		delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
 		return tmpl, nil
 	}
-	t.logf("deployment %s: no replica set ran %s any more; restoring it onto the live pod template", d.Name, rel.Image)
+	t.logf("deployment %s: no replica set ran %s any more; restoring it onto the live pod template", d.Name, rel.describe())
 	tmpl := *d.Spec.Template.DeepCopy()
 	for i := range tmpl.Spec.Containers {
 		if tmpl.Spec.Containers[i].Name == ContainerName {
 			tmpl.Spec.Containers[i].Image = rel.Image
 		}
 	}
+	setModelVolume(&tmpl.Spec, rel.Model)
 	if tmpl.Labels == nil {
 		tmpl.Labels = map[string]string{}
 	}
@@ -150,6 +152,26 @@ func modelImage(s corev1.PodSpec) string {
 		}
 	}
 	return ""
+}
+
+// LiveModel is the ModelPack artifact the app's stable Deployments in ns
+// mount now (model_source: volume): what the environment serves. It is
+// empty when they mount none (the model is in their image, LiveImage) or
+// the app has no Deployment there; Deployments that disagree are an error.
+func (t *Target) LiveModel(ctx context.Context, ns, app string) (string, error) {
+	deps, err := t.appDeployments(ctx, ns, app, TrackStable)
+	if err != nil {
+		return "", err
+	}
+	model := ""
+	for i, d := range deps {
+		m := modelVolume(d.Spec.Template.Spec)
+		if i > 0 && m != model {
+			return "", fmt.Errorf("deployments of %s in %s mount different models (%q, %q)", app, ns, model, m)
+		}
+		model = m
+	}
+	return model, nil
 }
 
 // LiveImage is the image the app's stable Deployments in ns run now: what

@@ -12,8 +12,11 @@ import (
 // history is an index, never evidence.
 type Trust struct {
 	// Verifier checks the image's signature and gate attestation, as deploy
-	// does.
+	// does (a model_source volume release's ModelPack artifact's).
 	Verifier Verifier
+	// RuntimeVerifier checks the runtime image of a release that mounts
+	// its model (a signature).
+	RuntimeVerifier Verifier
 	// InsecureSkipVerify restores without verification, with a warning. A
 	// release deployed that way is restored only with it.
 	InsecureSkipVerify bool
@@ -28,19 +31,25 @@ type Trust struct {
 // gives, not the history's. Refusals wrap ErrNotVerified (and, but for the
 // verifier's own, ErrUntrusted); nothing is changed.
 func (tr Trust) check(ctx context.Context, log func(string, ...any), app, repo string, e Entry) (Release, error) {
-	rel := Release{Name: app, Version: e.Version, Image: e.Image, RunID: e.RunID, Who: e.Who}
+	rel := Release{Name: app, Version: e.Version, Image: e.Image, Model: e.Model, RunID: e.RunID, Who: e.Who}
 	refuse := func(format string, args ...any) (Release, error) {
-		return rel, fmt.Errorf("%s %s (%s): %w: %w: %s", app, e.Version, e.Image, ErrNotVerified, ErrUntrusted, fmt.Sprintf(format, args...))
+		return rel, fmt.Errorf("%s %s (%s): %w: %w: %s", app, e.Version, rel.describe(), ErrNotVerified, ErrUntrusted, fmt.Sprintf(format, args...))
 	}
-	r, err := oci.ParseRef(e.Image)
-	if err != nil || r.RequireRegistry() != nil || r.RequireDigest() != nil {
-		return refuse("the history names an image that is not HOST/REPO@sha256:…")
+	refs := []string{e.Image}
+	if e.Model != "" {
+		refs = append(refs, e.Model)
 	}
-	if repo != "" && r.Repository() != repo {
-		return refuse("the image is not in repository %s", repo)
+	for _, ref := range refs {
+		r, err := oci.ParseRef(ref)
+		if err != nil || r.RequireRegistry() != nil || r.RequireDigest() != nil {
+			return refuse("the history names %s, which is not HOST/REPO@sha256:…", ref)
+		}
+		if repo != "" && r.Repository() != repo {
+			return refuse("%s is not in repository %s", ref, repo)
+		}
 	}
 	if tr.InsecureSkipVerify {
-		log("WARNING: restoring %s %s (%s) WITHOUT verifying its signature or gate verdict (--insecure-skip-verify)", app, e.Version, e.Image)
+		log("WARNING: restoring %s %s (%s) WITHOUT verifying its signature or gate verdict (--insecure-skip-verify)", app, e.Version, rel.describe())
 		rel.Verdict = Unverified
 		return rel, nil
 	}
@@ -50,12 +59,8 @@ func (tr Trust) check(ctx context.Context, log func(string, ...any), app, repo s
 	if tr.Verifier == nil {
 		return rel, fmt.Errorf("restore %s %s: %w: pass a key or a certificate identity, or --insecure-skip-verify", app, e.Version, ErrNoVerifier)
 	}
-	v, err := tr.Verifier.Verify(ctx, e.Image)
-	if err != nil {
-		return rel, fmt.Errorf("%s %s (%s): %w: %w", app, e.Version, e.Image, ErrNotVerified, err)
-	}
-	if err := bindVerified(&rel, v); err != nil {
-		return rel, fmt.Errorf("%s %s (%s): %w: %w", app, e.Version, e.Image, ErrNotVerified, err)
+	if err := verifyRelease(ctx, &rel, tr.Verifier, tr.RuntimeVerifier); err != nil {
+		return rel, fmt.Errorf("%s %s: %w", app, e.Version, err)
 	}
 	return rel, nil
 }
