@@ -54,11 +54,12 @@ func checkChampionRef(ref, repo string) error {
 }
 
 // championBaseline is the baseline of gate.baseline.from: ENV: the release
-// ENV's cluster runs now (its live Deployment's image; the history is not
-// asked), an image by digest in ENV's repository, its signature and gate
-// attestation verified and signed as this model, and its signed metrics
-// artifact. When the champion was scored on another
-// test split than the candidate's, its model is taken out of its image and
+// ENV's cluster runs now (its live Deployment's image, or the ModelPack
+// artifact it mounts; the history is not asked), by digest in ENV's
+// repository, its signature and gate attestation verified and signed as
+// this model, and its signed metrics artifact. When the champion was
+// scored on another test split than the candidate's, its model is taken
+// out of its image (or the artifact's layers, the same blobs) and
 // re-scored on the candidate's test split with the spec's evaluator, so
 // that the paired comparison pairs the same rows. An environment with no
 // release yet has no champion: nil, with a warning.
@@ -72,8 +73,13 @@ func (r *run) championBaseline(ctx context.Context, candidate *modelgate.Metrics
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	// The champion is what the environment runs, not what its history says.
-	ref, err := t.LiveImage(ctx, env.Namespace, r.spec.Model.Name)
+	// The champion is what the environment runs, not what its history says:
+	// the ModelPack artifact its pods mount (model_source: volume), else
+	// their image.
+	ref, err := t.LiveModel(ctx, env.Namespace, r.spec.Model.Name)
+	if err == nil && ref == "" {
+		ref, err = t.LiveImage(ctx, env.Namespace, r.spec.Model.Name)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}

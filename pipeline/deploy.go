@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/modelci/modelci/stages/deploy"
 	"github.com/modelci/modelci/stages/sign"
@@ -22,6 +23,14 @@ func WithKubeconfig(path string) Option { return func(o *options) { o.kubeconfig
 func (r *run) deployStage(ctx context.Context, ref string) (string, error) {
 	cfg := r.spec.Deploy
 	rel := deploy.Release{Name: r.spec.Model.Name, Version: r.spec.Model.Version, Image: ref, RunID: r.rec.ID}
+	if cfg.Volume() {
+		// The runtime image, the ModelPack artifact mounted: both pushed.
+		p := r.rec.Outputs.Push
+		if p == nil || p.Runtime == "" || p.ModelPack == "" {
+			return "", fmt.Errorf("deploy.model_source volume: %w: the runtime image or the ModelPack artifact was not pushed", ErrNoModelPack)
+		}
+		rel.Image, rel.Model = p.Runtime, p.ModelPack
+	}
 	if !cfg.Enabled {
 		m, err := deploy.Render(cfg, rel, cfg.Namespace)
 		if err != nil {
@@ -39,9 +48,10 @@ func (r *run) deployStage(ctx context.Context, ref string) (string, error) {
 		return "", err
 	}
 	t.Log = r.o.log
+	model, runtime := verifiers(r.spec.VerifyPolicy(), r.o.signOptions()...)
 	rep, err := t.Deploy(ctx, deploy.Input{
 		Config: cfg, Release: rel,
-		Verifier: Verifier(r.spec.VerifyPolicy(), r.o.signOptions()...),
+		Verifier: model, RuntimeVerifier: runtime,
 	})
 	if rep != nil {
 		r.rec.Outputs.Deploy = &DeployOutput{Context: cfg.Context, Namespace: rep.Namespace, Result: rep.Result}
@@ -49,7 +59,11 @@ func (r *run) deployStage(ctx context.Context, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s to %s/%s (%s)", rep.Result, cfg.Context, rep.Namespace, cfg.Strategy), nil
+	line := fmt.Sprintf("%s to %s/%s (%s)", rep.Result, cfg.Context, rep.Namespace, cfg.Strategy)
+	if cfg.Volume() {
+		line += ", the model mounted from " + short(rel.Model[strings.LastIndex(rel.Model, "@")+1:])
+	}
+	return line, nil
 }
 
 // Verifier is stages/sign's verification under policy as deploy.Verifier

@@ -77,6 +77,12 @@ func TestRunDeploys(t *testing.T) {
 	if img := dep.Spec.Template.Spec.Containers[0].Image; img != res.Ref {
 		t.Fatalf("deployment image %s, want %s", img, res.Ref)
 	}
+	// model_source image (the default): the model is in the image, no volume.
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		if v.Name == deploy.ModelVolume || v.Image != nil {
+			t.Errorf("model_source image mounts the volume %s (image %+v)", v.Name, v.Image)
+		}
+	}
 	if dep.Status.AvailableReplicas != 2 {
 		t.Fatalf("available replicas %d, want 2", dep.Status.AvailableReplicas)
 	}

@@ -46,6 +46,10 @@ func Promote(ctx context.Context, s *spec.Spec, in PromoteInput) (*promote.Resul
 	if !s.Verify.Set() {
 		return nil, fmt.Errorf("%s: verify: %w: needs key or certificate_identity (promoted images are verified)", s.File, spec.ErrSpec)
 	}
+	if s.Deploy.Volume() {
+		// Promotion copies and attests the serving image only.
+		return nil, fmt.Errorf("%s: deploy.model_source: %w: promote does not carry a ModelPack artifact and its runtime image yet; promote with model_source: image", s.File, spec.ErrSpec)
+	}
 	if dst.Context == "" {
 		// Never whatever context is current: prod must not be a typo away.
 		return nil, fmt.Errorf("%s: environments.%s.context: %w: empty: name the kubeconfig context explicitly", s.File, dst.Name, spec.ErrSpec)

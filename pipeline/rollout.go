@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
@@ -40,14 +44,27 @@ type DeployInput struct {
 	Log io.Writer
 }
 
+// ErrNoModelPack means a model_source volume deploy was given a serving
+// image with no ModelPack artifact among its referrers, or an artifact
+// that names no runtime image.
+var ErrNoModelPack = errors.New("no ModelPack artifact")
+
 // Deploy verifies in.Ref and rolls it out to t, or with in.DryRun renders
-// its manifests.
+// its manifests. Under model_source volume in.Ref is the model's ModelPack
+// artifact or its serving image (whose ModelPack artifact is found among
+// its referrers): the release runs the runtime image the artifact names
+// and mounts the artifact.
 func Deploy(ctx context.Context, t *deploy.Target, in DeployInput) (*deploy.Report, error) {
 	if err := deploy.CheckImage(in.Ref); err != nil {
 		return nil, err
 	}
 	rel := in.Release
 	rel.Image = in.Ref
+	if in.Config.Volume() {
+		if err := volumeRelease(ctx, &rel, in.Access); err != nil {
+			return nil, err
+		}
+	}
 	if (rel.Name == "" || rel.Version == "") && (in.Policy == nil || in.DryRun != "") {
 		if err := annotatedRelease(ctx, &rel, in.Access); err != nil {
 			return nil, err
@@ -58,29 +75,104 @@ func Deploy(ctx context.Context, t *deploy.Target, in DeployInput) (*deploy.Repo
 	}
 	din := deploy.Input{Config: in.Config, Release: rel, Namespace: in.Namespace, CreateNamespace: in.CreateNamespace, InsecureSkipVerify: in.InsecureSkipVerify}
 	if in.Policy != nil {
-		p := *in.Policy
-		p.RequireGate = true
-		din.Verifier = Verifier(p, signOptions(in.Access, in.Log)...)
+		din.Verifier, din.RuntimeVerifier = verifiers(*in.Policy, signOptions(in.Access, in.Log)...)
 	}
 	return t.Deploy(ctx, din)
 }
 
-// annotatedRelease fills the release's name and version from the image's
-// annotations.
-func annotatedRelease(ctx context.Context, rel *deploy.Release, access oci.Access) error {
-	a, err := registry.Pull(ctx, rel.Image, registry.WithAccess(access))
+// verifiers are policy's verification of a model (its gate attestation
+// required) and of a runtime image (its signature).
+func verifiers(policy sign.VerifyPolicy, opts ...sign.Option) (model, runtime deploy.Verifier) {
+	m := policy
+	m.RequireGate = true
+	r := policy
+	r.RequireGate, r.RequireProvenance, r.AllowInconclusive, r.GatePolicyDigest = false, false, false, ""
+	return Verifier(m, opts...), Verifier(r, opts...)
+}
+
+// volumeRelease makes rel, named by a ModelPack artifact or a serving
+// image in rel.Image, the release of the artifact (rel.Model) run by the
+// runtime image it names (rel.Image), both by digest in its repository.
+func volumeRelease(ctx context.Context, rel *deploy.Release, access oci.Access) error {
+	r, err := access.ParseRef(rel.Image)
 	if err != nil {
-		return fmt.Errorf("reading %s for its model name and version (or pass --name and --version): %w", rel.Image, err)
+		return err
+	}
+	m, err := manifestOf(ctx, rel.Image, access)
+	if err != nil {
+		return err
+	}
+	model := rel.Image
+	if m.ArtifactType != image.ArtifactTypeModelPack {
+		// A serving image: its ModelPack artifact refers to it.
+		d := r.Name().Context().Digest(r.Digest().String())
+		idx, err := remote.Referrers(d, append(access.RemoteOptions(ctx), remote.WithFilter("artifactType", image.ArtifactTypeModelPack))...)
+		if err != nil {
+			return fmt.Errorf("referrers of %s: %w", rel.Image, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return fmt.Errorf("referrers of %s: %w", rel.Image, err)
+		}
+		var found []string
+		for _, desc := range im.Manifests {
+			if desc.ArtifactType == image.ArtifactTypeModelPack {
+				found = append(found, desc.Digest.String())
+			}
+		}
+		if len(found) != 1 {
+			return fmt.Errorf("model_source volume: %w: %s has %d ModelPack referrers (%v); deploy the artifact, HOST/REPO@sha256:… (run.json outputs.push.modelpack)", ErrNoModelPack, rel.Image, len(found), found)
+		}
+		model = r.Repository() + "@" + found[0]
+		if m, err = manifestOf(ctx, model, access); err != nil {
+			return err
+		}
+		if m.ArtifactType != image.ArtifactTypeModelPack || m.Subject == nil || m.Subject.Digest.String() != r.Digest().String() {
+			return fmt.Errorf("model_source volume: %w: the referrer %s of %s is not its ModelPack artifact", ErrNoModelPack, model, rel.Image)
+		}
+	}
+	runtime := m.Annotations[image.AnnotationRuntimeDigest]
+	if _, err := v1.NewHash(runtime); err != nil {
+		return fmt.Errorf("model_source volume: %w: the ModelPack artifact %s names no runtime image (%s)", ErrNoModelPack, model, image.AnnotationRuntimeDigest)
+	}
+	rel.Model, rel.Image = model, r.Repository()+"@"+runtime
+	return nil
+}
+
+// manifest is what a release reads of a manifest.
+type manifest struct {
+	ArtifactType string            `json:"artifactType"`
+	Subject      *v1.Descriptor    `json:"subject"`
+	Annotations  map[string]string `json:"annotations"`
+}
+
+func manifestOf(ctx context.Context, ref string, access oci.Access) (*manifest, error) {
+	a, err := registry.Pull(ctx, ref, registry.WithAccess(access))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", ref, err)
 	}
 	raw, err := a.RawManifest()
 	if err != nil {
-		return fmt.Errorf("manifest of %s: %w", rel.Image, err)
+		return nil, fmt.Errorf("manifest of %s: %w", ref, err)
 	}
-	var m struct {
-		Annotations map[string]string `json:"annotations"`
-	}
+	var m manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("manifest of %s: %w", rel.Image, err)
+		return nil, fmt.Errorf("manifest of %s: %w", ref, err)
+	}
+	return &m, nil
+}
+
+// annotatedRelease fills the release's name and version from the
+// annotations of the model's manifest: the image's, or the ModelPack
+// artifact's.
+func annotatedRelease(ctx context.Context, rel *deploy.Release, access oci.Access) error {
+	ref := rel.Image
+	if rel.Model != "" {
+		ref = rel.Model
+	}
+	m, err := manifestOf(ctx, ref, access)
+	if err != nil {
+		return fmt.Errorf("%w (or pass --name and --version)", err)
 	}
 	if rel.Name == "" {
 		rel.Name = m.Annotations[sign.AnnotationModelName]
@@ -89,7 +181,7 @@ func annotatedRelease(ctx context.Context, rel *deploy.Release, access oci.Acces
 		rel.Version = m.Annotations[sign.AnnotationModelVersion]
 	}
 	if rel.Name == "" || rel.Version == "" {
-		return fmt.Errorf("%w: %s has no model name and version annotations: pass --name and --version", ErrUnnamedRelease, rel.Image)
+		return fmt.Errorf("%w: %s has no model name and version annotations: pass --name and --version", ErrUnnamedRelease, ref)
 	}
 	return nil
 }
@@ -170,9 +262,7 @@ func Rollback(ctx context.Context, t *deploy.Target, in RollbackInput) (*deploy.
 func trust(policy *sign.VerifyPolicy, insecure bool, repository string, access oci.Access, log io.Writer) deploy.Trust {
 	tr := deploy.Trust{InsecureSkipVerify: insecure, Repository: repository}
 	if policy != nil {
-		p := *policy
-		p.RequireGate = true
-		tr.Verifier = Verifier(p, signOptions(access, log)...)
+		tr.Verifier, tr.RuntimeVerifier = verifiers(*policy, signOptions(access, log)...)
 	}
 	return tr
 }

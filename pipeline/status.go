@@ -23,12 +23,16 @@ type EnvStatusReport struct {
 
 // EnvStatusEntry is one environment's row: the release it serves and its health.
 type EnvStatusEntry struct {
-	Environment string     `json:"environment"`
-	Context     string     `json:"context,omitempty"`
-	Namespace   string     `json:"namespace"`
-	Version     string     `json:"version,omitempty"`
-	Image       string     `json:"image,omitempty"`
-	Digest      string     `json:"digest,omitempty"`
+	Environment string `json:"environment"`
+	Context     string `json:"context,omitempty"`
+	Namespace   string `json:"namespace"`
+	Version     string `json:"version,omitempty"`
+	Image       string `json:"image,omitempty"`
+	Digest      string `json:"digest,omitempty"`
+	// Model and ModelDigest name the ModelPack artifact the release mounts
+	// (model_source: volume); Image is then its runtime image.
+	Model       string     `json:"model,omitempty"`
+	ModelDigest string     `json:"model_digest,omitempty"`
 	Verdict     string     `json:"verdict,omitempty"`
 	Since       *time.Time `json:"since,omitempty"`
 	// Health is healthy, degraded (ready/wanted replicas), no release, or unknown (Error says why).
@@ -88,6 +92,9 @@ func envStatusRow(ctx context.Context, kubeconfig, kubeContext string, targets m
 		row.Version, row.Image, row.Verdict = c.Version, c.Image, c.Verdict
 		if r, err := oci.ParseRef(c.Image); err == nil && r.HasDigest() {
 			row.Digest = r.Digest().String()
+		}
+		if r, err := oci.ParseRef(c.Model); err == nil && c.Model != "" && r.HasDigest() {
+			row.Model, row.ModelDigest = c.Model, r.Digest().String()
 		}
 		since := c.Time
 		row.Since = &since
