@@ -148,8 +148,13 @@ Deployment behind the same Service stepped through --steps, with an analysis
 between steps. A release that fails is rolled back to the previous one on its
 own. The deploy: section of --spec FILE (modelci.yaml) configures replicas,
 resources, GPUs, services, autoscaling and analysis; flags override it.
+Under its deploy.model_source volume, REF is the model's ModelPack artifact or
+its serving image (whose ModelPack referrer is taken): the runtime image the
+artifact names runs with the artifact mounted at /model as an image volume,
+the artifact verified as the model and the runtime image's signature too.
 --dry-run DIR writes the manifests instead and needs no cluster.
-Prints the deployed reference; exit 0 rolled out, 3 verification refused,
+Prints the deployed reference (under deploy.model_source volume, the
+ModelPack artifact); exit 0 rolled out, 3 verification refused,
 1 failed (rolled back when there was a previous release), 2 usage.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -256,6 +261,9 @@ func showDeploy(w io.Writer, rep *deploy.Report) {
 		for _, f := range rep.Files {
 			fmt.Fprintln(w, f)
 		}
+	case rep.Current != nil && rep.Current.Model != "":
+		// A volume release is its model artifact (what deploy takes).
+		fmt.Fprintln(w, rep.Current.Model)
 	case rep.Current != nil:
 		fmt.Fprintln(w, rep.Current.Image)
 	}
@@ -299,7 +307,11 @@ since when, and health.`,
 
 func showStatus(w io.Writer, rep *deploy.Report) {
 	if c := rep.Current; c != nil {
-		fmt.Fprintf(w, "%s %s in %s: %s (%s, %s by %s at %s)\n", rep.Name, c.Version, rep.Namespace, c.Image, c.Verdict, c.Action, c.Who, c.Time.Format(time.RFC3339))
+		ref := c.Image
+		if c.Model != "" {
+			ref += " with model " + c.Model
+		}
+		fmt.Fprintf(w, "%s %s in %s: %s (%s, %s by %s at %s)\n", rep.Name, c.Version, rep.Namespace, ref, c.Verdict, c.Action, c.Who, c.Time.Format(time.RFC3339))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEPLOYMENT\tROLE\tTRACK\tVERSION\tREPLICAS\tUPDATED\tREADY\tAVAILABLE")
@@ -473,7 +485,13 @@ func envStatus(cmd *cobra.Command, cf *clusterOptions, app string) error {
 			if r.Since != nil {
 				since = r.Since.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Environment, envDash(r.Version), envDash(shortDigest(r.Digest)), envDash(r.Verdict), since, r.Health)
+			// The model's digest: a volume release's artifact, not the
+			// runtime image every release of it shares.
+			digest := r.Digest
+			if r.ModelDigest != "" {
+				digest = r.ModelDigest
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Environment, envDash(r.Version), envDash(shortDigest(digest)), envDash(r.Verdict), since, r.Health)
 		}
 		tw.Flush()
 	}
