@@ -184,3 +184,26 @@ func TestRunDeploysModelVolume(t *testing.T) {
 		t.Fatalf("after the canary: volume %+v; want %s", vol, p2.ModelPack)
 	}
 }
+
+// TestPromoteRefusesModelVolume: promotion copies and attests the serving
+// image only, so a spec whose releases mount their model is refused before
+// any cluster or registry is touched.
+func TestPromoteRefusesModelVolume(t *testing.T) {
+	_, pub, err := sign.GenerateKeys([]byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := project(t, func(s string) string {
+		return s + "verify: {key: cosign.pub}\ndeploy:\n  model_source: volume\n" +
+			"environments:\n  staging: {repository: registry.test/models/diabetes, context: staging}\n  prod: {repository: registry.test/models/diabetes, context: prod}\n"
+	})
+	os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644)
+	sp, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pipeline.Promote(context.Background(), sp, pipeline.PromoteInput{Name: "diabetes", Version: "1.0.0", From: "staging", To: "prod", Kubeconfig: filepath.Join(dir, "no-kubeconfig")})
+	if !errors.Is(err, spec.ErrSpec) || !strings.Contains(err.Error(), "model_source") {
+		t.Fatalf("promote under model_source volume: %v; want a spec error naming model_source", err)
+	}
+}
