@@ -111,52 +111,13 @@ func (s *scanner) key() ([]byte, bool) {
 	return nil, false
 }
 
-func digits(b []byte, i int) int {
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-// number reads a number in JSON's grammar, which is stricter than
-// strconv.ParseFloat's (no "inf", hex, '+' or bare '.').
+// number reads a number (parseNumber).
 func (s *scanner) number() (float64, bool) {
-	b, i := s.b, s.i
-	if i < len(b) && b[i] == '-' {
-		i++
+	v, end, _, ok := parseNumber(s.b, s.i)
+	if ok {
+		s.i = end
 	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		i = digits(b, i+1)
-	default:
-		return 0, false
-	}
-	if i < len(b) && b[i] == '.' {
-		j := digits(b, i+1)
-		if j == i+1 {
-			return 0, false
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		j := digits(b, i)
-		if j == i {
-			return 0, false
-		}
-		i = j
-	}
-	v, err := strconv.ParseFloat(string(b[s.i:i]), 64)
-	if err != nil {
-		return 0, false // out of range: encoding/json words the error
-	}
-	s.i = i
-	return v, true
+	return v, ok
 }
 
 // row reads numbers up to and including ']' (the '[' already read) and

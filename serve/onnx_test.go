@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,8 +68,7 @@ func TestServeONNX(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := httptest.NewServer(s)
-			defer srv.Close()
+			srv := struct{ URL string }{serveHTTP(t, s)}
 			want := fx.Models[name].Output
 			body, _ := json.Marshal(map[string]any{"instances": fx.Input})
 			got := postPredictions(t, srv.URL+"/predict", body, http.StatusOK)
