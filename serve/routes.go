@@ -102,7 +102,7 @@ func parseRoute(path []byte) (route, target) {
 		if name, ok := bytes.CutSuffix(rest, []byte(":predict")); ok && len(name) > 0 {
 			return routeV1Predict, target{name: name}
 		}
-		if len(rest) > 0 && bytes.IndexByte(rest, '/') < 0 {
+		if len(rest) > 0 && bytes.IndexAny(rest, "/:") < 0 {
 			return routeV1Model, target{name: rest}
 		}
 	}

@@ -122,7 +122,7 @@ func (sc *v2Scratch) assemble(sig *v2Sig, x []float64, text []string) (request, 
 	if len(sc.inputs) == 0 {
 		return r, errors.New("no inputs")
 	}
-	matrixHint := fmt.Sprintf("%q of shape [-1, %d]", sig.input, p)
+	matrixHint := func() string { return fmt.Sprintf("%q of shape [-1, %d]", sig.input, p) }
 	if in := sc.inputs[0]; len(sc.inputs) == 1 && string(in.name) == sig.input && (in.rank == 2 || featureIndex(sig.features, in.name) < 0) {
 		shape := sc.shape(in)
 		if in.rank != 2 || shape[1] != p {
@@ -149,7 +149,7 @@ func (sc *v2Scratch) assemble(sig *v2Sig, x []float64, text []string) (request, 
 	for _, in := range sc.inputs {
 		j := featureIndex(sig.features, in.name)
 		if j < 0 {
-			return r, fmt.Errorf("unknown input %q: the model takes %s, or one input of shape [-1] per feature (%s)", in.name, matrixHint, listFeatures(sig.features))
+			return r, fmt.Errorf("unknown input %q: the model takes %s, or one input of shape [-1] per feature (%s)", in.name, matrixHint(), listFeatures(sig.features))
 		}
 		if seen[j] {
 			return r, fmt.Errorf("input %q given twice", in.name)
@@ -170,7 +170,7 @@ func (sc *v2Scratch) assemble(sig *v2Sig, x []float64, text []string) (request, 
 	}
 	for j, ok := range seen {
 		if !ok {
-			return r, fmt.Errorf("missing input %q: give one input per feature, or %s", sig.features[j], matrixHint)
+			return r, fmt.Errorf("missing input %q: give one input per feature, or %s", sig.features[j], matrixHint())
 		}
 	}
 	r.rows = rows
@@ -364,8 +364,13 @@ func (s *scanner) v2Input(sc *v2Scratch) bool {
 				return false
 			}
 			haveType = true
-			switch dtype = string(v[1 : len(v)-1]); dtype {
-			case dtFP64, dtFP32, dtINT64:
+			switch string(v[1 : len(v)-1]) {
+			case dtFP64:
+				dtype = dtFP64
+			case dtFP32:
+				dtype = dtFP32
+			case dtINT64:
+				dtype = dtINT64
 			default:
 				return false
 			}
