@@ -103,7 +103,7 @@ func TestParseNumber(t *testing.T) {
 			continue
 		}
 		lits = append(lits, strconv.FormatFloat(v, 'g', -1, 64), strconv.FormatFloat(v, 'e', rng.IntN(20), 64))
-		w := math.Round(rng.NormFloat64()*math.Pow(10, float64(rng.IntN(8))))/math.Pow(10, float64(rng.IntN(8)))
+		w := math.Round(rng.NormFloat64()*math.Pow(10, float64(rng.IntN(8)))) / math.Pow(10, float64(rng.IntN(8)))
 		lits = append(lits, strconv.FormatFloat(w, 'f', -1, 64), strconv.FormatFloat(w, 'f', rng.IntN(12), 64))
 	}
 	for _, lit := range lits {
