@@ -1,8 +1,9 @@
 // Package serve is the model server baked into every built-in image: a
 // prediction endpoint, a preprocessing endpoint (what the model does to a
 // raw row before its weights: imputation and one-hot encoding for a
-// linear/v2 model, then the standardisation stored with the model), health
-// probes and Prometheus metrics.
+// linear/v2 model, then the standardisation stored with the model), the
+// Open Inference Protocol (KServe V2), KServe V1 and MLflow scoring routes,
+// health probes and Prometheus metrics (docs/serving.md).
 //
 // A linear/v1 model takes rows of numbers. A linear/v2 model takes raw
 // cells: a number, a string (read as a CSV cell: a number when it reads as
