@@ -384,49 +384,25 @@ func (s *scanner) v2Input(sc *v2Scratch) bool {
 			if s.peek() == '[' {
 				depth = 2
 			}
+			if depth == 1 {
+				var ok bool
+				if sc.data, outer, ok = s.numbers(sc.data, &allInt); !ok {
+					return false
+				}
+				break
+			}
 			for {
 				s.ws()
-				if depth == 2 {
-					if !s.eat('[') {
-						return false
-					}
-					n := 0
-					for {
-						s.ws()
-						start := s.i
-						v, end, integer, ok := parseNumber(s.b, s.i)
-						if !ok {
-							return false
-						}
-						s.i = end
-						allInt = allInt && integer && end-start < 19
-						sc.data = append(sc.data, v)
-						n++
-						s.ws()
-						if s.eat(',') {
-							continue
-						}
-						if !s.eat(']') {
-							return false
-						}
-						break
-					}
-					if outer > 0 && n != inner {
-						return false
-					}
-					inner = n
-					outer++
-				} else {
-					start := s.i
-					v, end, integer, ok := parseNumber(s.b, s.i)
-					if !ok {
-						return false
-					}
-					s.i = end
-					allInt = allInt && integer && end-start < 19
-					sc.data = append(sc.data, v)
-					outer++
+				if !s.eat('[') {
+					return false
 				}
+				var n int
+				var ok bool
+				if sc.data, n, ok = s.numbers(sc.data, &allInt); !ok || outer > 0 && n != inner {
+					return false
+				}
+				inner = n
+				outer++
 				s.ws()
 				if s.eat(',') {
 					continue

@@ -121,6 +121,14 @@ func TestParseNumber(t *testing.T) {
 		if integer != (strconv.QuoteToASCII(lit) == strconv.Quote(lit) && !containsAny(lit, ".eE")) {
 			t.Errorf("parseNumber(%q): integer %v", lit, integer)
 		}
+		// The scanner's own path for the common numbers agrees too.
+		s := scanner{b: []byte(lit + " , " + lit + "]")}
+		allInt := true
+		x, n, ok := s.numbers(nil, &allInt)
+		if !ok || n != 2 || math.Float64bits(x[0]) != math.Float64bits(want) || math.Float64bits(x[1]) != math.Float64bits(want) ||
+			allInt != (integer && len(lit) <= 18) {
+			t.Fatalf("numbers(%q) = %v, %d, %v, allInt %v; strconv %v", lit, x, n, ok, allInt, want)
+		}
 	}
 	for _, bad := range []string{"", "-", "+1", ".5", "5.", "1e", "1e+", "-x", "Infinity", "NaN", "1e400", "-1e400"} {
 		if _, _, _, ok := parseNumber([]byte(bad), 0); ok {
