@@ -27,9 +27,9 @@ release() {
 
 cd "$root"
 go build -o "$work/modelci" ./cmd/modelci
-"$work/modelci" run -C examples/linreg --output "$work/out" >/dev/null 2>&1 # warms the runtime cache
+"$work/modelci" run -C examples/linreg --output-dir "$work/out" >/dev/null 2>&1 # warms the runtime cache
 t0=$(now)
-"$work/modelci" run -C examples/linreg --output "$work/out" >"$work/local-ref" 2>/dev/null
+"$work/modelci" run -C examples/linreg --output-dir "$work/out" >"$work/local-ref" 2>/dev/null
 local_s=$(elapsed "$t0" "$(now)")
 
 cold_s=-

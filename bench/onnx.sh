@@ -10,6 +10,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export PATH=/usr/bin:$PATH # Debian's python3, with torch
-(cd "$root" && go run ./cmd/modelci run -C examples/pytorch --spec mlp.yaml --output "$work/out" >/dev/null)
+(cd "$root" && go run ./cmd/modelci run -C examples/pytorch --spec mlp.yaml --output-dir "$work/out" >/dev/null)
 run=$(ls -d "$work"/out/runs/*/ | tail -1)
 MODEL_DIR=${run}model exec "$root/bench/serve.sh"

@@ -97,6 +97,13 @@ func (m *Modelci) runtime(ctx context.Context) (*dagger.File, error) {
 	return m.goBuild(ctx, "./cmd/modelci-serve")
 }
 
+// RuntimeBin returns the image's server the module builds images with:
+// the one passed to the module, else the one it builds from modelciSource.
+// A caller can check it against its own build of the same source.
+func (m *Modelci) RuntimeBin(ctx context.Context) (*dagger.File, error) {
+	return m.runtime(ctx)
+}
+
 // ModelciBin returns the modelci binary the steps run: the one passed to
 // the module, else the one it builds from modelciSource. A caller can
 // check it against its own build of the same source.

@@ -853,6 +853,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				}
 			}
 			return (*Modelci).Release(&parent, ctx, source, spec, gpu, baseline, address, registry, username, password, key, keyPassword, oidcToken, kubeconfig, kubeContext, namespace, publicKey, apiServer, created, sourceUri, sourceRevision)
+		case "RuntimeBin":
+			var parent Modelci
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			return (*Modelci).RuntimeBin(&parent, ctx)
 		case "Sign":
 			var parent Modelci
 			err = json.Unmarshal(parentJSON, &parent)

@@ -894,7 +894,8 @@ func (m *Modelci) Promote(
 	if err != nil {
 		return "", err
 	}
-	return withSchema(out, promoteSchema)
+	// The module's document, whatever modelci's promote names its own.
+	return withSchema(out, promoteSchema, true)
 }
 
 // promoteSchema versions Promote's JSON document.
@@ -902,13 +903,14 @@ const promoteSchema = "modelci.dev/dagger-promote/v1"
 
 // withSchema adds a schema key to a JSON object, so that every document
 // the module returns says what it is; the keys are modelci's own
-// snake_case ones.
-func withSchema(doc, schema string) (string, error) {
+// snake_case ones. A document that names its schema keeps it unless
+// replace.
+func withSchema(doc, schema string, replace bool) (string, error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(doc), &obj); err != nil {
 		return "", fmt.Errorf("modelci's JSON result: %w", err)
 	}
-	if _, ok := obj["schema"]; ok {
+	if _, ok := obj["schema"]; ok && !replace {
 		return doc, nil // modelci names its document itself
 	}
 	s, err := json.Marshal(schema)

@@ -77,8 +77,8 @@ var (
 // binary is modelci (cmd/modelci) built from this source for the module's
 // steps, with the flags the module builds it with, once per test binary
 // (Go's build cache makes later builds quick): the engine then compiles
-// nothing but the module. TestModelciBinary checks that the module's own
-// build gives the same bytes.
+// nothing but the module. The module's own build of it uses the builder
+// and flags that TestRuntimeBinary checks against the host's bytes.
 func binary(t *testing.T) string {
 	t.Helper()
 	cliOnce.Do(func() {
@@ -242,13 +242,13 @@ func TestFunctions(t *testing.T) {
 		{"gate json", []string{"gate", "--metrics", metricsPath, "--spec", linregSpec, "json"},
 			func(t *testing.T, out string) {
 				checkDocument(t, out, modelgate.ReportSchema)
-				// ci.yml's gate step reads these with jq.
-				reads := workflowReads(t, "ci.yml", `"$out/gate.json"`, out)
+				// The reusable workflow's gate step reads these with jq.
+				reads := workflowReads(t, "modelci.yml", `"$out/gate.json"`, out)
 				if reads[".verdict"] != string(local.Verdict) {
-					t.Errorf("ci.yml reads verdict %q, want %q", reads[".verdict"], local.Verdict)
+					t.Errorf("modelci.yml reads verdict %q, want %q", reads[".verdict"], local.Verdict)
 				}
 				if reads[".on_inconclusive"] != local.Report.OnInconclusive {
-					t.Errorf("ci.yml reads on_inconclusive %q, want %q", reads[".on_inconclusive"], local.Report.OnInconclusive)
+					t.Errorf("modelci.yml reads on_inconclusive %q, want %q", reads[".on_inconclusive"], local.Report.OnInconclusive)
 				}
 			}},
 		{"build", []string{"build", "--spec", linregSpec, "file", "--path", "/model/model.json", "contents"},
@@ -281,24 +281,27 @@ func TestFunctions(t *testing.T) {
 	}
 }
 
-// TestModelciBinary: without --modelci-binary the module builds modelci in
-// the engine, and the bytes equal the host's build of the same source with
-// the same toolchain and flags, so a user with no prebuilt binary gets the
-// same steps and the same image digests.
-func TestModelciBinary(t *testing.T) {
+// TestRuntimeBinary: without --modelci-runtime the module builds the
+// image's server in the engine, with the builder it builds every binary
+// with (modelci too, without --modelci-binary), and the bytes equal the
+// host's build of the same source with the same toolchain and flags, so a
+// user with no prebuilt binaries gets the same image digests. (The server,
+// not the whole CLI: the same builder and flags at a seventh of the size,
+// so that a warm run after a change stays short.)
+func TestRuntimeBinary(t *testing.T) {
 	daggerCLI(t)
-	out := filepath.Join(t.TempDir(), "modelci")
-	dagger(t, "call", "modelci-bin", "export", "--path", out)
+	out := filepath.Join(t.TempDir(), "modelci-serve")
+	dagger(t, "call", "runtime-bin", "export", "--path", out)
 	got, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := os.ReadFile(binary(t))
+	want, err := os.ReadFile(runtimeBinary(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sha256.Sum256(got) != sha256.Sum256(want) {
-		t.Errorf("the module's modelci (%d bytes) differs from the host's build (%d bytes)", len(got), len(want))
+		t.Errorf("the module's modelci-serve (%d bytes) differs from the host's build (%d bytes)", len(got), len(want))
 	}
 }
 
@@ -366,17 +369,18 @@ func TestRelease(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rel); err != nil {
 		t.Fatalf("release output %q: %v", out, err)
 	}
-	// release.yml reads the result with jq, which is case-sensitive: its
-	// own filters, run on the module's document, read what Go decoded.
+	// The reusable workflow's release job reads the result with jq, which
+	// is case-sensitive: its own filters, run on the module's document,
+	// read what Go decoded.
 	checkDocument(t, out, "modelci.dev/dagger-release/v1")
-	reads := workflowReads(t, "release.yml", `"$r"`, out)
+	reads := workflowReads(t, "modelci.yml", `"$r"`, out)
 	for key, want := range map[string]string{
 		".summary": rel.Summary, "verdict": rel.Verdict, ".verdict": rel.Verdict,
 		"version": rel.Version, "digest": rel.Digest, "ref": rel.Ref, ".ref": rel.Ref,
 		"signature": rel.Signature, ".exit_code": fmt.Sprint(rel.ExitCode),
 	} {
 		if got, ok := reads[key]; !ok || got != want {
-			t.Errorf("release.yml's jq reads %s as %q (read: %v), want %q", key, got, ok, want)
+			t.Errorf("modelci.yml's jq reads %s as %q (read: %v), want %q", key, got, ok, want)
 		}
 	}
 
@@ -451,8 +455,8 @@ environments:
 		}
 		want := prod + "@" + rel.Digest
 		checkDocument(t, out, "modelci.dev/dagger-promote/v1")
-		if got := workflowReads(t, "promote.yml", `"$RUNNER_TEMP/promote.json"`, out)[".image"]; got != want {
-			t.Errorf("promote.yml's jq reads image %q, want %s", got, want)
+		if got := workflowReads(t, "modelci.yml", `"$RUNNER_TEMP/promote.json"`, out)[".image"]; got != want {
+			t.Errorf("modelci.yml's jq reads image %q, want %s", got, want)
 		}
 		if res.Digest != rel.Digest || res.Image != want || res.Source != rel.Ref {
 			t.Errorf("promoted %s (%s) from %s, want %s from %s", res.Image, res.Digest, res.Source, want, rel.Ref)

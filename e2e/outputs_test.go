@@ -207,9 +207,11 @@ func TestWorkflowFilters(t *testing.T) {
 		workflow, file string
 		want           []string
 	}{
-		{"release.yml", `"$r"`, []string{".summary", "verdict", "version", "digest", "ref", "signature", ".verdict", ".exit_code", ".ref"}},
-		{"promote.yml", `"$RUNNER_TEMP/promote.json"`, []string{".image"}},
-		{"ci.yml", `"$out/gate.json"`, []string{".verdict", ".on_inconclusive"}},
+		// The reusable workflow's release, promote and gate jobs (ci.yml,
+		// release.yml and promote.yml call it).
+		{"modelci.yml", `"$r"`, []string{".summary", "verdict", "version", "digest", "ref", "signature", ".verdict", ".exit_code", ".ref"}},
+		{"modelci.yml", `"$RUNNER_TEMP/promote.json"`, []string{".image"}},
+		{"modelci.yml", `"$out/gate.json"`, []string{".verdict", ".on_inconclusive"}},
 	}
 	for _, tt := range tests {
 		var got []string

@@ -128,18 +128,18 @@ func errorRateCheck(p CanaryPolicy, d CanaryData) (Check, error) {
 	}
 	worse := tp.Statistic > 0 && tp.PValue < 1-p.Confidence
 	if p.MaxErrorRate > 0 {
-		ch.Description = fmt.Sprintf("canary error rate ≤ %s", fmtNum(p.MaxErrorRate))
+		ch.Description = fmt.Sprintf("canary error rate ≤ %s", FormatNumber(p.MaxErrorRate))
 		ch.Threshold = num(p.MaxErrorRate)
 		ch.Verdict = decide(iv.Lower, iv.Upper, p.MaxErrorRate)
-		ch.Reason = intervalReason(ch.Verdict, iv, fmtNum(p.MaxErrorRate), Minimize, "the maximum error rate")
+		ch.Reason = intervalReason(ch.Verdict, iv, FormatNumber(p.MaxErrorRate), Minimize, "the maximum error rate")
 	} else {
-		ch.Verdict, ch.Reason = Pass, fmt.Sprintf("canary %s is not significantly above stable %s", fmtNum(iv.Estimate), fmtNum(stableRate))
+		ch.Verdict, ch.Reason = Pass, fmt.Sprintf("canary %s is not significantly above stable %s", FormatNumber(iv.Estimate), FormatNumber(stableRate))
 		if worse {
 			ch.Verdict = Fail
 		}
 	}
 	if worse {
-		note := fmt.Sprintf("canary error rate %s is significantly above stable %s (p=%.3g)", fmtNum(iv.Estimate), fmtNum(stableRate), tp.PValue)
+		note := fmt.Sprintf("canary error rate %s is significantly above stable %s (p=%s)", FormatNumber(iv.Estimate), FormatNumber(stableRate), FormatNumber(tp.PValue))
 		if ch.Verdict == Pass {
 			ch.Verdict = Inconclusive
 		}
@@ -160,7 +160,7 @@ func latencyCheck(p CanaryPolicy, d CanaryData) (Check, error) {
 	limit := p.MaxLatencyP99Ms
 	c := Check{
 		Name:        CheckLatencyP99,
-		Description: fmt.Sprintf("canary p99 latency ≤ %s ms", fmtNum(limit)),
+		Description: fmt.Sprintf("canary p99 latency ≤ %s ms", FormatNumber(limit)),
 		Method:      "histogram",
 		N:           int(q.Count),
 		Estimate:    num(q.Value * ms),
@@ -174,14 +174,14 @@ func latencyCheck(p CanaryPolicy, d CanaryData) (Check, error) {
 		}
 	}
 	c.Verdict = decide(q.Lower*ms, q.Upper*ms, limit)
-	bucket := fmt.Sprintf("p99 ≈ %s ms, in the bucket (%s, %s] ms", fmtNum(q.Value*ms), fmtNum(q.Lower*ms), fmtNum(q.Upper*ms))
+	bucket := fmt.Sprintf("p99 ≈ %s ms, in the bucket (%s, %s] ms", FormatNumber(q.Value*ms), FormatNumber(q.Lower*ms), FormatNumber(q.Upper*ms))
 	switch c.Verdict {
 	case Pass:
-		c.Reason = bucket + " ≤ " + fmtNum(limit) + " ms"
+		c.Reason = bucket + " ≤ " + FormatNumber(limit) + " ms"
 	case Fail:
-		c.Reason = bucket + " > " + fmtNum(limit) + " ms"
+		c.Reason = bucket + " > " + FormatNumber(limit) + " ms"
 	default:
-		c.Reason = bucket + ", which contains " + fmtNum(limit) + " ms"
+		c.Reason = bucket + ", which contains " + FormatNumber(limit) + " ms"
 	}
 	if len(d.Canary.Samples) > 0 && len(d.Stable.Samples) > 0 {
 		mw, err := MannWhitney(d.Canary.Samples, d.Stable.Samples)
@@ -191,7 +191,7 @@ func latencyCheck(p CanaryPolicy, d CanaryData) (Check, error) {
 		c.Tests = []TestResult{mw}
 		half := float64(len(d.Canary.Samples)) * float64(len(d.Stable.Samples)) / 2
 		if mw.Statistic > half && mw.PValue < 1-p.Confidence {
-			c.Reason += fmt.Sprintf("; canary latencies are significantly above stable's (Mann–Whitney p=%.3g)", mw.PValue)
+			c.Reason += fmt.Sprintf("; canary latencies are significantly above stable's (Mann–Whitney p=%s)", FormatNumber(mw.PValue))
 			if c.Verdict == Pass {
 				c.Verdict = Inconclusive
 			}

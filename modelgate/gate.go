@@ -236,7 +236,7 @@ func thresholdCheck(p Policy, x []float64) (Check, error) {
 	t := *p.Threshold
 	c := Check{
 		Name:        CheckThreshold,
-		Description: fmt.Sprintf("mean eval %s %s %s", p.Metric, goodSide(p.Direction), fmtNum(t)),
+		Description: fmt.Sprintf("mean eval %s %s %s", p.Metric, goodSide(p.Direction), FormatNumber(t)),
 		Method:      p.Method,
 		N:           len(x),
 		Confidence:  p.Confidence,
@@ -259,7 +259,7 @@ func thresholdCheck(p Policy, x []float64) (Check, error) {
 		lo, hi = hi, lo
 	}
 	c.Verdict = decide(lo, hi, s*t)
-	c.Reason = intervalReason(c.Verdict, iv, fmtNum(t), p.Direction, "the threshold")
+	c.Reason = intervalReason(c.Verdict, iv, FormatNumber(t), p.Direction, "the threshold")
 	return c, nil
 }
 
@@ -274,7 +274,7 @@ func goodSide(direction string) string {
 // the formatted limit with any explanation.
 func intervalReason(v Verdict, iv Interval, limit string, direction, what string) string {
 	pct := strconv.FormatFloat(iv.Confidence*100, 'g', -1, 64) + "%"
-	span := fmt.Sprintf("%s %s interval [%s, %s]", pct, iv.Method, fmtNum(iv.Lower), fmtNum(iv.Upper))
+	span := fmt.Sprintf("%s %s interval [%s, %s]", pct, iv.Method, FormatNumber(iv.Lower), FormatNumber(iv.Upper))
 	good, bad := "below", "above"
 	if direction == Maximize {
 		good, bad = bad, good
@@ -300,13 +300,13 @@ func baselineCheck(p Policy, cand, base []float64) (Check, error) {
 		// regression is allowed (never a division by zero).
 		allowed = p.maxRegression() * math.Abs(baseMean)
 	}
-	limit := fmtNum(allowed)
+	limit := FormatNumber(allowed)
 	if p.relative() {
-		limit += fmt.Sprintf(" (%s × |champion mean %s|)", fmtNum(p.maxRegression()), fmtNum(baseMean))
+		limit += fmt.Sprintf(" (%s × |champion mean %s|)", FormatNumber(p.maxRegression()), FormatNumber(baseMean))
 	}
 	c := Check{
 		Name:        CheckBaseline,
-		Description: fmt.Sprintf("paired regression of eval %s against the champion ≤ %s", p.Metric, fmtNum(allowed)),
+		Description: fmt.Sprintf("paired regression of eval %s against the champion ≤ %s", p.Metric, FormatNumber(allowed)),
 		Method:      p.Method,
 		N:           len(cand),
 		Confidence:  p.Confidence,
@@ -361,7 +361,7 @@ func healthChecks(p Policy, m *Metrics) []Check {
 	limit := minL + (k-1)*math.Abs(minL) // k × min for a positive minimum
 	div := Check{
 		Name:        CheckDivergence,
-		Description: fmt.Sprintf("final training loss ≤ %s × the minimum training loss", fmtNum(k)),
+		Description: fmt.Sprintf("final training loss ≤ %s × the minimum training loss", FormatNumber(k)),
 		Estimate:    num(final),
 		Threshold:   num(limit),
 		Reference:   num(minL),
@@ -370,15 +370,15 @@ func healthChecks(p Policy, m *Metrics) []Check {
 	case bad != "":
 		div.Verdict, div.Reason = Fail, "training losses are not all finite"
 	case final <= limit:
-		div.Verdict, div.Reason = Pass, fmt.Sprintf("final training loss %s ≤ %s (minimum %s)", fmtNum(final), fmtNum(limit), fmtNum(minL))
+		div.Verdict, div.Reason = Pass, fmt.Sprintf("final training loss %s ≤ %s (minimum %s)", FormatNumber(final), FormatNumber(limit), FormatNumber(minL))
 	default:
-		div.Verdict, div.Reason = Fail, fmt.Sprintf("training diverged: final loss %s > %s (minimum %s)", fmtNum(final), fmtNum(limit), fmtNum(minL))
+		div.Verdict, div.Reason = Fail, fmt.Sprintf("training diverged: final loss %s > %s (minimum %s)", FormatNumber(final), FormatNumber(limit), FormatNumber(minL))
 	}
 
 	g := p.maxGap()
 	gap := Check{
 		Name:        CheckGap,
-		Description: fmt.Sprintf("generalisation gap (eval − final train)/|final train| ≤ %s", fmtNum(g)),
+		Description: fmt.Sprintf("generalisation gap (eval − final train)/|final train| ≤ %s", FormatNumber(g)),
 		Threshold:   num(g),
 		Reference:   num(final),
 	}
@@ -393,7 +393,7 @@ func healthChecks(p Policy, m *Metrics) []Check {
 			gap.Verdict, gap.Reason = Pass, "final training loss and eval loss are both ≤ 0"
 		} else {
 			gap.Estimate = nil
-			gap.Verdict, gap.Reason = Fail, fmt.Sprintf("final training loss is 0 and eval loss is %s", fmtNum(eval))
+			gap.Verdict, gap.Reason = Fail, fmt.Sprintf("final training loss is 0 and eval loss is %s", FormatNumber(eval))
 		}
 	default:
 		rel := (eval - final) / math.Abs(final)
@@ -403,7 +403,7 @@ func healthChecks(p Policy, m *Metrics) []Check {
 		} else {
 			gap.Verdict = Fail
 		}
-		gap.Reason = fmt.Sprintf("eval loss %s, final training loss %s: gap %s %s %s", fmtNum(eval), fmtNum(final), fmtNum(rel), map[Verdict]string{Pass: "≤", Fail: ">"}[gap.Verdict], fmtNum(g))
+		gap.Reason = fmt.Sprintf("eval loss %s, final training loss %s: gap %s %s %s", FormatNumber(eval), FormatNumber(final), FormatNumber(rel), map[Verdict]string{Pass: "≤", Fail: ">"}[gap.Verdict], FormatNumber(g))
 	}
 	return []Check{finiteC, div, gap}
 }
@@ -448,17 +448,12 @@ func num(v float64) *float64 {
 	return &v
 }
 
-// fmtNum writes a number with six significant digits.
-func fmtNum(v float64) string {
-	return strconv.FormatFloat(v, 'g', 6, 64)
-}
-
 // Summary is the report in one line, for progress output.
 func (r *Report) Summary() string {
 	parts := make([]string, 0, len(r.Checks))
 	for _, c := range r.Checks {
 		if c.Name == CheckThreshold && c.Estimate != nil && c.Threshold != nil {
-			parts = append(parts, fmt.Sprintf("mean %s %s, interval %s vs %s: %s", r.Metric, fmtNum(*c.Estimate), intervalText(c), fmtNum(*c.Threshold), c.Verdict))
+			parts = append(parts, fmt.Sprintf("mean %s %s, interval %s vs %s: %s", r.Metric, FormatNumber(*c.Estimate), intervalText(c), FormatNumber(*c.Threshold), c.Verdict))
 			continue
 		}
 		if c.Verdict != Pass || c.Name == CheckBaseline {

@@ -374,40 +374,6 @@ func TestReportGolden(t *testing.T) {
 	}
 }
 
-func TestPlotLoss(t *testing.T) {
-	m := diabetes(t)
-	r, err := modelgate.Evaluate(policy(5000), m, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	png, err := modelgate.PlotLoss(m, r, "png")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
-		t.Errorf("png starts with %q", png[:8])
-	}
-	svg, err := modelgate.PlotLoss(m, r, "svg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("threshold 5000")) {
-		t.Errorf("svg lacks the plot or the threshold's legend")
-	}
-	again, err := modelgate.PlotLoss(m, r, "svg")
-	if err != nil || !bytes.Equal(again, svg) {
-		t.Errorf("the same plot twice differs (%v)", err)
-	}
-	if _, err := modelgate.PlotLoss(m, r, "pdf"); !errors.Is(err, modelgate.ErrPlotFormat) {
-		t.Errorf("pdf: %v, want ErrPlotFormat", err)
-	}
-	empty := *m
-	empty.Train.Loss = nil
-	if _, err := modelgate.PlotLoss(&empty, r, "png"); !errors.Is(err, modelgate.ErrEmptyTrainLoss) {
-		t.Errorf("no train loss: %v, want ErrEmptyTrainLoss", err)
-	}
-}
-
 // TestPolicyDigest: defaults written out or left out give one digest, the
 // champion's local metrics path is not part of it, and any setting is.
 func TestPolicyDigest(t *testing.T) {

@@ -63,7 +63,7 @@ func intervalText(c Check) string {
 	if c.Lower == nil || c.Upper == nil {
 		return "—"
 	}
-	s := fmt.Sprintf("[%s, %s]", fmtNum(*c.Lower), fmtNum(*c.Upper))
+	s := fmt.Sprintf("[%s, %s]", FormatNumber(*c.Lower), FormatNumber(*c.Upper))
 	if c.Confidence > 0 {
 		s += fmt.Sprintf(" (%s%% %s)", strconv.FormatFloat(c.Confidence*100, 'g', -1, 64), c.Method)
 	}
@@ -76,7 +76,7 @@ func testsText(ts []TestResult) string {
 	}
 	parts := make([]string, len(ts))
 	for i, t := range ts {
-		parts[i] = fmt.Sprintf("%s p=%s", t.Name, strconv.FormatFloat(t.PValue, 'g', 4, 64))
+		parts[i] = fmt.Sprintf("%s p=%s", t.Name, FormatNumber(t.PValue))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -85,7 +85,7 @@ func fmtPtr(v *float64) string {
 	if v == nil {
 		return "—"
 	}
-	return fmtNum(*v)
+	return FormatNumber(*v)
 }
 
 func orDefault(s, def string) string {

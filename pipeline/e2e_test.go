@@ -101,9 +101,20 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The run record and reports.
-	for _, f := range []string{"run.json", "metrics.json", "gate.json", "gate.md", "loss.svg", "loss.png", "model/model.json"} {
+	for _, f := range []string{"run.json", "metrics.json", "gate.json", "gate.md", "loss.svg", "loss.png", "losses.svg", "losses.png", "predictions.svg", "predictions.png", "model/model.json"} {
 		if _, err := os.Stat(filepath.Join(res.RunDir, f)); err != nil {
 			t.Errorf("run output %s: %v", f, err)
+		}
+	}
+	// The plots' titles name the model, its version and the verdict; the
+	// predictions are the evaluator's, one per test row.
+	for f, title := range map[string]string{
+		"loss.svg":        ">diabetes 1.0.0: gate PASS — loss</text>",
+		"losses.svg":      ">diabetes 1.0.0: gate PASS — per-example eval loss (88 test rows)</text>",
+		"predictions.svg": ">diabetes 1.0.0: gate PASS — predicted vs actual (88 test rows)</text>",
+	} {
+		if b, err := os.ReadFile(filepath.Join(res.RunDir, f)); err != nil || !bytes.Contains(b, []byte(title)) {
+			t.Errorf("%s lacks its title %q (%v)", f, title, err)
 		}
 	}
 	rec, err := pipeline.ReadRecord(out, res.RunID)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 )
 
 // gate decides on the metrics against the policy and the baseline, and
-// writes gate.json, gate.md and the loss plots.
+// writes gate.json, gate.md and the plots.
 func (r *run) gate(ctx context.Context) (string, error) {
 	baseline, err := r.baseline(ctx, r.metrics)
 	if err != nil {
@@ -21,13 +22,21 @@ func (r *run) gate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := r.writeReports(r.report, r.metrics); err != nil {
+	if err := r.writeReports(r.report, r.metrics, baseline); err != nil {
 		return "", err
 	}
 	return gateSummary(r.report), nil
 }
 
-func (r *run) writeReports(report *modelgate.Report, m *modelgate.Metrics) error {
+// Plots is what writeReports draws in the run directory, each as .svg and
+// .png: the loss (train curve, eval loss with its interval, threshold,
+// champion), the per-example losses (candidate and champion), and, when
+// the evaluator gave predictions, predicted against actual.
+var Plots = []string{"loss", "losses", "predictions"}
+
+// writeReports writes gate.json, gate.md and the plots; champion is the
+// baseline's metrics (nil without one).
+func (r *run) writeReports(report *modelgate.Report, m, champion *modelgate.Metrics) error {
 	b, err := report.JSON()
 	if err != nil {
 		return err
@@ -39,13 +48,37 @@ func (r *run) writeReports(report *modelgate.Report, m *modelgate.Metrics) error
 	if err := os.WriteFile(filepath.Join(r.tmp, "gate.md"), []byte(report.Markdown()), 0o644); err != nil {
 		return err
 	}
-	for _, format := range []string{"svg", "png"} {
-		plot, err := modelgate.PlotLoss(m, report, format)
-		if err != nil {
-			return err
+	opts := []modelgate.PlotOption{modelgate.WithModel(r.spec.Model.Name, r.spec.Model.Version)}
+	if champion != nil {
+		opts = append(opts, modelgate.WithChampion(champion))
+	}
+	plots := map[string]func(format string) ([]byte, error){
+		"loss":   func(f string) ([]byte, error) { return modelgate.PlotLoss(m, report, f, opts...) },
+		"losses": func(f string) ([]byte, error) { return modelgate.PlotPerExampleLoss(m, report, f, opts...) },
+	}
+	if r.testSet != nil && len(r.predictions) > 0 && len(r.predictions) == r.testSet.Rows() {
+		plots["predictions"] = func(f string) ([]byte, error) {
+			return modelgate.PlotPredictions(r.predictions, r.testSet.Y, report, f, opts...)
 		}
-		if err := os.WriteFile(filepath.Join(r.tmp, "loss."+format), plot, 0o644); err != nil {
-			return err
+	}
+	for _, name := range Plots {
+		draw, ok := plots[name]
+		if !ok {
+			continue
+		}
+		for _, format := range []string{"svg", "png"} {
+			plot, err := draw(format)
+			if errors.Is(err, modelgate.ErrNonFinite) {
+				// A diverged model: the gate says so; a plot of nothing helps no one.
+				r.warnf("warning: %s.%s not drawn: %v", name, format, err)
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("%s.%s: %w", name, format, err)
+			}
+			if err := os.WriteFile(filepath.Join(r.tmp, name+"."+format), plot, 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -32,7 +32,7 @@ func LockDir(dir string) (*Lock, error) {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			pid := strings.TrimSpace(string(holder))
-			return nil, fmt.Errorf("%s: %w (pid %s); wait for it or use another --output", dir, ErrLocked, pid)
+			return nil, fmt.Errorf("%s: %w (pid %s); wait for it or use another --output-dir", dir, ErrLocked, pid)
 		}
 		return nil, fmt.Errorf("lock output %s: %w", dir, err)
 	}

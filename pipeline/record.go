@@ -14,10 +14,15 @@ import (
 	"github.com/modelci/modelci/modelgate"
 )
 
-// RecordSchema identifies run.json v2: v1 plus the run's status (a failed
-// run is recorded too), and the model named by its image layers rather
-// than always copied into the run directory.
-const RecordSchema = "modelci.dev/run/v2"
+// RecordSchema identifies run.json v3: v2 with snake_case keys throughout
+// (v2's "model" was {"Name", "Version"}; v3's is {"name", "version"}).
+const RecordSchema = "modelci.dev/run/v3"
+
+// RecordSchemaV2 is run.json v1 plus the run's status (a failed run is
+// recorded too), and the model named by its image layers rather than
+// always copied into the run directory. ReadRecord reads it as v3 (its
+// capitalised model keys decode all the same).
+const RecordSchemaV2 = "modelci.dev/run/v2"
 
 // RecordSchemaV1 is run.json as modelci wrote it before failed runs were
 // recorded: ReadRecord reads it as a succeeded run.
@@ -239,7 +244,7 @@ func ReadRecord(output, id string) (*Record, error) {
 		return nil, fmt.Errorf("read run %q: %w", id, err)
 	}
 	switch r.Schema {
-	case RecordSchema:
+	case RecordSchema, RecordSchemaV2:
 		if r.Status != StatusSucceeded && r.Status != StatusFailed {
 			return nil, fmt.Errorf("read run %q: status %q, want %s or %s", id, r.Status, StatusSucceeded, StatusFailed)
 		}

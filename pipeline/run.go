@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/modelci/modelci/spec"
@@ -511,4 +510,5 @@ func short(digest string) string {
 	return digest
 }
 
-func num(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+// num writes a figure of a progress line as the reports do.
+func num(f float64) string { return modelgate.FormatNumber(f) }

@@ -69,8 +69,8 @@ type Spec struct {
 
 // ModelSpec names and versions the model.
 type ModelSpec struct {
-	Name    string `yaml:"name" required:"true"`
-	Version string `yaml:"version" required:"true"`
+	Name    string `yaml:"name" json:"name" required:"true"`
+	Version string `yaml:"version" json:"version" required:"true"`
 }
 
 // DataSpec says where the data set is and how to split it.

@@ -1,9 +1,11 @@
-// Command oci is the driver of bench/oci/run.sh. It builds and pushes a
-// modelci serving image the way `modelci run --repository` does (image.Run
-// into an OCI layout, then registry.Copy by digest), so that run.sh can
-// time it against ko and measure its peak RSS with /usr/bin/time; and it
-// pushes the empty local base image ko builds on, so that ko pulls
-// nothing remote.
+// Command oci is the driver of bench/oci/run.sh and bench/push.sh. It
+// builds and pushes a modelci serving image the way `modelci run
+// --repository` does (image.Run into an OCI layout, then registry.Copy by
+// digest), so that run.sh can time it against ko and measure its peak RSS
+// with /usr/bin/time; it pushes the empty local base image ko builds on, so
+// that ko pulls nothing remote; and for push.sh it builds a large model's
+// image, runs docker-registry behind a byte-counting, fault-injecting
+// proxy, and pushes a layout's image with registry.Copy.
 //
 //	oci runtime                       print the path of the cached runtime binary
 //	oci base REPO                     push an empty linux/amd64 image, print REPO@sha256:…
@@ -11,6 +13,13 @@
 //	oci serve ROOT                    registry.Serve on a free loopback port, as
 //	                                  `modelci registry serve` does (run.sh's
 //	                                  fallback while cmd/modelci does not build)
+//	oci model -dir DIR -size SIZE     build a 7-file model's image of 7 layers
+//	                                  totalling SIZE into DIR/layout; print JSON
+//	oci distribution -root DIR [-faults P] [-seed N]
+//	                                  docker-registry on loopback behind a proxy
+//	                                  that counts request bodies and answers a
+//	                                  share P of requests 503; JSON counts on exit
+//	oci copy -from REF -to DEST       registry.Copy with its defaults; print JSON
 package main
 
 import (
@@ -19,16 +28,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,7 +57,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: oci runtime | base REPO | push -model DIR -repo REPO [flags]")
+		return errors.New("usage: oci runtime | base REPO | push -model DIR -repo REPO [flags] | serve ROOT | model -dir DIR [flags] | distribution -root DIR [flags] | copy -from REF -to DEST")
 	}
 	switch args[0] {
 	case "runtime":
@@ -70,6 +74,12 @@ func run(ctx context.Context, args []string) error {
 		return pushBase(ctx, args[1])
 	case "push":
 		return push(ctx, args[1:])
+	case "model":
+		return model(ctx, args[1:])
+	case "distribution":
+		return distribution(ctx, args[1:])
+	case "copy":
+		return copyImage(ctx, args[1:])
 	case "serve":
 		if len(args) != 2 {
 			return errors.New("usage: oci serve ROOT")
@@ -144,16 +154,15 @@ func push(ctx context.Context, args []string) error {
 		*dir = filepath.Join(tmp, "oci")
 	}
 	target := *repo
-	var uploaded *atomic.Int64
+	var counter *proxy
 	if *count {
 		host, _, _ := strings.Cut(*repo, "/")
-		proxy, n, err := countingProxy(host)
-		if err != nil {
+		var err error
+		if counter, err = newProxy(host, 0, 0); err != nil {
 			return err
 		}
-		defer proxy.Close()
-		uploaded = n
-		target = strings.Replace(*repo, host, proxy.Addr().String(), 1)
+		defer counter.Close()
+		target = strings.Replace(*repo, host, counter.Addr(), 1)
 	}
 
 	start := time.Now()
@@ -185,8 +194,8 @@ func push(ctx context.Context, args []string) error {
 		ImageBytes:   size,
 		Uploaded:     -1,
 	}
-	if uploaded != nil {
-		res.Uploaded = uploaded.Load()
+	if counter != nil {
+		res.Uploaded = counter.stats().Sent
 	}
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
@@ -215,33 +224,4 @@ func imageBytes(dir string, h v1.Hash) (int64, error) {
 		n += l.Size
 	}
 	return n, nil
-}
-
-// countingProxy forwards loopback HTTP to host and counts the request
-// bodies of blob uploads and manifest PUTs: the bytes a push uploads.
-func countingProxy(host string) (net.Listener, *atomic.Int64, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, err
-	}
-	n := new(atomic.Int64)
-	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: host})
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Body != nil {
-			r.Body = countingBody{r.Body, n}
-		}
-		rp.ServeHTTP(w, r)
-	}))
-	return ln, n, nil
-}
-
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (c countingBody) Read(p []byte) (int, error) {
-	k, err := c.ReadCloser.Read(p)
-	c.n.Add(int64(k))
-	return k, err
 }

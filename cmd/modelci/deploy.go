@@ -74,7 +74,7 @@ func (f *clusterOptions) resolveEnv(cmd string) error {
 }
 
 func (f *clusterOptions) check(cmd string, needNamespace bool) error {
-	if err := f.out.check(cmd); err != nil {
+	if err := f.out.check(); err != nil {
 		return err
 	}
 	if needNamespace && f.namespace == "" {
@@ -236,6 +236,7 @@ Prints the deployed reference; exit 0 rolled out, 3 verification refused,
 	f := cmd.Flags()
 	f.BoolVar(&skipVerify, "insecure-skip-verify", false, "deploy WITHOUT verifying the signature and gate verdict")
 	f.StringVar(&strategy, "strategy", deploy.Rolling, "rolling or canary")
+	must(cmd.RegisterFlagCompletionFunc("strategy", cobra.FixedCompletions(strategies, cobra.ShellCompDirectiveNoFileComp)))
 	f.StringVar(&steps, "steps", "10,50,100", "canary steps, percent of replicas, ending at 100")
 	f.Int32Var(&replicas, "replicas", 3, "replicas")
 	f.StringVar(&dryRun, "dry-run", "", "write the manifests into `DIR` instead of deploying")

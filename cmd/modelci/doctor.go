@@ -24,9 +24,20 @@ var errDoctorProblems = errors.New("doctor found problems")
 
 // check is one doctor finding: a problem when Fix is set.
 type check struct {
-	Name   string
-	Detail string
-	Fix    string
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// doctorSchema names `modelci doctor -o json`'s document.
+const doctorSchema = "modelci.dev/doctor/v1"
+
+// doctorOutput is `modelci doctor -o json`: every check, each problem with its fix.
+type doctorOutput struct {
+	Schema string  `json:"schema"`
+	OK     bool    `json:"ok"`
+	Checks []check `json:"checks"`
 }
 
 // lookPathFunc and runFunc are the doctor's only contact with the host.
@@ -34,22 +45,43 @@ type lookPathFunc func(string) (string, error)
 type runFunc func(ctx context.Context, name string, args ...string) (string, error)
 
 func newDoctorCmd() *cobra.Command {
-	return &cobra.Command{
+	var out outputOptions
+	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check GPU support for training in containers (the same check as `dagger call doctor`)",
 		Long: `Check that this host can give GPUs to training containers:
 nvidia-smi runs and lists GPUs, the NVIDIA container toolkit's runtime hook
 is installed, and ` + gpuSupportEnv + ` is set for the Dagger engine.
-Each problem is printed with its fix; the exit status is 1 when there is one.`,
+Each problem is printed with its fix (-o json: modelci.dev/doctor/v1); the
+exit status is 1 when there is one.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			checks := gpuChecks(cmd.Context(), exec.LookPath, runCommand, os.Getenv)
-			if writeChecks(cmd.OutOrStdout(), checks) > 0 {
+			problems := 0
+			for i := range checks {
+				checks[i].OK = checks[i].Fix == ""
+				if !checks[i].OK {
+					problems++
+				}
+			}
+			if out.json() {
+				if err := out.print(cmd, doctorOutput{Schema: doctorSchema, OK: problems == 0, Checks: checks}); err != nil {
+					return err
+				}
+			} else {
+				writeChecks(cmd.OutOrStdout(), checks)
+			}
+			if problems > 0 {
 				return exitCode(exitFailed, errDoctorProblems)
 			}
 			return nil
 		},
 	}
+	out.AddFlags(cmd, "text or json")
+	return cmd
 }
 
 func runCommand(ctx context.Context, name string, args ...string) (string, error) {

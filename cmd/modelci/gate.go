@@ -10,10 +10,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelci/modelci/modelgate"
+	"github.com/modelci/modelci/spec"
 )
 
 func newGateCmd() *cobra.Command {
-	var metricsPath, baselinePath, policyPath, dir, format, plotPath string
+	var metricsPath, baselinePath, policyPath, dir, plotPath string
+	out := outputOptions{formats: formatsGate}
 	cmd := &cobra.Command{
 		Use:   "gate",
 		Short: "Decide PASS, FAIL or INCONCLUSIVE for a model's metrics",
@@ -29,14 +31,14 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 			if metricsPath == "" {
 				return usageError(errors.New("gate: --metrics is required"))
 			}
-			if format != "text" && format != "json" && format != "markdown" {
-				return usageError(fmt.Errorf("gate: -o %q: want text, json or markdown", format))
+			if err := out.check(); err != nil {
+				return err
 			}
 			plotFormat := strings.TrimPrefix(filepath.Ext(plotPath), ".")
 			if plotPath != "" && plotFormat != "png" && plotFormat != "svg" {
 				return usageError(fmt.Errorf("gate: --plot %s: the file name must end in .png or .svg", plotPath))
 			}
-			policy, modelName, err := gatePolicy(dir, policyPath)
+			policy, model, err := gatePolicy(dir, policyPath)
 			if err != nil {
 				return err
 			}
@@ -61,22 +63,26 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 			if err != nil {
 				return err
 			}
-			var out []byte
-			switch format {
+			var b []byte
+			switch out.format {
 			case "json":
-				if out, err = report.JSON(); err != nil {
+				if b, err = report.JSON(); err != nil {
 					return err
 				}
 			case "markdown":
-				out = []byte(report.Markdown())
+				b = []byte(report.Markdown())
 			default:
-				out = []byte(report.Text())
+				b = []byte(report.Text())
 			}
-			if _, err := cmd.OutOrStdout().Write(out); err != nil {
+			if _, err := cmd.OutOrStdout().Write(b); err != nil {
 				return fmt.Errorf("gate: writing the report: %w", err)
 			}
 			if plotPath != "" {
-				b, err := modelgate.PlotLoss(candidate, report, plotFormat)
+				opts := []modelgate.PlotOption{modelgate.WithModel(model.Name, model.Version)}
+				if baseline != nil {
+					opts = append(opts, modelgate.WithChampion(baseline))
+				}
+				b, err := modelgate.PlotLoss(candidate, report, plotFormat, opts...)
 				if err != nil {
 					return err
 				}
@@ -85,7 +91,7 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", inDir(dir, plotPath))
 			}
-			if err := reportToGitHub(report, candidate, map[string]string{"model": modelName}); err != nil {
+			if err := reportToGitHub(report, candidate, map[string]string{"model": model.Name}); err != nil {
 				return fmt.Errorf("gate: report to GitHub Actions: %w", err)
 			}
 			return decisionError(report.Decision(), report.Verdict, "refused")
@@ -96,23 +102,25 @@ on_inconclusive: fail), 4 INCONCLUSIVE held for approval.`,
 	f.StringVar(&baselinePath, "baseline", "", "the champion's metrics.json for the paired comparison (default gate.baseline.metrics)")
 	f.StringVar(&policyPath, "policy", "", "a file with the content of a gate: block (default the gate: block of DIR/modelci.yaml)")
 	f.StringVarP(&dir, "dir", "C", ".", "project directory; relative paths are relative to it")
-	f.StringVarP(&format, "output", "o", "text", "report format: text, json or markdown")
-	f.StringVar(&plotPath, "plot", "", "also write the loss curve to FILE.png or FILE.svg")
+	out.AddFlags(cmd, "report format: text, json or markdown")
+	f.StringVar(&plotPath, "plot", "", "also write the loss plot (train curve, eval loss and interval, threshold, champion) to FILE.png or FILE.svg")
+	must(cmd.MarkFlagFilename("plot", "png", "svg"))
 	return cmd
 }
 
 // gatePolicy reads --policy, or the gate: block of DIR/modelci.yaml, and
-// the model's name from the spec (for GitHub's comment marker).
-func gatePolicy(dir, policyPath string) (modelgate.Policy, string, error) {
+// the model's name and version from the spec (for GitHub's comment marker
+// and the plot's title; empty with --policy).
+func gatePolicy(dir, policyPath string) (modelgate.Policy, spec.ModelSpec, error) {
 	if policyPath == "" {
 		sp, err := loadSpec(dir, "")
 		if err != nil {
-			return modelgate.Policy{}, "", err
+			return modelgate.Policy{}, spec.ModelSpec{}, err
 		}
-		return sp.Gate, sp.Model.Name, nil
+		return sp.Gate, sp.Model, nil
 	}
 	p, err := gatePolicyFile(dir, policyPath)
-	return p, "", err
+	return p, spec.ModelSpec{}, err
 }
 
 func gatePolicyFile(dir, policyPath string) (modelgate.Policy, error) {

@@ -11,14 +11,28 @@ import (
 	"github.com/modelci/modelci/spec"
 )
 
+// initSchema names `modelci init -o json`'s document.
+const initSchema = "modelci.dev/init/v1"
+
+// initOutput is `modelci init -o json`: the spec written and its model name.
+type initOutput struct {
+	Schema string `json:"schema"`
+	Spec   string `json:"spec"`
+	Name   string `json:"name"`
+}
+
 func newInitCmd() *cobra.Command {
 	var dir, name string
 	var force bool
+	var out outputOptions
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write a commented starter modelci.yaml",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			if name == "" {
 				abs, err := filepath.Abs(dir)
 				if err != nil {
@@ -50,6 +64,9 @@ func newInitCmd() *cobra.Command {
 			if err := f.Close(); err != nil {
 				return err
 			}
+			if out.json() {
+				return out.print(cmd, initOutput{Schema: initSchema, Spec: path, Name: name})
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), path)
 			return nil
 		},
@@ -57,5 +74,6 @@ func newInitCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory")
 	cmd.Flags().StringVar(&name, "name", "", "model name (default the directory's name)")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing modelci.yaml")
+	out.AddFlags(cmd, "text (the spec's path) or json")
 	return cmd
 }

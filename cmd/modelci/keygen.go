@@ -12,8 +12,19 @@ import (
 	"github.com/modelci/modelci/stages/sign"
 )
 
+// keygenSchema names `modelci keygen -o json`'s document.
+const keygenSchema = "modelci.dev/keygen/v1"
+
+// keygenOutput is `modelci keygen -o json`: the two files written.
+type keygenOutput struct {
+	Schema     string `json:"schema"`
+	PrivateKey string `json:"private_key"`
+	PublicKey  string `json:"public_key"`
+}
+
 func newKeygenCmd() *cobra.Command {
 	var prefix string
+	var out outputOptions
 	cmd := &cobra.Command{
 		Use:   "keygen",
 		Short: "Generate a cosign key pair for signing model images",
@@ -21,9 +32,12 @@ func newKeygenCmd() *cobra.Command {
 key), in cosign's formats: cosign's keys work with modelci and the other way
 round. The password comes from $MODELCI_KEY_PASSWORD or $COSIGN_PASSWORD, or
 is asked for on a terminal. Existing files are never overwritten. The two
-paths are printed on stdout.`,
+paths are printed on stdout (-o json: modelci.dev/keygen/v1).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
 			keyPath, pubPath := prefix+".key", prefix+".pub"
 			for _, p := range []string{keyPath, pubPath} {
 				if _, err := os.Lstat(p); err == nil {
@@ -45,12 +59,16 @@ paths are printed on stdout.`,
 				os.Remove(keyPath)
 				return fmt.Errorf("keygen: %w", err)
 			}
+			if out.json() {
+				return out.print(cmd, keygenOutput{Schema: keygenSchema, PrivateKey: keyPath, PublicKey: pubPath})
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), keyPath)
 			fmt.Fprintln(cmd.OutOrStdout(), pubPath)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&prefix, "output-key-prefix", "cosign", "write PREFIX.key and PREFIX.pub")
+	out.AddFlags(cmd, "text (the two paths) or json")
 	return cmd
 }
 

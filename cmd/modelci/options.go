@@ -4,10 +4,13 @@ package main
 // flags (AddFlags), their checks and what they turn into.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -239,32 +242,144 @@ func (o *signerOptions) signer(cmd *cobra.Command, sp *spec.Spec) (sign.SignerSo
 	return pipeline.Signer(c)
 }
 
-// outputOptions is -o: text, or JSON on stdout.
-type outputOptions struct{ format string }
-
-// AddFlags registers -o/--output on cmd.
-func (o *outputOptions) AddFlags(cmd *cobra.Command, usage string) { o.addFlag(cmd, "output", usage) }
-
-// addFlag registers -o under another long name (rebuild's --output is a directory).
-func (o *outputOptions) addFlag(cmd *cobra.Command, name, usage string) {
-	cmd.Flags().StringVarP(&o.format, name, "o", "text", usage)
+// outputOptions is -o/--output, the format of what a command reports on
+// stdout: text (the default), json (one JSON document with a schema
+// field), and for gate markdown. Where a command also takes an output
+// directory (--output-dir, AddDirFlag), a value of --output that is no
+// format is still taken as that directory, with a warning: modelci run, gc,
+// rebuild and runs once took --output DIR.
+type outputOptions struct {
+	format string
+	// formats are the accepted values, the first the default (text, json
+	// unless set before AddFlags).
+	formats []string
+	// legacyFormat is --output-format, rebuild's and runs' old name of -o.
+	legacyFormat string
+	// dir is the command's --output-dir (AddDirFlag); dirMustExist: a
+	// directory given as --output must exist (commands that read one).
+	dir          *string
+	dirMustExist bool
+	cmd          *cobra.Command
 }
 
-func (o *outputOptions) check(cmd string) error {
-	if o.format != "text" && o.format != "json" {
-		return usageError(fmt.Errorf("%s: -o %q: want text or json", cmd, o.format))
+// formatsText and formatsGate are the formats -o takes.
+var (
+	formatsText = []string{"text", "json"}
+	formatsGate = []string{"text", "json", "markdown"}
+)
+
+// AddFlags registers -o/--output on cmd, with shell completion of its values.
+func (o *outputOptions) AddFlags(cmd *cobra.Command, usage string) {
+	if o.formats == nil {
+		o.formats = formatsText
+	}
+	o.cmd, o.format = cmd, o.formats[0]
+	cmd.Flags().VarP((*formatValue)(o), "output", "o", usage)
+	must(cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(o.formats, cobra.ShellCompDirectiveNoFileComp)))
+}
+
+// formatValue is -o's flag value: a format, refused when the flag is
+// parsed (exit 2, before anything else is checked), except where the
+// command takes --output DIR for --output-dir (check sorts that out).
+type formatValue outputOptions
+
+func (v *formatValue) String() string { return v.format }
+
+// Type is the word the usage shows after -o, --output.
+func (v *formatValue) Type() string { return "format" }
+
+func (v *formatValue) Set(s string) error {
+	if v.dir == nil && !slices.Contains(v.formats, s) {
+		return fmt.Errorf("want %s", orList(v.formats))
+	}
+	v.format = s
+	return nil
+}
+
+// AddDirFlag registers --output-dir DIR (relative to -C DIR) on cmd, after
+// AddFlags, and takes --output DIR as a deprecated spelling of it
+// (mustExist: the directory must exist, for commands that read one). With
+// legacyFormat, --output-format (hidden) is a deprecated spelling of -o.
+func (o *outputOptions) AddDirFlag(cmd *cobra.Command, dir *string, usage string, mustExist, legacyFormat bool) {
+	o.dir, o.dirMustExist = dir, mustExist
+	cmd.Flags().StringVar(dir, "output-dir", "", usage)
+	must(cmd.MarkFlagDirname("output-dir"))
+	if legacyFormat {
+		cmd.Flags().StringVar(&o.legacyFormat, "output-format", "", "deprecated: -o/--output")
+		must(cmd.Flags().MarkHidden("output-format"))
+	}
+}
+
+// orList is "a, b or c".
+func orList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+// check accepts a format, or, where the command takes --output-dir, a
+// directory given as --output (with one warning on stderr); anything else
+// is a usage error.
+func (o *outputOptions) check() error {
+	name := o.cmd.Name()
+	warn := func(format string, a ...any) {
+		fmt.Fprintf(o.cmd.ErrOrStderr(), "modelci %s: warning: "+format+"\n", append([]any{name}, a...)...)
+	}
+	want := orList(o.formats)
+	if !slices.Contains(o.formats, o.format) {
+		switch {
+		case o.dir == nil:
+			return usageError(fmt.Errorf("%s: -o %q: want %s", name, o.format, want))
+		case o.cmd.Flags().Changed("output-dir"):
+			return usageError(fmt.Errorf("%s: -o %q: want %s (the output directory is --output-dir %s)", name, o.format, want, *o.dir))
+		}
+		if o.dirMustExist {
+			if fi, err := os.Stat(o.path(o.format)); err != nil || !fi.IsDir() {
+				return usageError(fmt.Errorf("%s: -o %q: want %s (or, deprecated, an existing output directory)", name, o.format, want))
+			}
+		}
+		warn("--output %s is taken as the output directory; this is deprecated: use --output-dir %s (-o/--output is the format: %s)", o.format, o.format, want)
+		*o.dir, o.format = o.format, o.formats[0]
+	} else if o.legacyFormat != "" && o.cmd.Flags().Changed("output") {
+		return usageError(fmt.Errorf("%s: -o/--output %s and --output-format %s: give -o only", name, o.format, o.legacyFormat))
+	}
+	if o.legacyFormat != "" {
+		if !slices.Contains(o.formats, o.legacyFormat) {
+			return usageError(fmt.Errorf("%s: --output-format %q: want %s", name, o.legacyFormat, want))
+		}
+		warn("--output-format is deprecated: use -o/--output %s", o.legacyFormat)
+		o.format = o.legacyFormat
 	}
 	return nil
 }
 
+// path resolves an output directory against -C DIR, as make -C does.
+func (o *outputOptions) path(dir string) string {
+	if f := o.cmd.Flags().Lookup("dir"); f != nil {
+		return inDir(f.Value.String(), dir)
+	}
+	return dir
+}
+
 func (o *outputOptions) json() bool { return o.format == "json" }
 
-// print writes v to stdout as indented JSON.
+// print writes v to stdout as one indented JSON document (<, > and & as
+// they are: an error quoting a shell command stays readable).
 func (o *outputOptions) print(cmd *cobra.Command, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
+	_, err := cmd.OutOrStdout().Write(b.Bytes())
 	return err
 }

@@ -15,8 +15,12 @@ import (
 	"github.com/modelci/modelci/stages/promote"
 )
 
+// promoteSchema names `modelci promote -o json`'s document.
+const promoteSchema = "modelci.dev/promote/v1"
+
 // promoteOutput is promote's JSON: the result, and the error when there was one.
 type promoteOutput struct {
+	Schema string `json:"schema"`
 	*promote.Result
 	Error string `json:"error,omitempty"`
 }
@@ -66,7 +70,7 @@ promoted, 3 refused, 1 error, 2 usage.`,
 			if err := so.check("promote"); err != nil {
 				return err
 			}
-			if err := out.check("promote"); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			sp, err := loadSpec(dir, specFile)
@@ -95,7 +99,7 @@ promoted, 3 refused, 1 error, 2 usage.`,
 				return usageError(fmt.Errorf("promote: %w", err))
 			}
 			if out.json() && res != nil {
-				o := promoteOutput{Result: res}
+				o := promoteOutput{Schema: promoteSchema, Result: res}
 				if err != nil {
 					o.Error = err.Error()
 				}

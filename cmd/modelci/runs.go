@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -13,8 +12,8 @@ import (
 
 func newRunsCmd() *cobra.Command {
 	var (
-		dir, specFile, output string
-		out                   outputOptions
+		dir, specFile, outputDir string
+		out                      outputOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "runs",
@@ -26,19 +25,12 @@ object ({"schema": "modelci.dev/runs/v1", "output": DIR, "runs": […]}) with
 snake_case keys, the error of each failed run included.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.check("runs"); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
-			o := output
-			switch {
-			case o == "":
-				sp, err := loadSpec(dir, specFile)
-				if err != nil {
-					return err
-				}
-				o = pipeline.OutputDir(sp, "")
-			case !filepath.IsAbs(o):
-				o = filepath.Join(dir, o)
+			o, err := outputDirOf(dir, specFile, outputDir)
+			if err != nil {
+				return err
 			}
 			list, err := pipeline.Runs(o)
 			if err != nil {
@@ -61,7 +53,7 @@ snake_case keys, the error of each failed run included.`,
 	}
 	cmd.Flags().StringVarP(&dir, "dir", "C", ".", "project directory")
 	cmd.Flags().StringVar(&specFile, "spec", "", "spec file (default DIR/modelci.yaml)")
-	cmd.Flags().StringVar(&output, "output", "", "output directory (default the spec's; relative to DIR)")
-	out.addFlag(cmd, "output-format", "text or json")
+	out.AddFlags(cmd, "text or json")
+	out.AddDirFlag(cmd, &outputDir, "output directory (default the spec's; relative to DIR)", true, true)
 	return cmd
 }

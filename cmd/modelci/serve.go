@@ -18,6 +18,7 @@ the bound address. SIGTERM or SIGINT drains in-flight requests and exits 0.
 The image's entrypoint, /usr/local/bin/modelci-serve, is the same server with
 the same flags; --help lists them.`,
 		DisableFlagParsing: true,
+		ValidArgsFunction:  completeServe,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if code := serve.Main(cmd.Context(), "modelci serve", a, cmd.ErrOrStderr()); code != 0 {
 				return exitCode(code, nil) // serve.Main said why

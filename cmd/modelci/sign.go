@@ -9,6 +9,16 @@ import (
 	"github.com/modelci/modelci/stages/sign"
 )
 
+// signSchema names `modelci sign -o json`'s document.
+const signSchema = "modelci.dev/sign/v1"
+
+// signOutput is `modelci sign -o json`: the signed image and where its
+// signature went.
+type signOutput struct {
+	Schema string `json:"schema"`
+	*sign.Result
+}
+
 func newSignCmd() *cobra.Command {
 	var (
 		so    signerOptions
@@ -34,7 +44,7 @@ refused: signatures need a registry. Prints the signed REPO@sha256:….`,
 			if (so.key == "") == !so.keyless {
 				return usageError(errors.New("sign: exactly one of --key and --keyless is required"))
 			}
-			if err := out.check("sign"); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			src, err := so.signer(cmd, nil)
@@ -50,7 +60,7 @@ refused: signatures need a registry. Prints the signed REPO@sha256:….`,
 				return err
 			}
 			if out.json() {
-				return out.print(cmd, res)
+				return out.print(cmd, signOutput{Schema: signSchema, Result: res})
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "signed %s: %s\n", res.Digest, res.Tag)
 			fmt.Fprintln(cmd.OutOrStdout(), res.Ref)

@@ -12,6 +12,15 @@ import (
 	"github.com/modelci/modelci/stages/sign"
 )
 
+// verifySchema names `modelci verify -o json`'s document.
+const verifySchema = "modelci.dev/verify/v1"
+
+// verifyOutput is `modelci verify -o json`: every check and its outcome.
+type verifyOutput struct {
+	Schema string `json:"schema"`
+	*sign.Verification
+}
+
 func newVerifyCmd() *cobra.Command {
 	var (
 		vo                             verifyOptions
@@ -42,7 +51,7 @@ decides. The checks go to stderr (text) or stdout
 			if err := vo.check("verify", true); err != nil {
 				return err
 			}
-			if err := out.check("verify"); err != nil {
+			if err := out.check(); err != nil {
 				return err
 			}
 			opts, err := reg.signOptions(cmd)
@@ -79,7 +88,7 @@ decides. The checks go to stderr (text) or stdout
 				return err
 			}
 			if out.json() {
-				if perr := out.print(cmd, v); perr != nil {
+				if perr := out.print(cmd, verifyOutput{Schema: verifySchema, Verification: v}); perr != nil {
 					return perr
 				}
 			} else {

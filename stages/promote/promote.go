@@ -49,15 +49,16 @@ type Environment struct {
 
 // Release is what an environment's cluster runs, or is to run.
 type Release struct {
-	Name, Version string
+	Name    string `json:"name"`
+	Version string `json:"version"`
 	// Image is HOST/REPO@sha256:….
-	Image   string
-	Verdict string
-	Who     string
-	Reason  string
+	Image   string `json:"image"`
+	Verdict string `json:"verdict,omitempty"`
+	Who     string `json:"who,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 	// Revision is the release's number in the cluster's history (0 when
 	// unknown); a rollback is a new revision.
-	Revision int
+	Revision int `json:"revision,omitempty"`
 }
 
 // Cluster is the target environment's cluster, as promote needs it.

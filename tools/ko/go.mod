@@ -1,11 +1,16 @@
 // Module ko pins the ko command-line tool that bench/oci compares modelci's
-// image build and push against. It is its own module so that ko's
-// dependencies never enter modelci's build.
+// image build and push against, and crane (go-containerregistry, at the
+// version ko requires) that bench/push.sh compares modelci's push against.
+// It is its own module so that their dependencies never enter modelci's
+// build.
 module github.com/modelci/modelci/tools/ko
 
 go 1.26.0
 
-require github.com/google/ko v0.18.0
+require (
+	github.com/google/go-containerregistry v0.20.4-0.20250225234217-098045d5e61f
+	github.com/google/ko v0.18.0
+)
 
 require (
 	al.essio.dev/pkg/shellescape v1.6.0 // indirect
@@ -76,7 +81,6 @@ require (
 	github.com/golang-jwt/jwt/v4 v4.5.2 // indirect
 	github.com/google/certificate-transparency-go v1.3.1 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
-	github.com/google/go-containerregistry v0.20.4-0.20250225234217-098045d5e61f // indirect
 	github.com/google/safetext v0.0.0-20240722112252-5a72de7e7962 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/in-toto/attestation v1.1.1 // indirect
