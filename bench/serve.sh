@@ -1,29 +1,44 @@
 #!/usr/bin/env bash
-# Load test of modelci's server (modelci-serve, the image's entrypoint)
-# against the seed article's Flask prediction service
-# (bench/peers/flask_predict.py under gunicorn, 2×cores+1 sync workers), on
-# loopback, same machine, same model, same payloads (1 and 32 rows, the
-# seed's {"input": …} shape). MODEL_DIR holds the built-in model.json (the
-# peer computes it with numpy) or an ONNX model with model.pt beside it (the
-# peer runs model.pt with torch; bench/onnx.sh trains one):
-#   - peak throughput with wrk (and wrk's latency at that load),
-#   - latency at a fixed rate of half each server's peak with vegeta.
-# Prints req/s and p50/p99 for both and their ratios; targets: ≥ 20× Flask's
-# peak throughput, p99 < 2 ms at half our peak.
+# Load test of modelci's server (modelci-serve, the image's entrypoint) on
+# loopback, same machine, same model, same payloads (1 and 32 rows), against
+# its peers, all measured in the same run:
+#   - the no-op peer (bench/noop): an HTTP server that reads the body and
+#     answers a fixed prediction, on fasthttp (modelci's HTTP stack, its
+#     settings) and on net/http: what the machine and the stack allow;
+#   - the seed article's Flask prediction service (bench/peers/flask_predict.py
+#     under gunicorn, 2×cores+1 sync workers);
+#   - a FastAPI service (bench/peers/fastapi_predict.py under uvicorn, one
+#     worker per core).
+# modelci is measured on /predict (the seed's {"input": …}) and on the Open
+# Inference Protocol's /v2/models/NAME/infer (one [rows, features] tensor,
+# nested by row, as numpy's tolist() writes it); each against the no-op
+# peer given the same body. MODEL_DIR holds the built-in model.json (the
+# peers compute it with numpy) or an ONNX model with model.pt beside it (the
+# peers run model.pt with torch; bench/onnx.sh trains one). For each:
+#   - peak throughput with wrk (and wrk's latency at that load), and
+#     requests per CPU-second of the server;
+#   - latency at a fixed rate of half each server's peak with vegeta (not
+#     for the no-op peers).
+# Prints req/s and p50/p99 and every ratio; targets: modelci ≥ 0.8× the
+# fasthttp no-op's peak at 1 row and ≥ 0.6× at 32 rows (on both routes),
+# p99 < 1 ms at half modelci's peak, ≥ 20× Flask's peak.
 #
 # Servers and load generators run on disjoint CPUs (taskset), so that a
 # heavy generator (vegeta) does not take the server's cores: by default the
-# first half of the CPUs serve and the second half generate load.
+# first half of the CPUs serve and the second half generate load (on a
+# 2-core machine: server on CPU 0, load on CPU 1). Servers run one at a time.
 #
-# Needs go, python3 and Debian's wrk, gunicorn, python3-flask, python3-numpy;
-# vegeta is installed from the Go module proxy into the cache on first use.
+# Needs go, python3 and Debian's wrk, gunicorn, python3-flask,
+# python3-numpy, python3-fastapi, python3-uvicorn; vegeta is installed from
+# the Go module proxy into the cache on first use.
 # Knobs: DURATION (each run, default 10s), CONNECTIONS (wrk, default 64),
 # VEGETA_WORKERS (vegeta's fixed worker count, default 16: uncapped, vegeta answers
 # any lag on its one core by opening thousands of connections and then
 # measures its own backlog, 30 s timeouts, not the server),
 # MODELCI_SERVE (a prebuilt modelci-serve), MODEL_DIR (default serve/testdata),
 # PYTHON (default Debian's /usr/bin/python3, the one gunicorn runs),
-# SERVER_CPUS and CLIENT_CPUS (taskset lists; default the two halves).
+# SERVER_CPUS and CLIENT_CPUS (taskset lists; default the two halves),
+# PEERS (which peers to run, default "noop-fasthttp noop-nethttp flask fastapi").
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,13 +49,15 @@ model_dir=${MODEL_DIR:-$root/serve/testdata}
 bin=${XDG_CACHE_HOME:-$HOME/.cache}/modelci/bin
 vegeta_version=v12.13.0
 python=${PYTHON:-/usr/bin/python3}
+peers=${PEERS:-noop-fasthttp noop-nethttp flask fastapi}
 
 die() { echo "bench/serve.sh: $*" >&2; exit 1; }
 
 for t in go "$python" wrk gunicorn curl taskset; do
-	command -v "$t" >/dev/null || die "$t not found; apt-get install -y wrk gunicorn python3-flask python3-numpy"
+	command -v "$t" >/dev/null || die "$t not found; apt-get install -y wrk gunicorn python3-flask python3-numpy python3-fastapi python3-uvicorn"
 done
-"$python" -c 'import flask, numpy' 2>/dev/null || die "python3-flask and python3-numpy are needed"
+"$python" -c 'import flask, numpy, fastapi, uvicorn' 2>/dev/null ||
+	die "python3-flask, python3-numpy, python3-fastapi and python3-uvicorn are needed"
 if [[ ! -x $bin/vegeta ]]; then
 	echo "installing vegeta $vegeta_version into $bin" >&2
 	GOBIN=$bin go install "github.com/tsenart/vegeta/v12@$vegeta_version"
@@ -57,10 +74,12 @@ fi
 server_cores=$(taskset -c "$server_cpus" nproc)
 
 work=$(mktemp -d)
-pids=()
+pid=''
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [[ -n $pid ]]; then
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -70,17 +89,67 @@ if [[ -z $modelci ]]; then
 	modelci=$work/modelci-serve
 	(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$modelci" ./cmd/modelci-serve)
 fi
+noop=$work/noop
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-s -w' -o "$noop" ./bench/noop)
 tolerance=1e-12
 if [[ -f $model_dir/model.onnx ]]; then
 	"$python" -c 'import torch' 2>/dev/null || die "an ONNX model's peer runs model.pt with torch: apt-get install -y python3-torch"
 	tolerance=1e-5 # float32, summed in another order
 fi
 
+free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# start NAME: starts the server NAME on the server CPUs, sets pid and url,
+# and waits (up to 30 s) until it answers.
+start() {
+	local log=$work/$1.log port addr
+	port=$(free_port)
+	case $1 in
+	modelci)
+		taskset -c "$server_cpus" "$modelci" --model "$model_dir" --addr "127.0.0.1:$port" --role predict 2>"$log" &
+		pid=$! probe=/readyz ;;
+	noop-fasthttp | noop-nethttp)
+		local stack=fasthttp
+		[[ $1 == noop-nethttp ]] && stack=net/http
+		taskset -c "$server_cpus" "$noop" --stack "$stack" --addr "127.0.0.1:$port" 2>"$log" &
+		pid=$! probe=/predict ;;
+	flask)
+		MODELCI_MODEL=$model_dir taskset -c "$server_cpus" gunicorn -w $((2 * server_cores + 1)) -b "127.0.0.1:$port" \
+			--chdir "$root/bench/peers" --log-level warning flask_predict:app 2>"$log" &
+		pid=$! probe=/healthz ;;
+	fastapi)
+		MODELCI_MODEL=$model_dir taskset -c "$server_cpus" "$python" -m uvicorn --app-dir "$root/bench/peers" --workers "$server_cores" \
+			--host 127.0.0.1 --port "$port" --log-level warning fastapi_predict:app 2>"$log" &
+		pid=$! probe=/healthz ;;
+	esac
+	url=http://127.0.0.1:$port
+	for _ in $(seq 300); do
+		curl -sf -o /dev/null "$url$probe" 2>/dev/null && return
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	die "$1 did not start: $(cat "$log")"
+}
+
+stop() {
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=''
+}
+
 # Payloads: rows near the model's means, fixed by a seed (for an ONNX model,
-# the first rows of the diabetes data it was trained on).
+# the first rows of the diabetes data it was trained on): the seed's shape
+# (body1.json, body32.json) and the V2 protocol's (v2body1.json, v2body32.json),
+# its input named and typed as the model's V2 metadata says (meta.json).
+start modelci
+curl -sf "$url/v2/models/$("$python" -c 'import json, os, sys
+d = sys.argv[1]
+f = "model.json" if os.path.exists(os.path.join(d, "model.json")) else "modelci.json"
+print(json.load(open(os.path.join(d, f)))["name"])' "$model_dir")" >"$work/meta.json" || die "no V2 model metadata"
+stop
 "$python" - "$model_dir" "$work" "$root/examples/linreg/data/diabetes.csv" <<'EOF'
 import csv, json, os, random, sys
-d = sys.argv[1]
+d, work = sys.argv[1], sys.argv[2]
 if os.path.exists(os.path.join(d, "model.json")):
     m = json.load(open(os.path.join(d, "model.json")))
     rng = random.Random(1)
@@ -88,104 +157,152 @@ if os.path.exists(os.path.join(d, "model.json")):
 else:
     n = len(json.load(open(os.path.join(d, "modelci.json")))["features"])
     rows = [[float(v) for v in r[:n]] for r in list(csv.reader(open(sys.argv[3])))[1:33]]
-json.dump({"input": rows[0]}, open(sys.argv[2] + "/body1.json", "w"))
-json.dump({"input": rows}, open(sys.argv[2] + "/body32.json", "w"))
+meta = json.load(open(os.path.join(work, "meta.json")))
+inp = meta["inputs"][0]
+for n in (1, 32):
+    json.dump({"input": rows[0] if n == 1 else rows[:n]}, open(os.path.join(work, "body%d.json" % n), "w"))
+    json.dump({"inputs": [{"name": inp["name"], "shape": [n, len(rows[0])], "datatype": inp["datatype"], "data": rows[:n]}]},
+              open(os.path.join(work, "v2body%d.json" % n), "w"))
 EOF
-
-# Start both servers on free loopback ports.
-taskset -c "$server_cpus" "$modelci" --model "$model_dir" --addr 127.0.0.1:0 --role predict 2>"$work/modelci.log" &
-pids+=($!)
-flask_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-workers=$((2 * server_cores + 1))
-MODELCI_MODEL=$model_dir taskset -c "$server_cpus" gunicorn -w "$workers" -b "127.0.0.1:$flask_port" --chdir "$root/bench/peers" \
-	--log-level warning flask_predict:app 2>"$work/flask.log" &
-pids+=($!)
-
-# Wait (up to 20 s) for the modelci log's "listening" line and Flask's health.
-modelci_url='' flask_url=http://127.0.0.1:$flask_port
-for _ in $(seq 200); do
-	if [[ -z $modelci_url ]]; then
-		addr=$(sed -n 's/.*"msg":"listening","addr":"\([^"]*\)".*/\1/p' "$work/modelci.log")
-		[[ -n $addr ]] && modelci_url=http://$addr
-	fi
-	[[ -n $modelci_url ]] && curl -sf "$flask_url/healthz" >/dev/null && break
-	sleep 0.1
-done
-[[ -n $modelci_url ]] || die "modelci serve did not start: $(cat "$work/modelci.log")"
-curl -sf "$flask_url/healthz" >/dev/null || die "flask did not start: $(cat "$work/flask.log")"
-
-# Same answers from both, up to summation order.
-for n in 1 32; do
-	a=$(curl -sf -H 'Content-Type: application/json' --data-binary @"$work/body$n.json" "$modelci_url/predict")
-	b=$(curl -sf -H 'Content-Type: application/json' --data-binary @"$work/body$n.json" "$flask_url/predict")
-	"$python" -c '
-import json, math, sys
-a, b = json.loads(sys.argv[1])["prediction"], json.loads(sys.argv[2])["prediction"]
-a, b = (a, b) if isinstance(a, list) else ([a], [b])
-assert len(a) == len(b) and all(math.isclose(x, y, rel_tol=float(sys.argv[3]), abs_tol=float(sys.argv[3])) for x, y in zip(a, b)), (a, b)
-' "$a" "$b" "$tolerance" || die "modelci and flask disagree on body$n.json: $a vs $b"
-done
+model_name=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["name"])' "$work/meta.json")
+v2path=/v2/models/$model_name/infer
 
 # cputicks PID: CPU time (clock ticks) used so far by PID and its children
-# that are alive (gunicorn's workers).
+# that are alive (gunicorn's and uvicorn's workers).
 cputicks() {
-	local total=0 p
+	local total=0 p t
 	for p in "$1" $(ps -o pid= --ppid "$1"); do
 		# Fields 14 and 15 of /proc/PID/stat (utime, stime), after the "(comm)".
-		total=$((total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+		t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+		total=$((total + ${t:-0}))
 	done
 	echo "$total"
 }
 
-# peak URL PID N: wrk's req/s, p50 and p99 (ms) at peak, and requests per
+# peak URL PATH BODY: wrk's req/s, p50 and p99 (ms) at peak, and requests per
 # CPU-second of the server (robust to other load on a shared machine).
 peak() {
 	local out before after
-	before=$(cputicks "$2")
-	out=$(BODY_FILE=$work/body$3.json taskset -c "$client_cpus" wrk -t2 -c"$connections" -d"$duration" --latency \
-		-s "$root/bench/serve/post.lua" "$1/predict")
-	after=$(cputicks "$2")
+	before=$(cputicks "$pid")
+	out=$(BODY_FILE=$3 taskset -c "$client_cpus" wrk -t2 -c"$connections" -d"$duration" --latency \
+		-s "$root/bench/serve/post.lua" "$1$2")
+	after=$(cputicks "$pid")
 	if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
 		echo "$out" >&2
-		die "wrk saw errors against $1"
+		die "wrk saw errors against $1$2"
 	fi
 	awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
 		function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
 		/requests in/ {n=$1} /Requests\/sec/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2}
-		END {printf "%.0f %.0f %.3f %.3f\n", rps, n / (ticks / hz), ms(p50), ms(p99)}' <<<"$out"
+		END {printf "%.0f %.0f %.3f %.3f\n", rps, (ticks > 0 ? n / (ticks / hz) : 0), ms(p50), ms(p99)}' <<<"$out"
 }
 
-# fixed URL N RATE: vegeta's p50 and p99 (ms), success ratio and the rate it
-# achieved (req/s) when asked for RATE req/s.
+# fixed URL PATH BODY RATE: vegeta's p50 and p99 (ms), success ratio and the
+# rate it achieved (req/s) when asked for RATE req/s.
 fixed() {
-	printf 'POST %s/predict\nContent-Type: application/json\n@%s\n' "$1" "$work/body$2.json" >"$work/targets"
+	printf 'POST %s%s\nContent-Type: application/json\n@%s\n' "$1" "$2" "$3" >"$work/targets"
 	# Results go to a file and are summarised afterwards, so that the report
 	# takes no CPU from the attack.
-	taskset -c "$client_cpus" "$vegeta" attack -targets="$work/targets" -rate="$3" -duration="$duration" \
+	taskset -c "$client_cpus" "$vegeta" attack -targets="$work/targets" -rate="$4" -duration="$duration" \
 		-workers="$vegeta_workers" -max-workers="$vegeta_workers" -output="$work/results.bin"
 	"$vegeta" report -type=json "$work/results.bin" |
 		"$python" -c 'import json, sys; r = json.load(sys.stdin); l = r["latencies"]
 print("%.3f %.3f %.4f %.0f" % (l["50th"] / 1e6, l["99th"] / 1e6, r["success"], r["throughput"]))'
 }
 
-echo "machine: $ncpu cores, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPUs $server_cpus, load generators on $client_cpus; flask: $workers gunicorn sync workers; wrk: 2 threads, $connections connections; vegeta: $vegeta_workers workers; $duration per run"
-printf '%-4s %-8s %10s %10s %10s %10s %8s %8s %10s %10s %8s\n' rows server 'peak req/s' 'req/CPU-s' 'p50@peak' 'p99@peak' 'rate' 'achieved' 'p50@rate' 'p99@rate' success
+# answer URL PATH BODY: the predictions, as one JSON list.
+answer() {
+	curl -sf -H 'Content-Type: application/json' --data-binary @"$3" "$1$2" | "$python" -c 'import json, sys
+r = json.load(sys.stdin)
+y = r["outputs"][0]["data"] if "outputs" in r else r.get("prediction", r.get("predictions"))
+print(json.dumps(y if isinstance(y, list) else [y]))'
+}
+
+results=$work/results.txt
+: >"$results"
+# measure SERVER ROUTE-LABEL PATH BODY N [fixed]: one line of the table, and
+# "label rows req/s req/CPU-s p99@rate" into $results.
+measure() {
+	local r c p50 p99 rate f50='-' f99='-' ok='-' got='-'
+	read -r r c p50 p99 < <(peak "$url" "$3" "$4")
+	rate=$((r / 2))
+	if [[ ${6:-} == fixed ]]; then
+		read -r f50 f99 ok got < <(fixed "$url" "$3" "$4" "$rate")
+	fi
+	printf '%-4s %-16s %10s %10s %8sms %8sms %8s %8s %8sms %8sms %8s\n' "$5" "$2" "$r" "$c" "$p50" "$p99" "$rate" "$got" "$f50" "$f99" "$ok"
+	echo "$2 $5 $r $c $f99" >>"$results"
+}
+
+echo "machine: $ncpu cores, load average $(cut -d' ' -f1-3 /proc/loadavg); servers on CPUs $server_cpus, load generators on $client_cpus;" \
+	"flask: $((2 * server_cores + 1)) gunicorn sync workers; fastapi: $server_cores uvicorn workers" \
+	"($("$python" -c 'import importlib.util as u; print("uvloop" if u.find_spec("uvloop") else "asyncio", "+", "httptools" if u.find_spec("httptools") else "h11")'));" \
+	"wrk: 2 threads, $connections connections; vegeta: $vegeta_workers workers; $duration per run"
+printf '%-4s %-16s %10s %10s %10s %10s %8s %8s %10s %10s %8s\n' rows server 'peak req/s' 'req/CPU-s' 'p50@peak' 'p99@peak' 'rate' 'achieved' 'p50@rate' 'p99@rate' success
+
+# modelci first, both routes; its answers are the reference.
+start modelci
 for n in 1 32; do
-	declare -A rps cpu p99h
-	for server in modelci flask; do
-		url=$modelci_url pid=${pids[0]}
-		[[ $server == flask ]] && url=$flask_url pid=${pids[1]}
-		read -r r c p50 p99 < <(peak "$url" "$pid" "$n")
-		rate=$((r / 2))
-		read -r f50 f99 ok got < <(fixed "$url" "$n" "$rate")
-		rps[$server]=$r cpu[$server]=$c p99h[$server]=$f99
-		printf '%-4s %-8s %10s %10s %8sms %8sms %8s %8s %8sms %8sms %8s\n' "$n" "$server" "$r" "$c" "$p50" "$p99" "$rate" "$got" "$f50" "$f99" "$ok"
-	done
-	"$python" -c '
-import sys
-n, ours, theirs, cpu, their_cpu, p99, their_p99 = sys.argv[1], *map(float, sys.argv[2:])
-ratio = ours / theirs
-print("%-4s ratio    peak throughput %.1fx (target >= 20x: %s), per CPU-second %.1fx; p99 at half peak %.3f ms vs %.3f ms (target < 2 ms: %s)" % (
-    n, ratio, "met" if ratio >= 20 else "MISSED", cpu / their_cpu, p99, their_p99, "met" if p99 < 2 else "MISSED"))
-' "$n" "${rps[modelci]}" "${rps[flask]}" "${cpu[modelci]}" "${cpu[flask]}" "${p99h[modelci]}" "${p99h[flask]}"
+	echo "$(answer "$url" /predict "$work/body$n.json")" >"$work/ref$n.json"
+	[[ $(answer "$url" "$v2path" "$work/v2body$n.json") == "$(cat "$work/ref$n.json")" ]] ||
+		die "modelci's V2 answer differs from its /predict answer on $n rows"
 done
+for n in 1 32; do
+	measure modelci modelci/predict /predict "$work/body$n.json" "$n" fixed
+	measure modelci modelci/v2 "$v2path" "$work/v2body$n.json" "$n" fixed
+done
+stop
+for peer in $peers; do
+	start "$peer"
+	for n in 1 32; do
+		case $peer in
+		noop-*)
+			measure "$peer" "$peer" /predict "$work/body$n.json" "$n"
+			[[ $peer == noop-fasthttp ]] && measure "$peer" "$peer/v2" /predict "$work/v2body$n.json" "$n"
+			;;
+		*)
+			# Same answers as modelci, up to summation order.
+			"$python" -c '
+import json, math, sys
+a, b = json.load(open(sys.argv[1])), json.loads(sys.argv[2])
+b = b if isinstance(b, list) else [b]
+assert len(a) == len(b) and all(math.isclose(x, y, rel_tol=float(sys.argv[3]), abs_tol=float(sys.argv[3])) for x, y in zip(a, b)), (a, b)
+' "$work/ref$n.json" "$(answer "$url" /predict "$work/body$n.json")" "$tolerance" ||
+				die "modelci and $peer disagree on body$n.json"
+			measure "$peer" "$peer" /predict "$work/body$n.json" "$n" fixed
+			;;
+		esac
+	done
+	stop
+done
+
+"$python" - "$results" <<'EOF'
+import sys
+r = {}
+for line in open(sys.argv[1]):
+    label, n, rps, cpu, p99 = line.split()
+    r[(label, n)] = (float(rps), float(cpu), None if p99 == "-" else float(p99))
+def ratio(a, b, n):
+    return r[(a, n)][0] / r[(b, n)][0] if (a, n) in r and (b, n) in r else None
+def verdict(x, target):
+    return "n/a" if x is None else ("met" if x >= target else "MISSED")
+print("ratios (peak req/s, same run):")
+for n, target in (("1", 0.8), ("32", 0.6)):
+    for route, noop in (("modelci/predict", "noop-fasthttp"), ("modelci/v2", "noop-fasthttp/v2")):
+        x = ratio(route, noop, n)
+        # Per CPU-second of the server: what a shared machine's other load
+        # takes from the server does not count, where it does in req/s.
+        cpu = r[(route, n)][1] / r[(noop, n)][1] if (noop, n) in r and r[(noop, n)][1] else None
+        print("%-4s %-16s %s x the fasthttp no-op (target >= %.1fx: %s), per CPU-second %s; p99 at half peak %.3f ms (target < 1 ms: %s)" % (
+            n, route, "n/a" if x is None else "%.2f" % x, target, verdict(x, target), "n/a" if cpu is None else "%.2fx" % cpu,
+            r[(route, n)][2], "met" if r[(route, n)][2] < 1 else "MISSED"))
+    for peer, target in (("noop-nethttp", None), ("flask", 20), ("fastapi", None)):
+        x = ratio("modelci/predict", peer, n)
+        if x is None:
+            continue
+        extra = "" if target is None else " (target >= %dx: %s)" % (target, verdict(x, target))
+        cpu = r[("modelci/predict", n)][1] / r[(peer, n)][1] if r[(peer, n)][1] else float("nan")
+        print("%-4s modelci/predict  %.2fx %s%s, per CPU-second %.2fx" % (n, x, peer, extra, cpu))
+    x = ratio("noop-fasthttp", "noop-nethttp", n)
+    if x is not None:
+        print("%-4s stacks           the fasthttp no-op answers %.2fx the net/http no-op" % (n, x))
+EOF

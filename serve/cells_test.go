@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -279,5 +280,124 @@ func TestCellsBadRequests(t *testing.T) {
 	c := post(t, url+"/predict", mustJSON(t, map[string]any{"input": o}))
 	if a.code != 200 || a.raw != b.raw || c.code != 200 || c.raw != d.raw {
 		t.Errorf("null %s, blank %s; padded %s, plain %s", a.raw, b.raw, c.raw, d.raw)
+	}
+}
+
+// TestCellsProtocols: a linear/v2 model's rows of strings and nulls go
+// through MLflow's records and split payloads, KServe V1 instances
+// (arrays and objects) and V2 BYTES tensors, and answer what /predict
+// answers, bit for bit; an unseen category is a 400 naming the feature
+// and the value on each.
+func TestCellsProtocols(t *testing.T) {
+	m, test, url := housesServed(t)
+	var want []float64
+	var text []string
+	for i := range test.Rows() {
+		text = test.RowText(text, i)
+		y, err := m.PredictRow(test.Row(i), text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, y)
+	}
+	n := test.Rows()
+	var rows, rowsText, objs []any
+	for i := range n {
+		rows = append(rows, cells(test, i, false))
+		rowsText = append(rowsText, cells(test, i, true))
+		objs = append(objs, cellObject(test, i, false))
+	}
+	if !strings.Contains(mustJSON(t, rows), "null") {
+		t.Fatal("no null among the rows")
+	}
+	predictionsOf := func(name, path, body string) {
+		t.Helper()
+		r := post(t, url+path, body)
+		if r.code != http.StatusOK {
+			t.Fatalf("%s: code %d, body %s", name, r.code, r.raw)
+		}
+		checkField(t, r, "predictions", want)
+	}
+	predictionsOf("/predict", "/predict", mustJSON(t, map[string]any{"instances": rows}))
+	predictionsOf("MLflow records", "/invocations", mustJSON(t, map[string]any{"dataframe_records": objs}))
+	predictionsOf("MLflow split", "/invocations", mustJSON(t, map[string]any{"dataframe_split": map[string]any{"columns": test.Features, "data": rows}}))
+	predictionsOf("MLflow split of text", "/invocations", mustJSON(t, map[string]any{"dataframe_split": map[string]any{"columns": test.Features, "data": rowsText}}))
+	predictionsOf("MLflow instances", "/invocations", mustJSON(t, map[string]any{"instances": rows}))
+	predictionsOf("V1 arrays", "/v1/models/houses:predict", mustJSON(t, map[string]any{"instances": rows}))
+	predictionsOf("V1 arrays of text", "/v1/models/houses:predict", mustJSON(t, map[string]any{"instances": rowsText}))
+	predictionsOf("V1 objects", "/v1/models/houses:predict", mustJSON(t, map[string]any{"instances": objs}))
+
+	// V2: one BYTES tensor [n, features] of CSV cells; and one tensor per
+	// feature, numbers as FP64 where the column has no missing value.
+	var flat []string
+	for _, r := range rowsText {
+		for _, c := range r.([]any) {
+			flat = append(flat, c.(string))
+		}
+	}
+	v2 := func(body any) []float64 {
+		t.Helper()
+		r := post(t, url+"/v2/models/houses/infer", mustJSON(t, body))
+		var v v2Resp
+		if err := json.Unmarshal([]byte(r.raw), &v); err != nil || r.code != 200 || len(v.Outputs) != 1 || v.Outputs[0].Datatype != "FP64" {
+			t.Fatalf("%d %s", r.code, r.raw)
+		}
+		var got []float64
+		json.Unmarshal(v.Outputs[0].Data, &got)
+		return got
+	}
+	if got := v2(map[string]any{"inputs": []any{map[string]any{"name": "input", "shape": []int{n, len(test.Features)}, "datatype": "BYTES", "data": flat}}}); !slices.Equal(got, want) {
+		t.Errorf("V2 BYTES: %v, want %v", got, want)
+	}
+	var perFeature []any
+	for j, f := range test.Features {
+		var col []string
+		for _, r := range rowsText {
+			col = append(col, r.([]any)[j].(string))
+		}
+		perFeature = append(perFeature, map[string]any{"name": f, "shape": []int{n}, "datatype": "BYTES", "data": col})
+	}
+	if got := v2(map[string]any{"inputs": perFeature}); !slices.Equal(got, want) {
+		t.Errorf("V2 per feature: %v, want %v", got, want)
+	}
+
+	// The metadata says which features are categories, and their categories.
+	r := do(t, "GET", url+"/v2/models/houses", "", nil)
+	var md struct {
+		Inputs   []struct{ Name, Datatype string }
+		Features []struct {
+			Name, Type, Datatype string
+			Categories           []string
+		}
+	}
+	if err := json.Unmarshal([]byte(r.raw), &md); err != nil || len(md.Features) != len(m.Features) || md.Inputs[0].Datatype != "BYTES" {
+		t.Fatalf("metadata %s (%v)", r.raw, err)
+	}
+	for j, f := range md.Features {
+		c := m.Columns[j]
+		wantType, wantDT := "number", "FP64"
+		if c.Kind == model.KindCategory {
+			wantType, wantDT = "category", "BYTES"
+		}
+		if f.Name != m.Features[j] || f.Type != wantType || f.Datatype != wantDT || !slices.Equal(f.Categories, c.Categories) {
+			t.Errorf("feature %d: %+v, want %s %s %s %q", j, f, m.Features[j], wantType, wantDT, c.Categories)
+		}
+	}
+
+	unseen := cellObject(test, 0, false)
+	unseen["region"] = "mars"
+	unseenRow := cells(test, 0, false)
+	unseenRow[1] = "mars"
+	for _, tc := range []struct{ path, body string }{
+		{"/invocations", mustJSON(t, map[string]any{"dataframe_records": []any{objs[1], unseen}})},
+		{"/invocations", mustJSON(t, map[string]any{"dataframe_split": map[string]any{"columns": test.Features, "data": []any{rows[1], unseenRow}}})},
+		{"/v1/models/houses:predict", mustJSON(t, map[string]any{"instances": []any{rows[1], unseenRow}})},
+	} {
+		r := post(t, url+tc.path, tc.body)
+		var msg string
+		if r.code != 400 || json.Unmarshal(r.body["error"], &msg) != nil ||
+			!strings.Contains(msg, `instance 1: feature "region": category "mars" not seen in training`) {
+			t.Errorf("%s: %d %s", tc.path, r.code, r.raw)
+		}
 	}
 }

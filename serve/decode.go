@@ -111,72 +111,107 @@ func (s *scanner) key() ([]byte, bool) {
 	return nil, false
 }
 
-func digits(b []byte, i int) int {
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
+// number reads a number (parseNumber).
+func (s *scanner) number() (float64, bool) {
+	v, end, _, ok := parseNumber(s.b, s.i)
+	if ok {
+		s.i = end
 	}
-	return i
+	return v, ok
 }
 
-// number reads a number in JSON's grammar, which is stricter than
-// strconv.ParseFloat's (no "inf", hex, '+' or bare '.').
-func (s *scanner) number() (float64, bool) {
-	b, i := s.b, s.i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		i = digits(b, i+1)
-	default:
-		return 0, false
-	}
-	if i < len(b) && b[i] == '.' {
-		j := digits(b, i+1)
-		if j == i+1 {
-			return 0, false
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+// numbers reads numbers separated by commas, up to and including ']' (the
+// '[' already read), appending them to x, and returns how many it read. It
+// reports false unless the array is one of numbers. allInt, when not nil,
+// is cleared unless every number is an integer literal of at most 18
+// characters. The common numbers, [-]digits[.digits] of at most 19 digits
+// whose digits fit in 53 bits, are read here in one pass: the digits are
+// exact in a float64 and so is 10^frac (frac ≤ 18), so one correctly
+// rounded division gives strconv.ParseFloat's value (Clinger's fast path,
+// parseNumber's too, without its bookkeeping for exponents and long
+// literals). Leading zeros, exponents and longer literals go to
+// parseNumber.
+func (s *scanner) numbers(x []float64, allInt *bool) ([]float64, int, bool) {
+	b, i, n := s.b, s.i, 0
+	defer func() { s.i = i }()
+	for {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
 			i++
 		}
-		j := digits(b, i)
-		if j == i {
-			return 0, false
+		start := i
+		neg := i < len(b) && b[i] == '-'
+		if neg {
+			i++
 		}
-		i = j
+		j := i
+		var mant uint64
+		for ; i < len(b); i++ {
+			c := b[i] - '0'
+			if c > 9 {
+				break
+			}
+			mant = mant*10 + uint64(c)
+		}
+		nint, frac := i-j, 0
+		if i < len(b) && b[i] == '.' {
+			i++
+			k := i
+			for ; i < len(b); i++ {
+				c := b[i] - '0'
+				if c > 9 {
+					break
+				}
+				mant = mant*10 + uint64(c)
+			}
+			frac = i - k
+			if frac == 0 {
+				return x, n, false
+			}
+		}
+		var v float64
+		if nint == 0 || nint > 1 && b[j] == '0' || i < len(b) && (b[i] == 'e' || b[i] == 'E') || nint+frac > 19 || mant >= 1<<53 || frac > 22 {
+			var integer, ok bool
+			v, i, integer, ok = parseNumber(b, start)
+			if !ok {
+				return x, n, false
+			}
+			if allInt != nil && (!integer || i-start > 18) {
+				*allInt = false
+			}
+		} else {
+			v = float64(mant)
+			if neg {
+				v = -v
+			}
+			if frac > 0 {
+				v /= pow10[frac]
+			}
+			if allInt != nil && (frac > 0 || i-start > 18) {
+				*allInt = false
+			}
+		}
+		x = append(x, v)
+		n++
+		for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+			i++
+		}
+		if i < len(b) && b[i] == ',' {
+			i++
+			continue
+		}
+		if i < len(b) && b[i] == ']' {
+			i++
+			return x, n, true
+		}
+		return x, n, false
 	}
-	v, err := strconv.ParseFloat(string(b[s.i:i]), 64)
-	if err != nil {
-		return 0, false // out of range: encoding/json words the error
-	}
-	s.i = i
-	return v, true
 }
 
 // row reads numbers up to and including ']' (the '[' already read) and
 // reports whether there were exactly p of them.
 func (s *scanner) row(x []float64, p int) ([]float64, bool) {
-	n := 0
-	for {
-		s.ws()
-		v, ok := s.number()
-		if !ok {
-			return x, false
-		}
-		x = append(x, v)
-		n++
-		s.ws()
-		if s.eat(',') {
-			continue
-		}
-		return x, s.eat(']') && n == p
-	}
+	x, n, ok := s.numbers(x, nil)
+	return x, ok && n == p
 }
 
 // rows reads rows up to and including the outer ']' (the '[' already read).

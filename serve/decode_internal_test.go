@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -224,4 +225,180 @@ func FuzzDecodeCells(f *testing.F) {
 			}
 		}
 	})
+}
+
+// numbersRef is scanner.numbers as it was before its inline path for the
+// common numbers: every number through parseNumber. The two must agree on
+// every input, to the bit.
+func numbersRef(s *scanner, x []float64, allInt *bool) ([]float64, int, bool) {
+	n := 0
+	for {
+		s.ws()
+		start := s.i
+		v, end, integer, ok := parseNumber(s.b, s.i)
+		if !ok {
+			return x, n, false
+		}
+		s.i = end
+		if allInt != nil && (!integer || end-start > 18) {
+			*allInt = false
+		}
+		x = append(x, v)
+		n++
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		return x, n, s.eat(']')
+	}
+}
+
+// checkNumbers runs scanner.numbers and numbersRef over the same bytes and
+// fails on any difference: values (bits), count, acceptance, where the
+// scanner stopped, allInt.
+func checkNumbers(t *testing.T, b []byte) (x []float64, ok bool) {
+	t.Helper()
+	fast, ref := scanner{b: b}, scanner{b: b}
+	fastInt, refInt := true, true
+	x, n, ok := fast.numbers(nil, &fastInt)
+	xr, nr, okr := numbersRef(&ref, nil, &refInt)
+	if ok != okr {
+		t.Fatalf("%q: numbers ok %v, parseNumber's path ok %v", b, ok, okr)
+	}
+	if !ok {
+		return nil, false
+	}
+	if n != nr || len(x) != len(xr) || fast.i != ref.i || fastInt != refInt {
+		t.Fatalf("%q: numbers %v (n %d, end %d, allInt %v), parseNumber's path %v (n %d, end %d, allInt %v)",
+			b, x, n, fast.i, fastInt, xr, nr, ref.i, refInt)
+	}
+	for i := range x {
+		if math.Float64bits(x[i]) != math.Float64bits(xr[i]) {
+			t.Fatalf("%q: value %d: numbers %v (%#x), parseNumber %v (%#x)", b, i, x[i], math.Float64bits(x[i]), xr[i], math.Float64bits(xr[i]))
+		}
+	}
+	return x, true
+}
+
+// The inline path of scanner.numbers gives exactly strconv.ParseFloat's
+// value on the literals at its edges: where it hands over to parseNumber
+// (19/20 digits, 2^53, exponents, 22/23 fraction digits) and the forms
+// JSON refuses (leading zeros, bare signs and points).
+func TestNumbersMatchesStrconv(t *testing.T) {
+	lits := []string{
+		"0", "-0", "0.0", "-0.0", "-0.000", "0.5", "-0.5", "1", "-1", "10", "100.25", "4.8598", "152.13300000000001",
+		// 2^53 - 1, 2^53, 2^53 + 1: the last ones go to parseNumber.
+		"9007199254740991", "-9007199254740991", "9007199254740992", "9007199254740993", "-9007199254740993",
+		"900719925474099.1", "900719925474099.3", "90071992547409.93", "0.9007199254740993",
+		// 18, 19 and 20 digits.
+		"123456789012345678", "-123456789012345678", "1234567890123456789", "12345678901234567890",
+		"1.23456789012345678", "1.234567890123456789", "0.1234567890123456789", "0.12345678901234567890",
+		"999999999999999999", "9999999999999999999", "99999999999999999999", "18446744073709551615", "18446744073709551616",
+		// Fractions of up to 22 and 23 digits, with and without leading zeros.
+		"0.000000000000000000001", "0.0000000000000000000001", "0.00000000000000000000001",
+		"0.1234567890123456789012", "0.12345678901234567890123", "1.0000000000000000000001",
+		"0.3", "0.30000000000000004", "0.1", "0.2", "0.7", "1.1", "2.675", "1.005", "0.000001", "0.0000001",
+		// Exponents.
+		"1e0", "1e22", "1e23", "1E+2", "1e-2", "-1.5e-3", "5e-324", "2.2250738585072014e-308", "1.7976931348623157e308",
+		"4.9e-324", "1e-400", "-0e5", "0e0",
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20000 {
+		// Decimal literals of 1 to 20 digits with the point anywhere.
+		d := 1 + rng.IntN(20)
+		digits := make([]byte, d)
+		for i := range digits {
+			digits[i] = byte('0' + rng.IntN(10))
+		}
+		if d > 1 && digits[0] == '0' {
+			digits[0] = '1'
+		}
+		lit := string(digits)
+		if p := rng.IntN(d + 1); p > 0 && p < d {
+			lit = lit[:p] + "." + lit[p:]
+		} else if p == 0 {
+			lit = "0." + lit
+		}
+		if rng.IntN(2) == 0 {
+			lit = "-" + lit
+		}
+		lits = append(lits, lit)
+	}
+	for _, lit := range lits {
+		want, err := strconv.ParseFloat(lit, 64)
+		if err != nil {
+			t.Fatalf("test literal %q: %v", lit, err)
+		}
+		for _, body := range []string{lit + "]", " " + lit + " , " + lit + "\n]", lit + ",1,0.5," + lit + "]"} {
+			x, ok := checkNumbers(t, []byte(body))
+			if !ok || math.Float64bits(x[0]) != math.Float64bits(want) {
+				t.Fatalf("%q: %v, %v; strconv %v", body, x, ok, want)
+			}
+		}
+	}
+	// Refused by JSON, and so by both paths (checkNumbers compares them).
+	for _, bad := range []string{"]", "01]", "-01]", "00]", "00.5]", "+1]", ".5]", "-.5]", "5.]", "-]", "1.2.3]", "1e]",
+		"1,]", "1 2]", "[1]", "1", "1,", "0x1]", "1.5e+]", "Infinity]", "NaN]", "1e400]", "12345678901234567890123e400]"} {
+		if _, ok := checkNumbers(t, []byte(bad)); ok {
+			t.Errorf("%q: numbers took it", bad)
+		}
+	}
+}
+
+// FuzzNumbers: the inline path of scanner.numbers and parseNumber's agree on
+// any bytes, and what they take encoding/json reads as the same numbers.
+func FuzzNumbers(f *testing.F) {
+	for _, s := range []string{"1,2.5,-3]", "9007199254740993,0.1]", " 1234567890123456789 , 0.0000000000000000000001]",
+		"01]", "-0]", "1e22,1e23]", "5.]"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		x, ok := checkNumbers(t, b)
+		if !ok {
+			return
+		}
+		s := scanner{b: b}
+		s.numbers(nil, nil)
+		var viaJSON []float64
+		if err := json.Unmarshal(append([]byte("["), b[:s.i]...), &viaJSON); err != nil {
+			t.Fatalf("%q: took %q, which encoding/json refuses: %v", b, b[:s.i], err)
+		}
+		if len(viaJSON) != len(x) {
+			t.Fatalf("%q: %v, encoding/json %v", b, x, viaJSON)
+		}
+		for i := range x {
+			if math.Float64bits(x[i]) != math.Float64bits(viaJSON[i]) {
+				t.Fatalf("%q: value %d: %v, encoding/json %v", b, i, x[i], viaJSON[i])
+			}
+		}
+	})
+}
+
+// The inline path against parseNumber's, on the 320 numbers of 32 rows of
+// the diabetes set (the bench's body).
+func BenchmarkNumbers32(b *testing.B) {
+	row := `59,2,32.1,101,157,93.2,38,4,4.8598,87`
+	body := []byte(strings.Repeat(row+",", 31) + row + `]`)
+	for _, bb := range []struct {
+		name    string
+		numbers func(*scanner, []float64, *bool) ([]float64, int, bool)
+	}{
+		{"inline", (*scanner).numbers},
+		{"parseNumber", numbersRef},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			x := make([]float64, 0, 320)
+			for b.Loop() {
+				s := scanner{b: body}
+				allInt := true
+				var n int
+				var ok bool
+				if x, n, ok = bb.numbers(&s, x[:0], &allInt); !ok || n != 320 {
+					b.Fatal(n, ok)
+				}
+			}
+		})
+	}
 }

@@ -11,84 +11,81 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/modelci/modelci/model"
 )
 
-// Route labels for metrics; unknown paths share one label to bound cardinality.
-const (
-	routePredict = "/predict"
-	routeProcess = "/process_data"
-	routeHealthz = "/healthz"
-	routeReadyz  = "/readyz"
-	routeMetrics = "/metrics"
-	routeOther   = "other"
-)
+// Each endpoint returns the status it wrote, so metrics need no wrapping
+// of the response on the hot path.
 
-// ServeHTTP routes a request. Each endpoint returns the status it wrote, so
-// metrics need no wrapping ResponseWriter on the hot path.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	route := routeOther
-	var code int
-	switch r.URL.Path {
-	case routePredict:
-		if s.role.predicts() {
-			route = routePredict
-			code = s.handleModel(w, r, false)
-		}
-	case routeProcess:
-		if s.role.preprocesses() {
-			route = routeProcess
-			code = s.handleModel(w, r, true)
-		}
-	case routeHealthz:
-		route = routeHealthz
-		code = s.handleProbe(w, r, true)
-	case routeReadyz:
-		route = routeReadyz
-		code = s.handleProbe(w, r, s.ready.Load())
-	case routeMetrics:
-		route = routeMetrics
-		code = s.handleMetrics(w, r)
-	}
-	if route == routeOther {
-		code = s.writeError(w, r, http.StatusNotFound, "no route for "+r.URL.Path)
-	}
-	s.metrics.observe(route, code, time.Since(start))
-}
-
-func allowed(w http.ResponseWriter, r *http.Request, methods ...string) bool {
-	for _, m := range methods {
-		if r.Method == m {
+func allowed(ctx *fasthttp.RequestCtx, methods ...string) bool {
+	m := ctx.Method()
+	for _, want := range methods {
+		if string(m) == want {
 			return true
 		}
 	}
 	allow := methods[0]
-	for _, m := range methods[1:] {
-		allow += ", " + m
+	for _, want := range methods[1:] {
+		allow += ", " + want
 	}
-	w.Header().Set("Allow", allow)
+	ctx.Response.Header.Set("Allow", allow)
 	return false
 }
 
-func (s *Server) handleProbe(w http.ResponseWriter, r *http.Request, ok bool) int {
-	if !allowed(w, r, http.MethodGet, http.MethodHead) {
-		return s.writeError(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
-	}
-	if !ok {
-		return s.writeError(w, r, http.StatusServiceUnavailable, "not ready")
-	}
-	w.Header()["Content-Type"] = contentTypeJSON
-	w.WriteHeader(http.StatusOK)
-	io.WriteString(w, `{"status":"ok"}`+"\n")
-	return http.StatusOK
+func (s *Server) methodNotAllowed(ctx *fasthttp.RequestCtx) int {
+	return s.writeError(ctx, http.StatusMethodNotAllowed, "method "+string(ctx.Method())+" not allowed")
 }
 
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) int {
-	if !allowed(w, r, http.MethodGet, http.MethodHead) {
-		return s.writeError(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+// Probe answers: /healthz, /readyz and MLflow's /ping answer
+// {"status":"ok"} or 503 {"error":"not ready"}; the V2 health routes
+// {"live":true} and {"ready":true} or 503 {"ready":false}.
+const (
+	bodyOK       = `{"status":"ok"}` + "\n"
+	bodyLive     = `{"live":true}` + "\n"
+	bodyReady    = `{"ready":true}` + "\n"
+	bodyNotReady = `{"ready":false}` + "\n"
+)
+
+func (s *Server) handleProbe(ctx *fasthttp.RequestCtx, rt route, ok bool) int {
+	if !allowed(ctx, http.MethodGet, http.MethodHead) {
+		return s.methodNotAllowed(ctx)
+	}
+	switch {
+	case rt == routeV2Live:
+		return writeOKString(ctx, bodyLive)
+	case rt == routeV2Ready && ok:
+		return writeOKString(ctx, bodyReady)
+	case rt == routeV2Ready:
+		ctx.Response.Header.SetContentType(contentTypeJSON[0])
+		ctx.SetStatusCode(http.StatusServiceUnavailable)
+		ctx.SetBodyString(bodyNotReady)
+		return http.StatusServiceUnavailable
+	case !ok:
+		return s.writeError(ctx, http.StatusServiceUnavailable, "not ready")
+	}
+	return writeOKString(ctx, bodyOK)
+}
+
+func (s *Server) handleMetrics(ctx *fasthttp.RequestCtx) int {
+	if !allowed(ctx, http.MethodGet, http.MethodHead) {
+		return s.methodNotAllowed(ctx)
+	}
+	s.metricsF(ctx)
+	return ctx.Response.StatusCode()
+}
+
+// serveMetricsHTTP is /metrics for ServeHTTP.
+func (s *Server) serveMetricsHTTP(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		b, _ := errorJSON("method " + r.Method + " not allowed")
+		w.Header()["Content-Type"] = contentTypeJSON
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		w.Write(b)
+		return http.StatusMethodNotAllowed
 	}
 	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 	s.metricsH.ServeHTTP(sw, r)
@@ -112,14 +109,16 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // buffers is the per-request scratch space, pooled so that the hot path
-// allocates next to nothing.
+// allocates nothing.
 type buffers struct {
-	body []byte    // request body
+	body []byte    // request body (ServeHTTP)
 	x    []float64 // rows of raw features, row-major
 	text []string  // v2 models: the text of features that are not numbers
 	y    []float64 // predictions or processed rows
 	z    []float64 // v2 models: one processed row
+	x32  []float32 // ONNX models: x as float32
 	out  []byte    // response body
+	v2   v2Scratch // V2 inference requests
 }
 
 var bufPool = sync.Pool{New: func() any { return new(buffers) }}
@@ -129,7 +128,7 @@ const maxPooled = 1 << 20
 
 func putBuffers(b *buffers) {
 	if cap(b.body) > maxPooled || cap(b.out) > maxPooled || cap(b.x) > maxPooled/8 || cap(b.y) > maxPooled/8 ||
-		cap(b.text) > maxPooled/16 || cap(b.z) > maxPooled/8 {
+		cap(b.text) > maxPooled/16 || cap(b.z) > maxPooled/8 || cap(b.x32) > maxPooled/4 || b.v2.large() {
 		return
 	}
 	bufPool.Put(b)
@@ -138,136 +137,175 @@ func putBuffers(b *buffers) {
 var contentTypeJSON = []string{"application/json"}
 
 // writeOK answers 200 with the JSON body out.
-func writeOK(w http.ResponseWriter, out []byte) int {
-	w.Header()["Content-Type"] = contentTypeJSON
-	w.WriteHeader(http.StatusOK)
-	w.Write(out)
+func writeOK(ctx *fasthttp.RequestCtx, out []byte) int {
+	ctx.Response.Header.SetContentType(contentTypeJSON[0])
+	ctx.SetBody(out)
 	return http.StatusOK
 }
 
-// handleModel serves /predict (preprocess false) and /process_data.
-func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, preprocess bool) int {
-	if !allowed(w, r, http.MethodPost) {
-		return s.writeError(w, r, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+func writeOKString(ctx *fasthttp.RequestCtx, out string) int {
+	ctx.Response.Header.SetContentType(contentTypeJSON[0])
+	ctx.SetBodyString(out)
+	return http.StatusOK
+}
+
+// checkModelRequest checks what every model route (POST with a JSON body)
+// needs before its body is decoded: the method, a loaded model, the
+// content type and the body limit. It answers and returns false when one
+// fails.
+func (s *Server) checkModelRequest(ctx *fasthttp.RequestCtx, code *int) bool {
+	if !allowed(ctx, http.MethodPost) {
+		*code = s.methodNotAllowed(ctx)
+		return false
 	}
-	m := s.model
-	if m == nil && s.onnx == nil {
-		return s.writeError(w, r, http.StatusServiceUnavailable, "model not loaded")
+	if s.model == nil && s.onnx == nil {
+		*code = s.writeError(ctx, http.StatusServiceUnavailable, "model not loaded")
+		return false
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return s.writeError(w, r, http.StatusUnsupportedMediaType, "content type "+strconv.Quote(ct)+": want application/json")
+	if ct := ctx.Request.Header.ContentType(); len(ct) != 0 && string(ct) != "application/json" {
+		if mt, _, err := mime.ParseMediaType(string(ct)); err != nil || mt != "application/json" {
+			*code = s.writeError(ctx, http.StatusUnsupportedMediaType, "content type "+strconv.Quote(string(ct))+": want application/json")
+			return false
 		}
 	}
-	if r.ContentLength > s.maxBody {
-		w.Header().Set("Connection", "close")
-		return s.writeError(w, r, http.StatusRequestEntityTooLarge, "request body of "+strconv.FormatInt(r.ContentLength, 10)+" bytes exceeds the limit of "+strconv.FormatInt(s.maxBody, 10))
+	if n := len(ctx.PostBody()); int64(n) > s.maxBody {
+		// Only for a server of the caller's: Serve's refuses it before.
+		ctx.SetConnectionClose()
+		*code = s.writeError(ctx, http.StatusRequestEntityTooLarge, "request body of "+strconv.Itoa(n)+" bytes exceeds the limit of "+strconv.FormatInt(s.maxBody, 10))
+		return false
 	}
+	return true
+}
 
+// handleModel serves /predict (preprocess false) and /process_data.
+func (s *Server) handleModel(ctx *fasthttp.RequestCtx, preprocess bool) int {
+	var code int
+	if !s.checkModelRequest(ctx, &code) {
+		return code
+	}
 	buf := bufPool.Get().(*buffers)
 	defer putBuffers(buf)
+	body := ctx.PostBody()
+	m := s.model
+	var req request
 	var err error
-	buf.body, err = readBody(buf.body[:0], r.Body, r.ContentLength, s.maxBody)
-	if errors.Is(err, errTooLarge) {
-		// Closing spares the server from draining the rest of the body.
-		w.Header().Set("Connection", "close")
-		return s.writeError(w, r, http.StatusRequestEntityTooLarge, "request body exceeds the limit of "+strconv.FormatInt(s.maxBody, 10)+" bytes")
+	switch {
+	case s.onnx != nil:
+		req, err = decodeRequest(body, s.onnx.info.Features, buf.x[:0])
+		buf.x = req.x
+	case m.Columns != nil:
+		req, err = decodeCellsRequest(body, m.Features, buf.x[:0], buf.text[:0])
+		buf.x, buf.text = req.x, req.text
+	default:
+		req, err = decodeRequest(body, m.Features, buf.x[:0])
+		buf.x = req.x
 	}
 	if err != nil {
-		return s.writeError(w, r, http.StatusBadRequest, "read request body: "+err.Error())
+		return s.writeError(ctx, http.StatusBadRequest, err.Error())
 	}
-
-	if s.onnx != nil {
-		return s.handleONNX(w, r, buf)
-	}
-	if m.Columns != nil {
-		return s.handleCells(w, r, m, buf, preprocess)
-	}
-	req, err := decodeRequest(buf.body, m.Features, buf.x[:0])
-	buf.x = req.x
-	if err != nil {
-		return s.writeError(w, r, http.StatusBadRequest, err.Error())
-	}
-	p := len(m.Features)
-	out := buf.out[:0]
 	if preprocess {
+		return s.process(ctx, req, buf)
+	}
+	if code, msg := s.predictRows(req, buf); code != http.StatusOK {
+		return s.writeError(ctx, code, msg)
+	}
+	buf.out = encodePredictions(buf.out[:0], req, buf.y)
+	s.metrics.predictions.Add(float64(req.rows))
+	return writeOK(ctx, buf.out)
+}
+
+// process answers /process_data: the rows the weights apply to.
+func (s *Server) process(ctx *fasthttp.RequestCtx, req request, buf *buffers) int {
+	m := s.model
+	p := len(m.Features)
+	if m.Columns == nil {
 		buf.y = growFloats(buf.y, len(req.x))
 		for i := range req.rows {
 			row := m.Standardize(buf.y[i*p:(i+1)*p], req.x[i*p:(i+1)*p])
 			for j, v := range row {
 				if math.IsNaN(v) || math.IsInf(v, 0) {
-					return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "feature "+m.Features[j]+" standardises to", v))
+					return s.writeError(ctx, http.StatusBadRequest, nonFinite(req, i, "feature "+m.Features[j]+" standardises to", v))
 				}
 			}
 		}
-		out = encodeProcessed(out, req, m.Features, buf.y)
-	} else {
-		buf.y = growFloats(buf.y, req.rows)
+		buf.out = encodeProcessed(buf.out[:0], req, m.Features, buf.y)
+		return writeOK(ctx, buf.out)
+	}
+	q := m.NumInputs()
+	buf.y = growFloats(buf.y, req.rows*q)
+	for i := range req.rows {
+		z, err := m.Process(buf.y[i*q:(i+1)*q], req.x[i*p:(i+1)*p], rowText(req, i, p))
+		if err != nil {
+			return s.writeError(ctx, http.StatusBadRequest, instanceName(req, i)+": "+err.Error())
+		}
+		for k, v := range z {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return s.writeError(ctx, http.StatusBadRequest, nonFinite(req, i, "feature "+m.InputName(k)+" standardises to", v))
+			}
+		}
+	}
+	buf.out = encodeProcessedCells(buf.out[:0], req, m, buf.y)
+	return writeOK(ctx, buf.out)
+}
+
+// rowText is row i's text cells, nil when the request had none.
+func rowText(req request, i, p int) []string {
+	if req.text == nil {
+		return nil
+	}
+	return req.text[i*p : (i+1)*p]
+}
+
+func hasNaN(x []float64) bool {
+	for _, v := range x {
+		if v != v {
+			return true
+		}
+	}
+	return false
+}
+
+// predictRows writes one prediction per row of req into buf.y, the same
+// way for every route, so that every protocol answers /predict's numbers.
+// A row the model cannot take is a 400 with a message naming it; an ONNX
+// model that fails is a 500.
+func (s *Server) predictRows(req request, buf *buffers) (int, string) {
+	buf.y = growFloats(buf.y, req.rows)
+	if s.onnx != nil {
+		return s.predictONNX(req, buf)
+	}
+	m := s.model
+	p := len(m.Features)
+	if m.Columns == nil && req.text == nil {
+		// linear/v1 rows of numbers, as they always were: bit for bit.
 		for i := range req.rows {
 			y := m.Predict(req.x[i*p : (i+1)*p])
 			if math.IsNaN(y) || math.IsInf(y, 0) {
-				return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "prediction is", y))
+				return http.StatusBadRequest, nonFinite(req, i, "prediction is", y)
 			}
 			buf.y[i] = y
 		}
-		out = encodePredictions(out, req, buf.y)
-		s.metrics.predictions.Add(float64(req.rows))
+		return http.StatusOK, ""
 	}
-	buf.out = out
-	return writeOK(w, out)
-}
-
-// handleCells serves a linear/v2 model, whose requests carry raw cells
-// (numbers, strings, nulls) and whose rows go through model.Process:
-// /process_data answers the processed rows (imputed, one-hot encoded,
-// standardised), /predict their scores.
-func (s *Server) handleCells(w http.ResponseWriter, r *http.Request, m *model.Linear, buf *buffers, preprocess bool) int {
-	req, err := decodeCellsRequest(buf.body, m.Features, buf.x[:0], buf.text[:0])
-	buf.x, buf.text = req.x, req.text
-	if err != nil {
-		return s.writeError(w, r, http.StatusBadRequest, err.Error())
-	}
-	p, q := len(m.Features), m.NumInputs()
-	rowText := func(i int) []string {
-		if req.text == nil {
-			return nil
-		}
-		return req.text[i*p : (i+1)*p]
-	}
-	out := buf.out[:0]
-	if preprocess {
-		buf.y = growFloats(buf.y, req.rows*q)
-		for i := range req.rows {
-			z, err := m.Process(buf.y[i*q:(i+1)*q], req.x[i*p:(i+1)*p], rowText(i))
+	buf.z = growFloats(buf.z, m.NumInputs())
+	for i := range req.rows {
+		row := req.x[i*p : (i+1)*p]
+		var y float64
+		if m.Columns == nil && !hasNaN(row) {
+			y = m.Predict(row)
+		} else {
+			z, err := m.Process(buf.z, row, rowText(req, i, p))
 			if err != nil {
-				return s.writeError(w, r, http.StatusBadRequest, instanceName(req, i)+": "+err.Error())
+				return http.StatusBadRequest, instanceName(req, i) + ": " + err.Error()
 			}
-			for k, v := range z {
-				if math.IsNaN(v) || math.IsInf(v, 0) {
-					return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "feature "+m.InputName(k)+" standardises to", v))
-				}
-			}
+			y = m.Score(z)
 		}
-		out = encodeProcessedCells(out, req, m, buf.y)
-	} else {
-		buf.y = growFloats(buf.y, req.rows)
-		buf.z = growFloats(buf.z, q)
-		for i := range req.rows {
-			z, err := m.Process(buf.z, req.x[i*p:(i+1)*p], rowText(i))
-			if err != nil {
-				return s.writeError(w, r, http.StatusBadRequest, instanceName(req, i)+": "+err.Error())
-			}
-			y := m.Score(z)
-			if math.IsNaN(y) || math.IsInf(y, 0) {
-				return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "prediction is", y))
-			}
-			buf.y[i] = y
+		if math.IsNaN(y) || math.IsInf(y, 0) {
+			return http.StatusBadRequest, nonFinite(req, i, "prediction is", y)
 		}
-		out = encodePredictions(out, req, buf.y)
-		s.metrics.predictions.Add(float64(req.rows))
+		buf.y[i] = y
 	}
-	buf.out = out
-	return writeOK(w, out)
+	return http.StatusOK, ""
 }
 
 func nonFinite(req request, i int, what string, v float64) string {
@@ -286,6 +324,9 @@ var errTooLarge = errors.New("request body too large")
 // readBody appends the body to dst, reading at most limit bytes, without the
 // per-request allocation of http.MaxBytesReader.
 func readBody(dst []byte, body io.Reader, contentLength, limit int64) ([]byte, error) {
+	if contentLength > limit {
+		return dst, errTooLarge
+	}
 	if contentLength > 0 && int64(cap(dst)) < contentLength+1 {
 		// One byte more than announced, so that EOF is seen without growing.
 		dst = make([]byte, 0, contentLength+1)
@@ -310,22 +351,37 @@ func readBody(dst []byte, body io.Reader, contentLength, limit int64) ([]byte, e
 	}
 }
 
-// writeError answers {"error": msg} and logs client errors at debug level.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, code int, msg string) int {
-	b, _ := json.Marshal(struct {
+func errorJSON(msg string) ([]byte, error) {
+	b, err := json.Marshal(struct {
 		Error string `json:"error"`
 	}{msg})
-	w.Header()["Content-Type"] = contentTypeJSON
-	w.WriteHeader(code)
-	w.Write(append(b, '\n'))
+	return append(b, '\n'), err
+}
+
+// writeError answers {"error": msg} and logs client errors at debug level.
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, code int, msg string) int {
+	b, _ := errorJSON(msg)
+	ctx.Response.Header.SetContentType(contentTypeJSON[0])
+	ctx.SetStatusCode(code)
+	ctx.SetBody(b)
 	level := slog.LevelDebug
 	if code >= 500 && code != http.StatusServiceUnavailable {
 		level = slog.LevelError
 	}
 	if s.log.Enabled(context.Background(), level) {
-		s.log.LogAttrs(r.Context(), level, "request failed",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		s.log.LogAttrs(context.Background(), level, "request failed",
+			slog.String("method", string(ctx.Method())), slog.String("path", string(ctx.Path())),
 			slog.Int("code", code), slog.String("error", msg))
 	}
 	return code
+}
+
+// cellError words a cell a model without imputation cannot take.
+func cellError(req request, i, j int, name string) string {
+	p := len(req.x) / max(req.rows, 1)
+	e := &model.CellError{Feature: j, Name: name, Err: model.ErrNoImputation}
+	if t := rowText(req, i, p); t != nil && t[j] != "" {
+		e.Value, e.Err = t[j], model.ErrNotNumber
+	}
+	return instanceName(req, i) + ": " + e.Error()
 }

@@ -40,8 +40,10 @@ func Main(ctx context.Context, name string, args []string, stderr io.Writer) int
 		fmt.Fprintf(stderr, `Usage: %s [--model DIR] [--addr HOST:PORT] [--role predict|preprocess|all] [flags]
 
 Serves a model: POST /predict and /process_data, GET /healthz, /readyz and
-/metrics. Logs are JSON lines on stderr; the first says "listening" with the
-bound address. SIGTERM or SIGINT drains in-flight requests and exits 0.
+/metrics; the Open Inference Protocol (KServe V2) under /v2, KServe V1 under
+/v1/models, MLflow's POST /invocations and GET /ping (docs/serving.md).
+Logs are JSON lines on stderr; the first says "listening" with the bound
+address. SIGTERM or SIGINT drains in-flight requests and exits 0.
 
 `, name)
 		fs.PrintDefaults()

@@ -29,8 +29,8 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	predictions prometheus.Counter
-	// Resolved once: WithLabelValues allocates on every call.
-	routes map[string]*routeStats
+	// Resolved once per route template: WithLabelValues allocates on every call.
+	routes [numRoutes]routeStats
 }
 
 type routeStats struct {
@@ -53,7 +53,6 @@ func newMetrics(reg prometheus.Registerer, name, version string, role Role) (*me
 			Name: MetricPredictions,
 			Help: "Rows predicted.",
 		}),
-		routes: make(map[string]*routeStats),
 	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MetricModelInfo,
@@ -67,29 +66,30 @@ func newMetrics(reg prometheus.Registerer, name, version string, role Role) (*me
 	if name != "" {
 		info.WithLabelValues(name, version).Set(1)
 	}
-	routes := []string{routeHealthz, routeReadyz, routeMetrics, routeOther}
-	if role.predicts() {
-		routes = append(routes, routePredict)
-	}
-	if role.preprocesses() {
-		routes = append(routes, routeProcess)
-	}
-	for _, r := range routes {
-		rs := &routeStats{duration: met.duration.WithLabelValues(r)}
-		if r != routeOther {
-			rs.ok = met.requests.WithLabelValues(r, "200")
+	// Every route the role serves gets its series up front (a route's
+	// latency histogram and its 200 counter), so that dashboards see
+	// them at zero.
+	for r := range numRoutes {
+		if r.predicts() && !role.predicts() || r == routeProcess && !role.preprocesses() {
+			continue
 		}
-		met.routes[r] = rs
+		met.routes[r].duration = met.duration.WithLabelValues(routeLabels[r])
+		if r != routeOther {
+			met.routes[r].ok = met.requests.WithLabelValues(routeLabels[r], "200")
+		}
 	}
 	return met, nil
 }
 
-func (m *metrics) observe(route string, code int, d time.Duration) {
-	rm := m.routes[route]
+func (m *metrics) observe(r route, code int, d time.Duration) {
+	rm := &m.routes[r]
 	if code == http.StatusOK && rm.ok != nil {
 		rm.ok.Inc()
 	} else {
-		m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		m.requests.WithLabelValues(routeLabels[r], strconv.Itoa(code)).Inc()
+	}
+	if rm.duration == nil {
+		rm = &m.routes[routeOther]
 	}
 	rm.duration.Observe(d.Seconds())
 }

@@ -61,13 +61,26 @@ func NewONNX(m *onnx.Model, info *model.ONNXInfo, opts ...Option) (*Server, erro
 		return nil, err
 	}
 	s.onnx = &onnxModel{m: m, info: info}
+	s.v2 = newV2Model(info.Name, info.Version, nil, s.onnx)
 	s.ready.Store(true)
 	return s, nil
 }
 
 // Open loads the model in dir, model.json or model.onnx, and returns its
-// server.
+// server; the V2 model metadata carries the digest of dir's files
+// (modelDigest).
 func Open(dir string, opts ...Option) (*Server, error) {
+	s, err := open(dir, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if s.digest, err = modelDigest(dir); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(dir string, opts ...Option) (*Server, error) {
 	_, err := os.Stat(filepath.Join(dir, model.FileName))
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, oerr := os.Stat(filepath.Join(dir, model.ONNXFileName)); oerr == nil {
@@ -85,36 +98,34 @@ func Open(dir string, opts ...Option) (*Server, error) {
 	return New(m, opts...)
 }
 
-// handleONNX serves /predict for an ONNX model.
-func (s *Server) handleONNX(w http.ResponseWriter, r *http.Request, buf *buffers) int {
+// predictONNX is predictRows for an ONNX model: rows of numbers, run in
+// float32.
+func (s *Server) predictONNX(req request, buf *buffers) (int, string) {
 	om := s.onnx
-	req, err := decodeRequest(buf.body, om.info.Features, buf.x[:0])
-	buf.x = req.x
-	if err != nil {
-		return s.writeError(w, r, http.StatusBadRequest, err.Error())
-	}
 	p := len(om.info.Features)
-	x := make([]float32, len(req.x))
+	if cap(buf.x32) < len(req.x) {
+		buf.x32 = make([]float32, len(req.x))
+	}
+	x := buf.x32[:len(req.x)]
 	for i, v := range req.x {
+		if v != v {
+			return http.StatusBadRequest, cellError(req, i/p, i%p, om.info.Features[i%p])
+		}
 		x[i] = float32(v)
 	}
 	y, _, err := om.m.Run(x, req.rows, p)
 	if err != nil {
-		return s.writeError(w, r, http.StatusInternalServerError, err.Error())
+		return http.StatusInternalServerError, err.Error()
 	}
 	if len(y) != req.rows {
-		return s.writeError(w, r, http.StatusInternalServerError, fmt.Sprintf("the model answered %d values for %d rows; modelci serves one value per row", len(y), req.rows))
+		return http.StatusInternalServerError, fmt.Sprintf("the model answered %d values for %d rows; modelci serves one value per row", len(y), req.rows)
 	}
-	buf.y = growFloats(buf.y, req.rows)
 	for i, v := range y {
 		f := float64(v)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return s.writeError(w, r, http.StatusBadRequest, nonFinite(req, i, "prediction is", f))
+			return http.StatusBadRequest, nonFinite(req, i, "prediction is", f)
 		}
 		buf.y[i] = f
 	}
-	out := encodePredictions(buf.out[:0], req, buf.y)
-	s.metrics.predictions.Add(float64(req.rows))
-	buf.out = out
-	return writeOK(w, out)
+	return http.StatusOK, ""
 }

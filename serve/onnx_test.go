@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -69,8 +70,7 @@ func TestServeONNX(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := httptest.NewServer(s)
-			defer srv.Close()
+			srv := struct{ URL string }{serveHTTP(t, s)}
 			want := fx.Models[name].Output
 			body, _ := json.Marshal(map[string]any{"instances": fx.Input})
 			got := postPredictions(t, srv.URL+"/predict", body, http.StatusOK)
@@ -149,5 +149,108 @@ func TestOpenONNXRefusals(t *testing.T) {
 	os.WriteFile(filepath.Join(bad, model.ONNXFileName), []byte("not a model"), 0o644)
 	if _, err := serve.Open(bad); !errors.Is(err, onnx.ErrMalformed) {
 		t.Errorf("a malformed model.onnx: %v, want ErrMalformed", err)
+	}
+}
+
+// TestONNXProtocols: an ONNX model's V2 metadata names its graph's input
+// and output, FP32; V2 inference takes FP32 (and FP64) tensors in either
+// layout and answers an FP32 output, each value /predict's (which is a
+// float32 too); KServe V1 and MLflow answer /predict's numbers.
+func TestONNXProtocols(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "model", "onnx", "testdata", "torch", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx torchFixtures
+	if err := json.Unmarshal(raw, &fx); err != nil {
+		t.Fatal(err)
+	}
+	dir := onnxDir(t, "mlp_opset17.onnx", 10)
+	b, _ := os.ReadFile(filepath.Join(dir, model.ONNXFileName))
+	om, err := onnx.Load(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inName, _ := om.Input()
+	s, err := serve.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveHTTP(t, s)
+	n := len(fx.Input)
+	body, _ := json.Marshal(map[string]any{"instances": fx.Input})
+	want := postPredictions(t, url+"/predict", body, http.StatusOK)
+	for i, v := range want {
+		if float64(float32(v)) != v {
+			t.Fatalf("/predict's %d: %v is not a float32", i, v)
+		}
+		if d := math.Abs(v-fx.Models["mlp"].Output[i]) / math.Max(math.Abs(v), 1); d > 1e-5 {
+			t.Errorf("row %d: %v, torch %v", i, v, fx.Models["mlp"].Output[i])
+		}
+	}
+
+	r := do(t, "GET", url+"/v2/models/mlp", "", nil)
+	var md struct {
+		Name     string
+		Platform string
+		Inputs   []struct {
+			Name, Datatype string
+			Shape          []int
+		}
+		Outputs []struct {
+			Name, Datatype string
+			Shape          []int
+		}
+		Digest string
+	}
+	if err := json.Unmarshal([]byte(r.raw), &md); err != nil || md.Name != "mlp" || md.Platform != "onnx" || len(md.Inputs) != 1 || len(md.Outputs) != 1 ||
+		md.Inputs[0].Name != inName || md.Inputs[0].Datatype != "FP32" || !slices.Equal(md.Inputs[0].Shape, []int{-1, 10}) ||
+		md.Outputs[0].Name != om.Output() || md.Outputs[0].Datatype != "FP32" || !slices.Equal(md.Outputs[0].Shape, []int{-1}) ||
+		!strings.HasPrefix(md.Digest, "sha256:") {
+		t.Fatalf("metadata %s (%v); the graph's input is %q, its output %q", r.raw, err, inName, om.Output())
+	}
+
+	var cols []any
+	for j := range 10 {
+		var c []float32
+		for _, row := range fx.Input {
+			c = append(c, float32(row[j]))
+		}
+		cols = append(cols, map[string]any{"name": fmt.Sprintf("f%d", j), "shape": []int{n}, "datatype": "FP32", "data": c})
+	}
+	for _, tc := range []struct {
+		name string
+		body any
+	}{
+		{"FP32 nested", map[string]any{"id": "x", "inputs": []any{map[string]any{"name": inName, "shape": []int{n, 10}, "datatype": "FP32", "data": fx.Input}}}},
+		{"FP64 flat", map[string]any{"id": "x", "inputs": []any{map[string]any{"name": inName, "shape": []int{n, 10}, "datatype": "FP64", "data": flatten(fx.Input)}}}},
+		{"FP32 per feature", map[string]any{"id": "x", "inputs": cols}},
+	} {
+		r := post(t, url+"/v2/models/mlp/infer", mustJSON(t, tc.body))
+		got := decodeV2Resp(t, r, ptr("x"), om.Output(), "FP32", n)
+		// Each value is written as the shortest text that reads back to
+		// its float32, which is /predict's.
+		var v v2Resp
+		json.Unmarshal([]byte(r.raw), &v)
+		for i, num := range strings.Split(strings.Trim(string(v.Outputs[0].Data), "[]"), ",") {
+			f, err := strconv.ParseFloat(num, 32)
+			if err != nil || float32(f) != float32(want[i]) || float32(got[i]) != float32(want[i]) ||
+				num != strconv.FormatFloat(float64(float32(want[i])), 'f', -1, 32) {
+				t.Errorf("%s: value %d written %s, /predict's is %v", tc.name, i, num, want[i])
+			}
+		}
+	}
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/models/mlp:predict", string(body)},
+		{"/invocations", string(body)},
+		{"/invocations", mustJSON(t, map[string]any{"dataframe_split": map[string]any{"columns": []string{"f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9"}, "data": fx.Input}})},
+	} {
+		if got := postPredictions(t, url+tc.path, []byte(tc.body), http.StatusOK); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", tc.path, got, want)
+		}
+	}
+	r = post(t, url+"/invocations", `{"instances":[[1,2,3,4,5,6,7,8,9,"ten"]]}`)
+	if r.code != 400 || !strings.Contains(r.raw, `instance 0: feature \"f9\": \"ten\": not a number`) {
+		t.Errorf("text for an ONNX model: %d %s", r.code, r.raw)
 	}
 }

@@ -1,8 +1,9 @@
 // Package serve is the model server baked into every built-in image: a
 // prediction endpoint, a preprocessing endpoint (what the model does to a
 // raw row before its weights: imputation and one-hot encoding for a
-// linear/v2 model, then the standardisation stored with the model), health
-// probes and Prometheus metrics.
+// linear/v2 model, then the standardisation stored with the model), the
+// Open Inference Protocol (KServe V2), KServe V1 and MLflow scoring routes,
+// health probes and Prometheus metrics (docs/serving.md).
 //
 // A linear/v1 model takes rows of numbers. A linear/v2 model takes raw
 // cells: a number, a string (read as a CSV cell: a number when it reads as
@@ -16,11 +17,9 @@
 package serve
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,6 +28,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"github.com/modelci/modelci/model"
 )
@@ -107,17 +108,25 @@ func WithRegistry(r *prometheus.Registry) Option { return func(c *config) { c.re
 // WithTimeouts sets connection timeouts; zero fields keep their defaults.
 func WithTimeouts(t Timeouts) Option { return func(c *config) { c.timeouts = t } }
 
-// Server answers the model's HTTP API. It is an http.Handler; Serve and
-// ListenAndServe add timeouts and graceful shutdown.
+// Server answers the model's HTTP API (docs/serving.md): modelci's own
+// routes, the Open Inference Protocol (KServe V2) and KServe V1 routes,
+// MLflow's scoring routes, probes and metrics. Serve and ListenAndServe
+// run it on fasthttp with timeouts and graceful shutdown; it is also a
+// fasthttp.RequestHandler (HandleFastHTTP) and an http.Handler (ServeHTTP).
 type Server struct {
 	model    *model.Linear
 	onnx     *onnxModel // set instead of model for an ONNX model
+	name     string     // the model's name and version, "" without a model
+	version  string
+	digest   string // of the model directory's files, when loaded by Open
 	role     Role
 	maxBody  int64
 	log      *slog.Logger
 	timeouts Timeouts
 	metrics  *metrics
 	metricsH http.Handler
+	metricsF fasthttp.RequestHandler
+	v2       *v2Model
 	ready    atomic.Bool
 }
 
@@ -135,6 +144,7 @@ func New(m *model.Linear, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.v2 = newV2Model(name, version, m, nil)
 	s.ready.Store(m != nil)
 	return s, nil
 }
@@ -163,14 +173,18 @@ func newServer(m *model.Linear, name, version string, opts ...Option) (*Server, 
 	if err != nil {
 		return nil, err
 	}
+	mh := metricsHandler(c.registry, c.logger)
 	return &Server{
 		model:    m,
+		name:     name,
+		version:  version,
 		role:     c.role,
 		maxBody:  c.maxBody,
 		log:      c.logger,
 		timeouts: c.timeouts,
 		metrics:  met,
-		metricsH: metricsHandler(c.registry, c.logger),
+		metricsH: mh,
+		metricsF: fasthttpadaptor.NewFastHTTPHandler(mh),
 	}, nil
 }
 
@@ -205,65 +219,4 @@ func LoadModel(dir string) (*model.Linear, error) {
 		return nil, fmt.Errorf("load model %s: %w", path, err)
 	}
 	return m, nil
-}
-
-// ListenAndServe listens on addr (host:port; port 0 picks a free one) and
-// serves until ctx is cancelled; see Serve.
-func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	return s.Serve(ctx, ln)
-}
-
-// ErrDrainTimeout is wrapped by Serve's error when in-flight requests did not
-// finish within the shutdown timeout.
-var ErrDrainTimeout = errors.New("in-flight requests did not finish in time")
-
-// Serve answers requests on ln until ctx is cancelled, then stops accepting,
-// reports not ready, waits for in-flight requests to finish (up to the
-// shutdown timeout) and returns nil. It closes ln.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: s.timeouts.ReadHeader,
-		ReadTimeout:       s.timeouts.Read,
-		WriteTimeout:      s.timeouts.Write,
-		IdleTimeout:       s.timeouts.Idle,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
-	attrs := []any{slog.String("addr", ln.Addr().String()), slog.String("role", string(s.role))}
-	if s.model != nil {
-		attrs = append(attrs, slog.String("model", s.model.Name), slog.String("version", s.model.Version))
-	}
-	if s.onnx != nil {
-		attrs = append(attrs, slog.String("model", s.onnx.info.Name), slog.String("version", s.onnx.info.Version), slog.String("format", model.FormatONNX))
-	}
-	s.log.Info("listening", attrs...)
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-
-	s.ready.Store(false)
-	s.log.Info("shutting down", slog.String("timeout", s.timeouts.Shutdown.String()))
-	// Shutdown must not inherit ctx: it is already cancelled.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeouts.Shutdown)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = ErrDrainTimeout
-		}
-		return fmt.Errorf("shut down server on %s: %w", ln.Addr(), err)
-	}
-	<-errc // http.ErrServerClosed
-	s.log.Info("stopped")
-	return nil
 }

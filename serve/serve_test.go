@@ -1,12 +1,13 @@
 package serve_test
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,8 +37,8 @@ func testModel(t testing.TB) *model.Linear {
 	return m
 }
 
-// start serves a new server over real HTTP and returns its model, registry
-// and base URL.
+// start serves a new server over real HTTP and returns its registry and
+// base URL.
 func start(t testing.TB, m *model.Linear, opts ...serve.Option) (*prometheus.Registry, string) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -45,9 +46,28 @@ func start(t testing.TB, m *model.Linear, opts ...serve.Option) (*prometheus.Reg
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	return reg, ts.URL
+	return reg, serveHTTP(t, s)
+}
+
+// serveHTTP runs s as modelci serve does (Serve: fasthttp, on a loopback
+// port) until the test ends, and returns its base URL.
+func serveHTTP(t testing.TB, s *serve.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		http.DefaultClient.CloseIdleConnections()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 type response struct {
@@ -454,17 +474,50 @@ func TestLoadModel(t *testing.T) {
 	}
 }
 
-// A handler test without a network, as the benchmarks run it.
-func TestHandlerDirect(t *testing.T) {
+// TestServeHTTP: the server as an http.Handler (in a net/http server)
+// answers what the fasthttp server answers, byte for byte: status, body,
+// Content-Type and Allow.
+func TestServeHTTP(t *testing.T) {
 	m := testModel(t)
-	s, err := serve.New(m, serve.WithRegistry(prometheus.NewRegistry()))
+	s, err := serve.New(m, serve.WithRegistry(prometheus.NewRegistry()), serve.WithMaxBodyBytes(600))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := httptest.NewRecorder()
-	s.ServeHTTP(rec, httptest.NewRequest("POST", "/predict", bytes.NewReader([]byte(`{"instances":[`+mustJSON(t, rows[0])+`]}`))))
-	want := fmt.Sprintf(`{"predictions":[%s]}`+"\n", mustJSON(t, m.Predict(rows[0])))
-	if rec.Code != 200 || rec.Body.String() != want || rec.Header().Get("Content-Type") != "application/json" {
-		t.Errorf("got %d %q %q, want 200 %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body, want)
+	fast := serveHTTP(t, s)
+	std := httptest.NewServer(s)
+	defer std.Close()
+	row := mustJSON(t, rows[0])
+	for _, tc := range []struct{ method, path, contentType, body string }{
+		{"POST", "/predict", "application/json", `{"instances":[` + row + `]}`},
+		{"POST", "/predict", "", `{"input":` + row + `}`},
+		{"POST", "/process_data", "application/json", `{"input":[` + row + `,` + row + `]}`},
+		{"POST", "/predict", "application/json", `{"instances":[[1,2]]}`},
+		{"POST", "/predict", "text/csv", `1,2`},
+		{"POST", "/predict", "application/json", `{"instances":[` + strings.Repeat(row+",", 9) + row + `]}`},
+		{"GET", "/predict", "", ""},
+		{"GET", "/healthz", "", ""},
+		{"HEAD", "/readyz", "", ""},
+		{"GET", "/nowhere", "", ""},
+		{"POST", "/v2/models/diabetes/infer", "application/json", `{"id":"7","inputs":[{"name":"input","shape":[1,10],"datatype":"FP64","data":` + row + `}]}`},
+		{"GET", "/v2/models/diabetes", "", ""},
+		{"GET", "/v2/models/other/ready", "", ""},
+		{"POST", "/v1/models/diabetes:predict", "application/json", `{"instances":[` + row + `]}`},
+		{"POST", "/invocations", "application/json", `{"dataframe_records":[` + mustJSON(t, object(m, rows[1])) + `]}`},
+		{"GET", "/ping", "", ""},
+		{"DELETE", "/v2", "", ""},
+	} {
+		var got [2]response
+		for k, url := range []string{fast, std.URL} {
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			got[k] = do(t, tc.method, url+tc.path, tc.contentType, body)
+		}
+		f, h := got[0], got[1]
+		if f.code != h.code || f.raw != h.raw || f.header.Get("Content-Type") != h.header.Get("Content-Type") || f.header.Get("Allow") != h.header.Get("Allow") {
+			t.Errorf("%s %s: fasthttp %d %q %q %q, net/http %d %q %q %q", tc.method, tc.path,
+				f.code, f.header.Get("Content-Type"), f.header.Get("Allow"), f.raw, h.code, h.header.Get("Content-Type"), h.header.Get("Allow"), h.raw)
+		}
 	}
 }

@@ -23,11 +23,9 @@ import (
 	"github.com/modelci/modelci/serve"
 )
 
-func newTestServer(t *testing.T, h http.Handler) string {
+func newTestServer(t *testing.T, s *serve.Server) string {
 	t.Helper()
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	return ts.URL
+	return serveHTTP(t, s)
 }
 
 func decodeBody(resp *http.Response, v any) error {
