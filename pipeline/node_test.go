@@ -456,3 +456,67 @@ func (w testLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestNodeRollingUpdateUnderLoad: a rolling update on a real node, from one `modelci run` to
+// the next, under steady load that follows the Service's Ready EndpointSlices, fails no request:
+// terminating pods keep serving through their pre-stop wait, then drain on SIGTERM.
+func TestNodeRollingUpdateUnderLoad(t *testing.T) {
+	r := runOnNode(t, "  replicas: 2\n  pdb: {min_available: 1}\n  progress_deadline_seconds: 60\n")
+	old := servingPods(t, r.node.Client, r.ns, r.ref, 2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ep := followEndpoints(ctx, t, r.node.Client, r.ns, "diabetes")
+	l := startLoad(ctx, ep, r.rows, 100000, func(rows [][]float64, got []float64) error {
+		// Both releases train the same model on the same split.
+		if want := r.model.Predict(rows[0]); got[0] != want {
+			return fmt.Errorf("prediction %v; the model says %v", got[0], want)
+		}
+		return nil
+	})
+	path := filepath.Join(r.dir, "modelci.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.Replace(b, []byte("version: 1.0.0"), []byte("version: 1.1.0"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runProject(t, r.dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)),
+		pipeline.WithRepository(r.node.Registry+"/models/diabetes"), pipeline.WithKubeconfig(r.node.Kubeconfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep the load on until every old pod has gone: their drain is what is tested.
+	for _, p := range old {
+		waitPodGone(ctx, t, r.node.Client, p)
+	}
+	sent, failed, errs := l.stop()
+	t.Logf("%d requests during the rolling update, %d failed", sent, failed)
+	if sent == 0 || failed != 0 {
+		t.Errorf("%d of %d requests failed; want none: %v", failed, sent, errs)
+	}
+	if res.Ref == r.ref {
+		t.Fatalf("the second run's image %s is the first's", res.Ref)
+	}
+	r.checkPredictions(t, servingPods(t, r.node.Client, r.ns, res.Ref, 2))
+}
+
+// waitPodGone returns when pod p no longer exists.
+func waitPodGone(ctx context.Context, t *testing.T, c kubernetes.Interface, p corev1.Pod) {
+	t.Helper()
+	w, err := c.CoreV1().Pods(p.Namespace).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + p.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if cur, err := c.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); err != nil || cur.UID != p.UID {
+		return
+	}
+	for ev := range w.ResultChan() {
+		if ev.Type == "DELETED" {
+			return
+		}
+	}
+	t.Fatalf("pod %s still there: %v", p.Name, ctx.Err())
+}
