@@ -36,6 +36,7 @@ import (
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/data"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/sign"
 )
 
@@ -519,4 +520,132 @@ func waitPodGone(ctx context.Context, t *testing.T, c kubernetes.Interface, p co
 		}
 	}
 	t.Fatalf("pod %s still there: %v", p.Name, ctx.Err())
+}
+
+// BenchmarkNodeDeployToServing measures, on the real node, a new release from deploy to its
+// first answered request: modelci's deploy (verify, lease, apply, watch, history) against
+// `kubectl apply` + `kubectl rollout status` of the same manifests, in one run, each into a
+// namespace of its own. It reports both and their ratio (modelci/kubectl).
+func BenchmarkNodeDeployToServing(b *testing.B) {
+	n := k8stest.StartNode(b)
+	priv, pub, err := sign.GenerateKeys([]byte("pw"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer := sign.Key(priv, []byte("pw"))
+	// The image: the linreg example, published as modelci run does.
+	src := benchProject(b, "sign: {key: cosign.key}\nverify: {key: cosign.pub}\n")
+	os.WriteFile(filepath.Join(src, "cosign.key"), priv, 0o600)
+	os.WriteFile(filepath.Join(src, "cosign.pub"), pub, 0o644)
+	b.Setenv("MODELCI_KEY_PASSWORD", "pw")
+	sp, err := spec.Load(filepath.Join(src, "modelci.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := image.Runtime(b.Context(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(".."))
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/models/diabetes"), pipeline.WithSigner(signer))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := sp.Deploy
+	cfg.Replicas = 2
+	rel := deploy.Release{Name: "diabetes", Version: sp.Model.Version, Image: res.Ref}
+	row := [][]float64{make([]float64, 10)}
+
+	var modelci, kubectl time.Duration
+	for b.Loop() {
+		ns := n.Namespace(b)
+		start := time.Now()
+		tg, err := deploy.NewTarget(n.Kubeconfig, k8stest.Context)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := tg.Deploy(b.Context(), deploy.Input{Config: cfg, Namespace: ns, Release: rel, Verifier: pipeline.Verifier(sp.VerifyPolicy())}); err != nil {
+			b.Fatal(err)
+		}
+		firstAnswer(b, n, ns, row)
+		modelci += time.Since(start)
+
+		ns = n.Namespace(b)
+		m, err := deploy.Render(cfg, rel, ns)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mdir := b.TempDir()
+		if _, err := m.WriteDir(mdir); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		if out, err := n.Kubectl(b.Context(), "apply", "-f", mdir).CombinedOutput(); err != nil {
+			b.Fatalf("kubectl apply: %v: %s", err, out)
+		}
+		if out, err := n.Kubectl(b.Context(), "-n", ns, "rollout", "status", "deployment/diabetes", "--timeout=2m").CombinedOutput(); err != nil {
+			b.Fatalf("kubectl rollout status: %v: %s", err, out)
+		}
+		firstAnswer(b, n, ns, row)
+		kubectl += time.Since(start)
+	}
+	b.ReportMetric(float64(modelci.Milliseconds())/float64(b.N), "modelci-ms/op")
+	b.ReportMetric(float64(kubectl.Milliseconds())/float64(b.N), "kubectl-ms/op")
+	b.ReportMetric(float64(modelci)/float64(kubectl), "modelci/kubectl")
+}
+
+// benchProject is project for a benchmark: the linreg example with extra appended to its spec.
+func benchProject(b *testing.B, extra string) string {
+	dir := b.TempDir()
+	src := filepath.Join("..", "examples", "linreg")
+	sp, err := os.ReadFile(filepath.Join(src, "modelci.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	csv, err := os.ReadFile(filepath.Join(src, "data", "diabetes.csv"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
+	os.WriteFile(filepath.Join(dir, "modelci.yaml"), append(sp, extra...), 0o644)
+	os.WriteFile(filepath.Join(dir, "data", "diabetes.csv"), csv, 0o644)
+	return dir
+}
+
+// firstAnswer returns once a Ready pod of the app in ns answers /predict.
+func firstAnswer(b *testing.B, n *k8stest.Node, ns string, row [][]float64) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(b.Context(), 2*time.Minute)
+	defer cancel()
+	w, err := n.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	pods, err := n.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// A Ready pod is asked until it answers (its readiness probe passed, so it soon does).
+	try := func(p *corev1.Pod) bool {
+		if !podReady(p) || p.Status.PodIP == "" {
+			return false
+		}
+		for ctx.Err() == nil {
+			if _, err := predict(net.JoinHostPort(p.Status.PodIP, fmt.Sprint(deploy.Port)), row); err == nil {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range pods.Items {
+		if try(&pods.Items[i]) {
+			return
+		}
+	}
+	for ev := range w.ResultChan() {
+		if p, ok := ev.Object.(*corev1.Pod); ok && try(p) {
+			return
+		}
+	}
+	b.Fatalf("no pod answered in %s: %v", ns, ctx.Err())
 }
