@@ -6,6 +6,10 @@
 // The binaries come from the directory named by MODELCI_K8S_BIN, which tools/k8s/build.sh fills
 // and prints. Without it, Start skips the test.
 //
+// StartNode is the other cluster: a control plane without kwok and one real node (kubelet,
+// containerd, runc, a bridge network of its own, a loopback registry), where containers really
+// run. It is per host and shared by the test binaries that use it (node.go says how).
+//
 // Use it from TestMain, so that the control plane starts at most once per test binary and stops
 // when the tests end:
 //
@@ -83,9 +87,10 @@ type Cluster struct {
 	// Client is the admin's clientset.
 	Client kubernetes.Interface
 
-	dir     string
-	etcdURL string
-	procs   []*process
+	dir      string
+	etcdURL  string
+	procs    []*process
+	detached bool
 }
 
 var (
@@ -96,14 +101,20 @@ var (
 	started    bool
 )
 
-// Main runs the tests and then stops the shared control plane, if one was started, before
-// exiting with the tests' status. Call it from TestMain.
+// Main runs the tests and then stops the shared control plane, if one was started, and leaves
+// the real node (StartNode), stopping it if no other test binary uses it, before exiting with
+// the tests' status. Call it from TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
 	sharedMu.Lock()
 	if started && shared != nil {
 		if err := shared.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "k8stest:", err)
+		}
+	}
+	if nodeInUse {
+		if err := leaveNode(); err != nil {
+			fmt.Fprintln(os.Stderr, "k8stest: real node:", err)
 		}
 	}
 	sharedMu.Unlock()
@@ -149,28 +160,8 @@ func New(ctx context.Context, bin string) (_ *Cluster, err error) {
 			err = errors.Join(err, c.Stop())
 		}
 	}()
-	token, err := randomHex(16)
-	if err != nil {
+	if err := c.startControlPlane(ctx); err != nil {
 		return nil, err
-	}
-	if err := c.writeFiles(token); err != nil {
-		return nil, err
-	}
-	if err := c.startEtcd(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.startAPIServer(ctx, token); err != nil {
-		return nil, err
-	}
-	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
-		if _, err := c.start(name,
-			"--kubeconfig="+c.Kubeconfig,
-			"--leader-elect=false",
-			"--secure-port=0",
-			"--v=1",
-		); err != nil {
-			return nil, err
-		}
 	}
 	kwokPort, err := freePort()
 	if err != nil {
@@ -191,6 +182,35 @@ func New(ctx context.Context, bin string) (_ *Cluster, err error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// startControlPlane starts etcd, the API server, the controller manager and the scheduler with
+// their files in c.dir.
+func (c *Cluster) startControlPlane(ctx context.Context) error {
+	token, err := randomHex(16)
+	if err != nil {
+		return err
+	}
+	if err := c.writeFiles(token); err != nil {
+		return err
+	}
+	if err := c.startEtcd(ctx); err != nil {
+		return err
+	}
+	if err := c.startAPIServer(ctx, token); err != nil {
+		return err
+	}
+	for _, name := range []string{"kube-controller-manager", "kube-scheduler"} {
+		if _, err := c.start(name,
+			"--kubeconfig="+c.Kubeconfig,
+			"--leader-elect=false",
+			"--secure-port=0",
+			"--v=1",
+		); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) writeFiles(token string) error {
@@ -419,17 +439,27 @@ type process struct {
 }
 
 func (c *Cluster) start(name string, args ...string) (*process, error) {
+	return c.startPath(name, filepath.Join(c.Bin, name), args...)
+}
+
+// startPath starts the program at path under the name name, logging to c.dir/name.log.
+func (c *Cluster) startPath(name, path string, args ...string) (*process, error) {
 	logPath := filepath.Join(c.dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
 	defer f.Close()
-	cmd := exec.Command(filepath.Join(c.Bin, name), args...)
+	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = c.dir
-	// The kernel kills the child if the test binary dies without running Stop.
+	// The kernel kills the child if the test binary dies without running Stop. The real node's
+	// processes outlive the binary that started them, for the other binaries using the node, in
+	// a session of their own; the last user stops them by PID.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if c.detached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

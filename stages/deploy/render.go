@@ -42,6 +42,13 @@ const (
 
 	// Port is the serving port of `modelci serve` in the image.
 	Port = 8080
+	// PreStopSeconds is how long a terminating pod keeps serving before it is sent SIGTERM:
+	// the Service's endpoints drop it asynchronously (kube-proxy, ingresses and clients that
+	// follow EndpointSlices see the change a moment later), and requests sent in that moment
+	// must still be answered. The server then drains in-flight requests on SIGTERM.
+	PreStopSeconds = 5
+	// TerminationGraceSeconds covers the pre-stop wait and the server's drain (25 s by default).
+	TerminationGraceSeconds = PreStopSeconds + 30
 	// User is the image's non-root user.
 	User = 65532
 	// ResourceGPU is the extended resource GPUs are requested by.
@@ -278,9 +285,10 @@ func renderDeployment(cfg Config, rel Release, ns, role, track string, replicas 
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnn},
 				Spec: corev1.PodSpec{
-					AutomountServiceAccountToken: ptr(false),
-					NodeSelector:                 cfg.NodeSelector,
-					Tolerations:                  tolerations,
+					AutomountServiceAccountToken:  ptr(false),
+					TerminationGracePeriodSeconds: ptr(int64(TerminationGraceSeconds)),
+					NodeSelector:                  cfg.NodeSelector,
+					Tolerations:                   tolerations,
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   ptr(true),
 						RunAsUser:      ptr(int64(User)),
@@ -294,7 +302,9 @@ func renderDeployment(cfg Config, rel Release, ns, role, track string, replicas 
 						Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: Port, Protocol: corev1.ProtocolTCP}},
 						ReadinessProbe: probe("/readyz", 5),
 						LivenessProbe:  probe("/healthz", 10),
-						Resources:      res,
+						// The sleep action needs no shell or sleep binary in the image.
+						Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: PreStopSeconds}}},
+						Resources: res,
 						SecurityContext: &corev1.SecurityContext{
 							AllowPrivilegeEscalation: ptr(false),
 							ReadOnlyRootFilesystem:   ptr(true),
