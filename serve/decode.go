@@ -111,6 +111,22 @@ func (s *scanner) key() ([]byte, bool) {
 	return nil, false
 }
 
+// member reads an object member's key and its colon, with the white space
+// around them: what follows is the value.
+func (s *scanner) member() ([]byte, bool) {
+	s.ws()
+	key, ok := s.key()
+	if !ok {
+		return nil, false
+	}
+	s.ws()
+	if !s.eat(':') {
+		return nil, false
+	}
+	s.ws()
+	return key, true
+}
+
 // number reads a number (parseNumber).
 func (s *scanner) number() (float64, bool) {
 	v, end, _, ok := parseNumber(s.b, s.i)
@@ -245,16 +261,10 @@ func decodeFast(b []byte, p int, x []float64) (request, bool) {
 	if !s.eat('{') {
 		return r, false
 	}
-	s.ws()
-	key, ok := s.key()
+	key, ok := s.member()
 	if !ok {
 		return r, false
 	}
-	s.ws()
-	if !s.eat(':') {
-		return r, false
-	}
-	s.ws()
 	if !s.eat('[') {
 		return r, false
 	}
@@ -408,6 +418,22 @@ func appendArrays(r request, rows [][]*float64, features []string) (request, err
 	return r, nil
 }
 
+// unknownFeature names the first key of obj, in sorted order, that is not
+// one of the model's features.
+func unknownFeature[V any](r request, i int, obj map[string]V, features []string) error {
+	var unknown []string
+	for k := range obj {
+		if !slices.Contains(features, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return fmt.Errorf("%s: unknown feature %q; the model's features are %q", instanceName(r, i), unknown[0], features)
+}
+
 // appendObjects checks rows keyed by feature name: every feature present,
 // no other key.
 func appendObjects(r request, objs []map[string]*float64, features []string) (request, error) {
@@ -415,15 +441,8 @@ func appendObjects(r request, objs []map[string]*float64, features []string) (re
 		if obj == nil {
 			return r, fmt.Errorf("%s: null, want an object keyed by feature name", instanceName(r, i))
 		}
-		var unknown []string
-		for k := range obj {
-			if !slices.Contains(features, k) {
-				unknown = append(unknown, k)
-			}
-		}
-		if len(unknown) > 0 {
-			slices.Sort(unknown)
-			return r, fmt.Errorf("%s: unknown feature %q; the model's features are %q", instanceName(r, i), unknown[0], features)
+		if err := unknownFeature(r, i, obj, features); err != nil {
+			return r, err
 		}
 		for _, f := range features {
 			v, ok := obj[f]
@@ -576,15 +595,8 @@ func appendCellObjects(r request, objs []map[string]json.RawMessage, features []
 		if obj == nil {
 			return r, fmt.Errorf("%s: null, want an object keyed by feature name", instanceName(r, i))
 		}
-		var unknown []string
-		for k := range obj {
-			if !slices.Contains(features, k) {
-				unknown = append(unknown, k)
-			}
-		}
-		if len(unknown) > 0 {
-			slices.Sort(unknown)
-			return r, fmt.Errorf("%s: unknown feature %q; the model's features are %q", instanceName(r, i), unknown[0], features)
+		if err := unknownFeature(r, i, obj, features); err != nil {
+			return r, err
 		}
 		for _, f := range features {
 			raw, ok := obj[f]

@@ -253,16 +253,10 @@ func decodeV2Fast(b []byte, sc *v2Scratch) (id []byte, ok bool) {
 	}
 	var haveID, haveInputs bool
 	for {
-		s.ws()
-		key, ok := s.key()
+		key, ok := s.member()
 		if !ok {
 			return nil, false
 		}
-		s.ws()
-		if !s.eat(':') {
-			return nil, false
-		}
-		s.ws()
 		switch string(key) {
 		case "id":
 			if haveID {
@@ -318,16 +312,10 @@ func (s *scanner) v2Input(sc *v2Scratch) bool {
 	var depth, outer, inner int
 	allInt := true
 	for {
-		s.ws()
-		key, ok := s.key()
+		key, ok := s.member()
 		if !ok {
 			return false
 		}
-		s.ws()
-		if !s.eat(':') {
-			return false
-		}
-		s.ws()
 		switch string(key) {
 		case "name":
 			v, ok := s.str()
