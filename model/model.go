@@ -112,7 +112,7 @@ func (e *CellError) Error() string {
 	fmt.Fprintf(&b, "feature %q: ", e.Name)
 	switch {
 	case errors.Is(e.Err, ErrUnseenCategory):
-		fmt.Fprintf(&b, "category %q not seen in training (the model's categories are %s)", e.Value, listQuoted(e.known))
+		fmt.Fprintf(&b, "category %q not seen in training (the model's categories are %s)", e.Value, QuoteList(e.known))
 	case e.Value != "":
 		fmt.Fprintf(&b, "%q: %s", e.Value, e.Err)
 	default:
@@ -123,7 +123,9 @@ func (e *CellError) Error() string {
 
 func (e *CellError) Unwrap() error { return e.Err }
 
-func listQuoted(s []string) string {
+// QuoteList quotes names for an error message, the first ten of them and
+// how many more.
+func QuoteList(s []string) string {
 	const most = 10
 	var b strings.Builder
 	for i, v := range s {

@@ -149,7 +149,7 @@ func (sc *v2Scratch) assemble(sig *v2Sig, x []float64, text []string) (request, 
 	for _, in := range sc.inputs {
 		j := featureIndex(sig.features, in.name)
 		if j < 0 {
-			return r, fmt.Errorf("unknown input %q: the model takes %s, or one input of shape [-1] per feature (%s)", in.name, matrixHint(), listFeatures(sig.features))
+			return r, fmt.Errorf("unknown input %q: the model takes %s, or one input of shape [-1] per feature (%s)", in.name, matrixHint(), model.QuoteList(sig.features))
 		}
 		if seen[j] {
 			return r, fmt.Errorf("input %q given twice", in.name)
@@ -202,22 +202,6 @@ func featureIndex(features []string, name []byte) int {
 		}
 	}
 	return -1
-}
-
-func listFeatures(features []string) string {
-	const most = 10
-	var b strings.Builder
-	for i, f := range features {
-		if i == most {
-			fmt.Fprintf(&b, ", … (%d more)", len(features)-most)
-			break
-		}
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(strconv.Quote(f))
-	}
-	return b.String()
 }
 
 // str reads a string of printable ASCII without escapes (the '"' not yet
