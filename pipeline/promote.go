@@ -29,8 +29,11 @@ type PromoteInput struct {
 }
 
 // Promote verifies NAME@VERSION in environment From, copies it by digest to
-// To, attests the promotion and deploys it there (stages/promote), with the
-// spec's verify: and deploy: blocks. A request the spec cannot serve (an
+// To, verifies the copies, attests the promotion and deploys it there
+// (stages/promote), with the spec's verify: and deploy: blocks. Under
+// deploy.model_source volume the release is the version's ModelPack
+// artifact, mounted by the runtime image it names: both travel with the
+// serving image. A request the spec cannot serve (an
 // unknown environment, no verify: block, a target without a context) is
 // refused before anything is touched, wrapping spec.ErrSpec or
 // spec.ErrUnknownEnvironment.
@@ -45,10 +48,6 @@ func Promote(ctx context.Context, s *spec.Spec, in PromoteInput) (*promote.Resul
 	}
 	if !s.Verify.Set() {
 		return nil, fmt.Errorf("%s: verify: %w: needs key or certificate_identity (promoted images are verified)", s.File, spec.ErrSpec)
-	}
-	if s.Deploy.Volume() {
-		// Promotion copies and attests the serving image only.
-		return nil, fmt.Errorf("%s: deploy.model_source: %w: promote does not carry a ModelPack artifact and its runtime image yet; promote with model_source: image", s.File, spec.ErrSpec)
 	}
 	if dst.Context == "" {
 		// Never whatever context is current: prod must not be a typo away.
@@ -69,7 +68,7 @@ func Promote(ctx context.Context, s *spec.Spec, in PromoteInput) (*promote.Resul
 		Cluster: promote.NewKubeCluster(t, dst.Namespace, s.Deploy, trust(&policy, false, dst.Repository, in.Access, in.Log)),
 		Verify:  policy, Signer: in.Signer,
 		Approve: in.Approve, AllowDowngrade: in.AllowDowngrade, Reason: in.Reason,
-		Access: in.Access, SignOptions: []sign.Option{sign.WithLog(in.Log)},
+		Volume: s.Deploy.Volume(), Access: in.Access, SignOptions: []sign.Option{sign.WithLog(in.Log)},
 	})
 }
 

@@ -7,11 +7,7 @@ import (
 	"fmt"
 	"io"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/modelci/modelci/stages/deploy"
-	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/oci"
 	"github.com/modelci/modelci/stages/promote"
 	"github.com/modelci/modelci/stages/registry"
@@ -46,8 +42,8 @@ type DeployInput struct {
 
 // ErrNoModelPack means a model_source volume deploy was given a serving
 // image with no ModelPack artifact among its referrers, or an artifact
-// that names no runtime image.
-var ErrNoModelPack = errors.New("no ModelPack artifact")
+// that names no runtime image (registry.FindModelPack).
+var ErrNoModelPack = registry.ErrNoModelPack
 
 // Deploy verifies in.Ref and rolls it out to t, or with in.DryRun renders
 // its manifests. Under model_source volume in.Ref is the model's ModelPack
@@ -94,56 +90,17 @@ func verifiers(policy sign.VerifyPolicy, opts ...sign.Option) (model, runtime de
 // image in rel.Image, the release of the artifact (rel.Model) run by the
 // runtime image it names (rel.Image), both by digest in its repository.
 func volumeRelease(ctx context.Context, rel *deploy.Release, access oci.Access) error {
-	r, err := access.ParseRef(rel.Image)
+	mp, err := registry.FindModelPack(ctx, rel.Image, registry.WithAccess(access))
 	if err != nil {
-		return err
+		return fmt.Errorf("model_source volume: %w; deploy the artifact, HOST/REPO@sha256:… (run.json outputs.push.modelpack)", err)
 	}
-	m, err := manifestOf(ctx, rel.Image, access)
-	if err != nil {
-		return err
-	}
-	model := rel.Image
-	if m.ArtifactType != image.ArtifactTypeModelPack {
-		// A serving image: its ModelPack artifact refers to it.
-		d := r.Name().Context().Digest(r.Digest().String())
-		idx, err := remote.Referrers(d, append(access.RemoteOptions(ctx), remote.WithFilter("artifactType", image.ArtifactTypeModelPack))...)
-		if err != nil {
-			return fmt.Errorf("referrers of %s: %w", rel.Image, err)
-		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return fmt.Errorf("referrers of %s: %w", rel.Image, err)
-		}
-		var found []string
-		for _, desc := range im.Manifests {
-			if desc.ArtifactType == image.ArtifactTypeModelPack {
-				found = append(found, desc.Digest.String())
-			}
-		}
-		if len(found) != 1 {
-			return fmt.Errorf("model_source volume: %w: %s has %d ModelPack referrers (%v); deploy the artifact, HOST/REPO@sha256:… (run.json outputs.push.modelpack)", ErrNoModelPack, rel.Image, len(found), found)
-		}
-		model = r.Repository() + "@" + found[0]
-		if m, err = manifestOf(ctx, model, access); err != nil {
-			return err
-		}
-		if m.ArtifactType != image.ArtifactTypeModelPack || m.Subject == nil || m.Subject.Digest.String() != r.Digest().String() {
-			return fmt.Errorf("model_source volume: %w: the referrer %s of %s is not its ModelPack artifact", ErrNoModelPack, model, rel.Image)
-		}
-	}
-	runtime := m.Annotations[image.AnnotationRuntimeDigest]
-	if _, err := v1.NewHash(runtime); err != nil {
-		return fmt.Errorf("model_source volume: %w: the ModelPack artifact %s names no runtime image (%s)", ErrNoModelPack, model, image.AnnotationRuntimeDigest)
-	}
-	rel.Model, rel.Image = model, r.Repository()+"@"+runtime
+	rel.Model, rel.Image = mp.Artifact, mp.Runtime
 	return nil
 }
 
 // manifest is what a release reads of a manifest.
 type manifest struct {
-	ArtifactType string            `json:"artifactType"`
-	Subject      *v1.Descriptor    `json:"subject"`
-	Annotations  map[string]string `json:"annotations"`
+	Annotations map[string]string `json:"annotations"`
 }
 
 func manifestOf(ctx context.Context, ref string, access oci.Access) (*manifest, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +16,8 @@ import (
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
+	"github.com/modelci/modelci/stages/promote"
+	"github.com/modelci/modelci/stages/registry"
 	"github.com/modelci/modelci/stages/sign"
 )
 
@@ -185,25 +188,144 @@ func TestRunDeploysModelVolume(t *testing.T) {
 	}
 }
 
-// TestPromoteRefusesModelVolume: promotion copies and attests the serving
-// image only, so a spec whose releases mount their model is refused before
-// any cluster or registry is touched.
-func TestPromoteRefusesModelVolume(t *testing.T) {
-	_, pub, err := sign.GenerateKeys([]byte("pw"))
+// TestPromoteModelVolume: under deploy.model_source volume, promote
+// carries a release from staging to prod as the release it is: prod's
+// Deployment runs the same runtime image and mounts the same ModelPack
+// artifact, by digest from prod's repository, each with its signatures and
+// attestations, and prod's history names the artifact with its promotion.
+// An artifact whose signature or gate attestation is not its own is
+// refused before anything is copied or applied.
+func TestPromoteModelVolume(t *testing.T) {
+	c := k8stest.Start(t)
+	stagingNS, prodNS := c.Namespace(t), c.Namespace(t)
+	staging, prod := newCountingRegistry(t).repo(), newCountingRegistry(t).repo()
+	priv, pub, err := sign.GenerateKeys([]byte("pw"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := project(t, func(s string) string {
-		return s + "verify: {key: cosign.pub}\ndeploy:\n  model_source: volume\n" +
-			"environments:\n  staging: {repository: registry.test/models/diabetes, context: staging}\n  prod: {repository: registry.test/models/diabetes, context: prod}\n"
+		return s + "sign: {key: cosign.key}\nverify: {key: cosign.pub}\n" +
+			"deploy:\n  enabled: true\n  context: " + k8stest.Context + "\n  namespace: " + stagingNS + "\n  replicas: 2\n  model_source: volume\n" +
+			"environments:\n" +
+			"  staging: {repository: " + staging + ", context: " + k8stest.Context + ", namespace: " + stagingNS + "}\n" +
+			"  prod: {repository: " + prod + ", context: " + k8stest.Context + ", namespace: " + prodNS + "}\n"
 	})
+	os.WriteFile(filepath.Join(dir, "cosign.key"), priv, 0o600)
 	os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644)
-	sp, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
+	t.Setenv("MODELCI_KEY_PASSWORD", "pw")
+	opts := []pipeline.Option{pipeline.WithRuntime("linux/amd64", serverRuntime(t)), pipeline.WithRepository(staging), pipeline.WithKubeconfig(c.Kubeconfig)}
+	signer, err := pipeline.Signer(pipeline.SignerConfig{Key: filepath.Join(dir, "cosign.key")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = pipeline.Promote(context.Background(), sp, pipeline.PromoteInput{Name: "diabetes", Version: "1.0.0", From: "staging", To: "prod", Kubeconfig: filepath.Join(dir, "no-kubeconfig")})
-	if !errors.Is(err, spec.ErrSpec) || !strings.Contains(err.Error(), "model_source") {
-		t.Fatalf("promote under model_source volume: %v; want a spec error naming model_source", err)
+	ctx := context.Background()
+	promoteTo := func(version string) (*promote.Result, error) {
+		sp, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pipeline.Promote(ctx, sp, pipeline.PromoteInput{Name: "diabetes", Version: version, From: "staging", To: "prod",
+			Reason: "release " + version, Signer: signer, Kubeconfig: c.Kubeconfig})
+	}
+	// inProd is ref (HOST/REPO@sha256:…) by digest in prod's repository.
+	inProd := func(ref string) string { return prod + ref[strings.LastIndex(ref, "@"):] }
+
+	first, err := runProject(t, dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1 := first.Record.Outputs.Push
+	res, err := promoteTo("1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Model != inProd(p1.ModelPack) || res.Runtime != inProd(p1.Runtime) || res.Image != inProd(first.Ref) {
+		t.Fatalf("promoted model %s, runtime %s, image %s; want %s, %s and %s in prod", res.Model, res.Runtime, res.Image, inProd(p1.ModelPack), inProd(p1.Runtime), inProd(first.Ref))
+	}
+	img, vol, _ := liveTemplate(t, c, prodNS)
+	if img != inProd(p1.Runtime) || vol == nil || vol.Reference != inProd(p1.ModelPack) {
+		t.Fatalf("prod runs %s with volume %+v; want staging's runtime image and artifact from prod's repository: %s with %s", img, vol, inProd(p1.Runtime), inProd(p1.ModelPack))
+	}
+	// What prod runs verifies there on its own: the copies carry their
+	// signatures and the artifact its PASS gate attestation.
+	policy := sign.VerifyPolicy{KeyPath: filepath.Join(dir, "cosign.pub")}
+	if v, err := sign.Verify(ctx, res.Model, sign.VerifyPolicy{KeyPath: policy.KeyPath, RequireGate: true}); err != nil || v.Verdict != "PASS" || v.Model.Version != "1.0.0" {
+		t.Fatalf("the artifact in prod: %+v, %v; want a PASS 1.0.0", v, err)
+	}
+	if _, err := sign.Verify(ctx, res.Runtime, policy); err != nil {
+		t.Fatalf("the runtime image in prod: %v", err)
+	}
+	if d, err := registry.Resolve(ctx, prod+":1.0.0"); err != nil || prod+"@"+d.String() != res.Image {
+		t.Fatalf("prod's 1.0.0 tag: %v, %v; want the serving image %s", d, err, res.Image)
+	}
+	tg, err := deploy.NewTarget(c.Kubeconfig, k8stest.Context)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pipeline.History(ctx, tg, pipeline.HistoryInput{Name: "diabetes", Namespace: prodNS, Env: "prod", Policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.History) != 1 || h.History[0].Model != res.Model || h.History[0].Image != res.Runtime || h.History[0].Verdict != "PASS" ||
+		h.History[0].Promotion == nil || h.History[0].Promotion.From != "staging" {
+		t.Fatalf("prod's history %+v; want 1.0.0's artifact, verified, promoted from staging", h.History)
+	}
+
+	// 1.1.0, whose artifact then wears the serving image's signature, then
+	// its gate attestation: each is refused, and prod is left as it was.
+	setSpec(t, dir, [2]string{"version: 1.0.0", "version: 1.1.0"})
+	second, err := runProject(t, dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := second.Record.Outputs.Push
+	cosignTag := func(ref, suffix string) string {
+		return strings.Replace(ref[strings.LastIndex(ref, "@")+1:], ":", "-", 1) + suffix
+	}
+	for _, suffix := range []string{".sig", ".att"} {
+		own, err := registry.Resolve(ctx, staging+":"+cosignTag(p2.ModelPack, suffix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := registry.Copy(ctx, staging+":"+cosignTag(second.Ref, suffix), staging, registry.WithTags(cosignTag(p2.ModelPack, suffix)), registry.WithAllowOverwrite()); err != nil {
+			t.Fatal(err)
+		}
+		_, err = promoteTo("1.1.0")
+		if !errors.Is(err, promote.ErrNotVerified) || !promote.Refused(err) {
+			t.Fatalf("promoting an artifact with the image's %s: %v; want %v, a refusal", suffix, err, promote.ErrNotVerified)
+		}
+		if img, vol, _ := liveTemplate(t, c, prodNS); img != res.Runtime || vol == nil || vol.Reference != res.Model {
+			t.Fatalf("after a refusal prod runs %s with %+v", img, vol)
+		}
+		if h, err := tg.History(ctx, "diabetes", prodNS); err != nil || len(h.History) != 1 {
+			t.Fatalf("after a refusal prod's history is %+v, %v", h, err)
+		}
+		tags, err := registry.ListTags(ctx, prod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(tags, "1.1.0") || slices.Contains(tags, cosignTag(p2.ModelPack, ".sig")) {
+			t.Fatalf("a refused promotion wrote prod's tags %v", tags)
+		}
+		if _, err := registry.Resolve(ctx, inProd(p2.ModelPack)); !errors.Is(err, registry.ErrNotFound) {
+			t.Fatalf("a refused promotion copied its artifact to prod: %v", err)
+		}
+		// The artifact's own tag back, by digest.
+		if _, err := registry.Copy(ctx, staging+"@"+own.String(), staging, registry.WithTags(cosignTag(p2.ModelPack, suffix)), registry.WithAllowOverwrite()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Untampered, 1.1.0 is a new release in prod: the same runtime image,
+	// its own artifact.
+	res2, err := promoteTo("1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Runtime != res.Runtime || res2.Model != inProd(p2.ModelPack) || res2.Previous == nil || res2.Previous.Model != res.Model {
+		t.Fatalf("promoted 1.1.0 as %+v; want %s with %s, after 1.0.0's %s", res2, res.Runtime, inProd(p2.ModelPack), res.Model)
+	}
+	if img, vol, _ := liveTemplate(t, c, prodNS); img != res.Runtime || vol == nil || vol.Reference != res2.Model {
+		t.Fatalf("prod runs %s with %+v; want %s with %s", img, vol, res.Runtime, res2.Model)
 	}
 }

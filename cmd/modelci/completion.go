@@ -45,6 +45,9 @@ func completeRunIDs(dir, specFile, outputDir *string) cobra.CompletionFunc {
 // strategies are deploy's --strategy values.
 var strategies = []string{deploy.Rolling, deploy.Canary}
 
+// modelSources are deploy's --model-source values.
+var modelSources = []string{deploy.ModelFromImage, deploy.ModelFromVolume}
+
 // roles are serve's --role values.
 var roles = []string{string(serve.RoleAll), string(serve.RolePredict), string(serve.RolePreprocess)}
 

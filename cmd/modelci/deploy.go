@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -127,6 +128,7 @@ func newDeployCmd() *cobra.Command {
 		vo                      verifyOptions
 		reg                     registryOptions
 		strategy, steps, dryRun string
+		modelSource             string
 		specFile                string
 		appName, version, runID string
 		replicas                int32
@@ -148,13 +150,14 @@ Deployment behind the same Service stepped through --steps, with an analysis
 between steps. A release that fails is rolled back to the previous one on its
 own. The deploy: section of --spec FILE (modelci.yaml) configures replicas,
 resources, GPUs, services, autoscaling and analysis; flags override it.
-Under its deploy.model_source volume, REF is the model's ModelPack artifact or
-its serving image (whose ModelPack referrer is taken): the runtime image the
-artifact names runs with the artifact mounted at /model as an image volume,
-the artifact verified as the model and the runtime image's signature too.
+Under --model-source volume (or the spec's deploy.model_source volume), REF is
+the model's ModelPack artifact or its serving image (whose ModelPack referrer
+is taken): the runtime image the artifact names runs with the artifact
+mounted at /model as an image volume, the artifact verified as the model and
+the runtime image's signature too.
 --dry-run DIR writes the manifests instead and needs no cluster.
-Prints the deployed reference (under deploy.model_source volume, the
-ModelPack artifact); exit 0 rolled out, 3 verification refused,
+Prints the deployed reference (under model source volume, the ModelPack
+artifact); exit 0 rolled out, 3 verification refused,
 1 failed (rolled back when there was a previous release), 2 usage.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -201,6 +204,12 @@ ModelPack artifact); exit 0 rolled out, 3 verification refused,
 			if cmd.Flags().Changed("replicas") {
 				cfg.Replicas = replicas
 			}
+			if cmd.Flags().Changed("model-source") {
+				if !slices.Contains(modelSources, modelSource) {
+					return usageError(fmt.Errorf("deploy: --model-source %q: want %s", modelSource, strings.Join(modelSources, " or ")))
+				}
+				cfg.ModelSource = modelSource
+			}
 			if err := cfg.Validate(); err != nil {
 				return usageError(fmt.Errorf("deploy: %w", err))
 			}
@@ -243,6 +252,8 @@ ModelPack artifact); exit 0 rolled out, 3 verification refused,
 	f.StringVar(&strategy, "strategy", deploy.Rolling, "rolling or canary")
 	must(cmd.RegisterFlagCompletionFunc("strategy", cobra.FixedCompletions(strategies, cobra.ShellCompDirectiveNoFileComp)))
 	f.StringVar(&steps, "steps", "10,50,100", "canary steps, percent of replicas, ending at 100")
+	f.StringVar(&modelSource, "model-source", deploy.ModelFromImage, "image (the serving image, the model baked in) or volume (the runtime image, the ModelPack artifact mounted as an image volume)")
+	must(cmd.RegisterFlagCompletionFunc("model-source", cobra.FixedCompletions(modelSources, cobra.ShellCompDirectiveNoFileComp)))
 	f.Int32Var(&replicas, "replicas", 3, "replicas")
 	f.StringVar(&dryRun, "dry-run", "", "write the manifests into `DIR` instead of deploying")
 	f.BoolVar(&createNS, "create-namespace", false, "create the namespace if it does not exist")

@@ -2,10 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/modelgate"
@@ -120,6 +125,7 @@ func TestDeployCLIRefusals(t *testing.T) {
 		{"layout", append([]string{"deploy", "oci-layout:///tmp/oci@sha256:1111111111111111111111111111111111111111111111111111111111111111", "-n", "models", "--insecure-skip-verify"}, common...), 1, "oci-layout"},
 		{"steps", append([]string{"deploy", cliImage1, "-n", "models", "--insecure-skip-verify", "--strategy", "canary", "--steps", "50,10"}, common...), 2, "invalid canary steps"},
 		{"strategy", append([]string{"deploy", cliImage1, "-n", "models", "--insecure-skip-verify", "--strategy", "blue-green"}, common...), 2, "strategy"},
+		{"model source", append([]string{"deploy", cliImage1, "-n", "models", "--insecure-skip-verify", "--model-source", "layer"}, common...), 2, "--model-source \"layer\": want image or volume"},
 		{"no namespace", append([]string{"deploy", cliImage1, "--insecure-skip-verify"}, common...), 2, "-n NAMESPACE"},
 		{"no verification", append([]string{"deploy", cliImage1, "-n", "models"}, common...), 2, "--insecure-skip-verify"},
 		{"key and identity", append([]string{"deploy", cliImage1, "-n", "models", "--key", "k.pub", "--certificate-identity", "a", "--certificate-oidc-issuer", "b"}, common...), 2, "mutually exclusive"},
@@ -220,5 +226,60 @@ func TestDeploySpecKeyIsTheSpecDirectorys(t *testing.T) {
 		"--kubeconfig", p.c.Kubeconfig, "--context", k8stest.Context)
 	if code != 3 {
 		t.Errorf("deploy --key of another signer: exit %d, want 3\n%s", code, stderr)
+	}
+}
+
+// TestDeployModelSource: --model-source overrides the spec's
+// deploy.model_source. volume renders the runtime image with the serving
+// image's ModelPack artifact mounted (as run.json records both); image,
+// over a spec that says volume, renders the serving image and no volume.
+func TestDeployModelSource(t *testing.T) {
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	repo := strings.TrimPrefix(srv.URL, "http://") + "/models/diabetes"
+	project := example(t, nil)
+	code, stdout, stderr := run(t, "run", "-C", project, "--repository", repo, "-o", "json")
+	if code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, stderr)
+	}
+	doc := decodeOne(t, stdout)
+	b, err := os.ReadFile(filepath.Join(doc["run_dir"].(string), "run.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Outputs struct {
+			Push struct{ Ref, ModelPack, Runtime string }
+		}
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	push := rec.Outputs.Push
+	if push.ModelPack == "" || push.Runtime == "" {
+		t.Fatalf("run.json pushed %+v; want the artifact and the runtime image", push)
+	}
+	sp := filepath.Join(t.TempDir(), "modelci.yaml")
+	if err := os.WriteFile(sp, []byte("apiVersion: modelci.dev/v1\ndeploy:\n  namespace: staging\n  model_source: volume\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	render := func(args ...string) string {
+		t.Helper()
+		dir := filepath.Join(t.TempDir(), "deploy")
+		code, _, stderr := run(t, append([]string{"deploy", push.Ref, "--dry-run", dir}, args...)...)
+		if code != 0 {
+			t.Fatalf("deploy %v: exit %d\n%s", args, code, stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "deployment-"+deploy.WorkloadName("diabetes", deploy.RolePredict)+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if d := render("--model-source", "volume"); !strings.Contains(d, "image: "+push.Runtime) || !strings.Contains(d, "reference: "+push.ModelPack) {
+		t.Errorf("--model-source volume rendered:\n%s\nwant %s with %s mounted", d, push.Runtime, push.ModelPack)
+	}
+	if d := render("--spec", sp, "--model-source", "image"); !strings.Contains(d, "image: "+push.Ref) || strings.Contains(d, "reference:") || !strings.Contains(d, "namespace: staging") {
+		t.Errorf("--model-source image over the spec's volume rendered:\n%s\nwant %s and no model volume", d, push.Ref)
 	}
 }

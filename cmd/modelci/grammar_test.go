@@ -315,7 +315,7 @@ func TestVersion(t *testing.T) {
 }
 
 // TestCompletion: cobra's __complete (what modelci completion's scripts
-// call) completes -o's values, --strategy's, serve's --role's and
+// call) completes -o's values, --strategy's, --model-source's, serve's --role's and
 // rebuild's RUN_ID from the output directory's runs.
 func TestCompletion(t *testing.T) {
 	dir := example(t, func(s string) string { return strings.Replace(s, "threshold: 5000", "threshold: 10", 1) })
@@ -332,6 +332,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"gate", "--output", ""}, []string{"text", "json", "markdown"}},
 		{[]string{"status", "-o", ""}, []string{"text", "json"}},
 		{[]string{"deploy", "--strategy", ""}, []string{"rolling", "canary"}},
+		{[]string{"deploy", "--model-source", ""}, []string{"image", "volume"}},
 		{[]string{"serve", "--role", ""}, []string{"all", "predict", "preprocess"}},
 		{[]string{"rebuild", "-C", dir, ""}, []string{id + "\tsucceeded FAIL 1.0.0"}},
 		{[]string{"rebuild", "-C", dir, id[:8]}, []string{id + "\tsucceeded FAIL 1.0.0"}},

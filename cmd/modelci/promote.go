@@ -47,9 +47,13 @@ checks the target's version constraint and required verdict (--approve with
 (--allow-downgrade), copies the image by digest with its signatures,
 attestations and metrics, attests the promotion (signed with --key or
 --keyless, default the spec's sign: block) and deploys it to the target's
-kubeconfig context and namespace with its strategy. A re-run after an
-interruption converges. Prints the target reference by digest; exit 0
-promoted, 3 refused, 1 error, 2 usage.`,
+kubeconfig context and namespace with its strategy. Under the spec's
+deploy.model_source volume the version's ModelPack artifact and the runtime
+image it names are verified and copied the same way, the copies verified in
+the target's repository, and the target runs that runtime image with the
+artifact mounted. A re-run after an interruption converges. Prints the
+target reference by digest (under deploy.model_source volume, the ModelPack
+artifact); exit 0 promoted, 3 refused, 1 error, 2 usage.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			modelName, version, ok := strings.Cut(a[0], "@")
@@ -121,7 +125,12 @@ promoted, 3 refused, 1 error, 2 usage.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), line)
 			}
 			if !out.json() {
-				fmt.Fprintln(cmd.OutOrStdout(), res.Image)
+				ref := res.Image
+				if res.Model != "" {
+					// A volume release is its model artifact (what deploy takes).
+					ref = res.Model
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), ref)
 			}
 			return nil
 		},

@@ -15,22 +15,26 @@ import (
 const attestSkew = time.Minute
 
 // Audit adds to each deployed entry of env's history the promotion
-// attestation, signed by p's signer, that brought its image into env: the
-// latest one made before the entry was recorded. Rollbacks and releases
-// deployed without promote carry none. Each image's attestations are read
-// once.
+// attestation, signed by p's signer, that brought its model into env (the
+// image, or the ModelPack artifact a release mounts): the latest one made
+// before the entry was recorded. Rollbacks and releases deployed without
+// promote carry none. Each model's attestations are read once.
 func Audit(ctx context.Context, history []deploy.Entry, env string, p sign.VerifyPolicy, opts ...sign.Option) error {
-	byImage := map[string][]Predicate{}
+	bySubject := map[string][]Predicate{}
 	for i := range history {
 		e := &history[i]
-		if e.Action != deploy.ActionDeploy || e.Image == "" {
+		subject := e.Image
+		if e.Model != "" {
+			subject = e.Model
+		}
+		if e.Action != deploy.ActionDeploy || subject == "" {
 			continue
 		}
-		preds, ok := byImage[e.Image]
+		preds, ok := bySubject[subject]
 		if !ok {
-			sts, err := sign.VerifiedStatements(ctx, e.Image, PredicateType, p, opts...)
+			sts, err := sign.VerifiedStatements(ctx, subject, PredicateType, p, opts...)
 			if err != nil {
-				return fmt.Errorf("promotion attestations of revision %d (%s): %w", e.Revision, e.Image, err)
+				return fmt.Errorf("promotion attestations of revision %d (%s): %w", e.Revision, subject, err)
 			}
 			for _, st := range sts {
 				var pr Predicate
@@ -38,7 +42,7 @@ func Audit(ctx context.Context, history []deploy.Entry, env string, p sign.Verif
 					preds = append(preds, pr)
 				}
 			}
-			byImage[e.Image] = preds
+			bySubject[subject] = preds
 		}
 		var best *Predicate
 		for j := range preds {

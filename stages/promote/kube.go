@@ -53,7 +53,7 @@ func (l *kubeLocked) Current(ctx context.Context) (Release, error) {
 		// Workloads without a history: nothing modelci released.
 		return Release{}, nil
 	}
-	return Release{Name: l.app, Version: c.Version, Image: c.Image, Verdict: c.Verdict, Who: c.Who, Reason: c.Reason, Revision: c.Revision}, nil
+	return Release{Name: l.app, Version: c.Version, Image: c.Image, Model: c.Model, Verdict: c.Verdict, Who: c.Who, Reason: c.Reason, Revision: c.Revision}, nil
 }
 
 func (l *kubeLocked) Deploy(ctx context.Context, rel Release, strategy string) error {
@@ -61,26 +61,47 @@ func (l *kubeLocked) Deploy(ctx context.Context, rel Release, strategy string) e
 	if strategy != "" {
 		cfg.Strategy = strategy
 	}
-	_, err := l.t.Deploy(ctx, deploy.Input{
+	in := deploy.Input{
 		Config:    cfg,
-		Release:   deploy.Release{Name: rel.Name, Version: rel.Version, Image: rel.Image, Who: rel.Who},
+		Release:   deploy.Release{Name: rel.Name, Version: rel.Version, Image: rel.Image, Model: rel.Model, Who: rel.Who},
 		Namespace: l.ns,
 		Verifier:  verified(rel),
 		Rollback:  l.rollback,
 		Lease:     l.lease,
 		Reason:    rel.Reason,
-	})
+	}
+	if rel.Model != "" {
+		in.RuntimeVerifier = verifiedRuntime(rel)
+	}
+	_, err := l.t.Deploy(ctx, in)
 	return err
 }
 
 func (l *kubeLocked) Unlock() { l.lease.Release() }
 
-// verified is the verification Promote already did, handed to deploy as its Verifier.
+// verified is the verification Promote already did of the model (the
+// image, or the ModelPack artifact a release mounts), in the source
+// repository and then in the target's, handed to deploy as its Verifier.
 type verified Release
 
 func (v verified) Verify(_ context.Context, ref string) (deploy.Verification, error) {
-	if ref != v.Image {
-		return deploy.Verification{}, fmt.Errorf("image %s: %w: promote verified %s", ref, ErrNotVerified, v.Image)
+	want := v.Image
+	if v.Model != "" {
+		want = v.Model
+	}
+	if ref != want {
+		return deploy.Verification{}, fmt.Errorf("model %s: %w: promote verified %s", ref, ErrNotVerified, want)
 	}
 	return deploy.Verification{Verdict: v.Verdict, Name: v.Name, Version: v.Version}, nil
+}
+
+// verifiedRuntime is Promote's verification of the runtime image a
+// release that mounts its model runs, as deploy's RuntimeVerifier.
+type verifiedRuntime Release
+
+func (v verifiedRuntime) Verify(_ context.Context, ref string) (deploy.Verification, error) {
+	if ref != v.Image {
+		return deploy.Verification{}, fmt.Errorf("runtime image %s: %w: promote verified %s", ref, ErrNotVerified, v.Image)
+	}
+	return deploy.Verification{Name: v.Name, Version: v.Version}, nil
 }

@@ -3,8 +3,10 @@
 // repository, verifies its signature and gate verdict, checks the
 // environment's version constraint and that the version moves forward,
 // copies the image by digest with its cosign signatures, attestations and
-// metrics, attests the promotion, and deploys it (ARCHITECTURE.md,
-// "Kubernetes" and "Attestations").
+// metrics, verifies the copies, attests the promotion, and deploys it
+// (ARCHITECTURE.md, "Kubernetes" and "Attestations"). A release that mounts
+// its model (deploy.model_source volume) carries the image's ModelPack
+// artifact and the runtime image it names along the same way.
 package promote
 
 import (
@@ -12,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -51,8 +54,12 @@ type Environment struct {
 type Release struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
-	// Image is HOST/REPO@sha256:….
-	Image   string `json:"image"`
+	// Image is HOST/REPO@sha256:…: the serving image, or with Model the
+	// runtime image.
+	Image string `json:"image"`
+	// Model is the ModelPack artifact by digest a release that mounts its
+	// model mounts (deploy.model_source volume).
+	Model   string `json:"model,omitempty"`
 	Verdict string `json:"verdict,omitempty"`
 	Who     string `json:"who,omitempty"`
 	Reason  string `json:"reason,omitempty"`
@@ -99,6 +106,11 @@ type In struct {
 	// StopAfter ends the promotion with ErrStopped after the named step (a
 	// test's stand-in for a killed process).
 	StopAfter string
+	// Volume promotes a release that mounts its model (deploy.model_source
+	// volume): the version's serving image, its ModelPack artifact and the
+	// runtime image the artifact names are verified and copied, and the
+	// release deployed is the artifact mounted by the runtime image.
+	Volume bool
 	// Access is how both registries are reached, by the copy and by
 	// verification and attestation alike; RegistryOptions and SignOptions
 	// adjust it.
@@ -124,8 +136,12 @@ type Result struct {
 	To      string `json:"to"`
 	Digest  string `json:"digest"`
 	// Source and Image are the image by digest in the source and target repositories.
-	Source  string            `json:"source"`
-	Image   string            `json:"image"`
+	Source string `json:"source"`
+	Image  string `json:"image"`
+	// Model and Runtime are, when In.Volume, the ModelPack artifact and the
+	// runtime image by digest in the target repository: the release.
+	Model   string            `json:"model,omitempty"`
+	Runtime string            `json:"runtime,omitempty"`
 	Verdict modelgate.Verdict `json:"verdict"`
 	// Previous is the release the target served before.
 	Previous *Release `json:"previous,omitempty"`
@@ -148,6 +164,8 @@ type Predicate struct {
 	Approved        bool               `json:"approved,omitempty"`
 	PreviousVersion string             `json:"previous_version,omitempty"`
 	PreviousImage   string             `json:"previous_image,omitempty"`
+	// PreviousModel is the ModelPack artifact the previous release mounted.
+	PreviousModel string `json:"previous_model,omitempty"`
 	// PreviousRevision is the previous release's revision in the target's
 	// history, so that a re-run can tell its own attestation from one made
 	// before a rollback.
@@ -240,8 +258,42 @@ type promotion struct {
 	locked  Locked
 	digest  v1.Hash
 	current Release
-	// serving: the target already runs this digest (a converging re-run).
+	// source is what is verified and copied, in the source repository: the
+	// serving image and, when In.Volume, its ModelPack artifact and runtime
+	// image; target is the same in the target repository.
+	source, target parts
+	// serving: the target already runs this release (a converging re-run).
 	serving bool
+}
+
+// parts are a release's manifests in one repository, HOST/REPO@sha256:…;
+// Model and Runtime are empty unless the release mounts its model.
+type parts struct{ Image, Model, Runtime string }
+
+// refs are the parts in copy order: the serving image first, so that the
+// artifact's subject is there when the artifact arrives, then the runtime
+// image and the artifact.
+func (ps parts) refs() []string {
+	if ps.Model == "" {
+		return []string{ps.Image}
+	}
+	return []string{ps.Image, ps.Runtime, ps.Model}
+}
+
+// release is what the target runs: the serving image, or the runtime image
+// with the artifact mounted.
+func (ps parts) release() (image, model string) {
+	if ps.Model == "" {
+		return ps.Image, ""
+	}
+	return ps.Runtime, ps.Model
+}
+
+func describe(image, model string) string {
+	if model == "" {
+		return image
+	}
+	return image + " with model " + model
 }
 
 func (p *promotion) resolve(ctx context.Context) (string, error) {
@@ -262,33 +314,94 @@ func (p *promotion) resolve(ctx context.Context) (string, error) {
 		return "", err
 	}
 	p.digest = d
-	p.res.Digest = d.String()
-	p.res.Source = from.Digest(d).String()
-	p.res.Image = to.Digest(d).String()
+	p.source.Image, p.target.Image = from.Digest(d).String(), to.Digest(d).String()
+	p.res.Digest, p.res.Source, p.res.Image = d.String(), p.source.Image, p.target.Image
+	if !p.Volume {
+		return "", nil
+	}
+	// The version tag names the serving image; its ModelPack artifact
+	// refers to it and names the runtime image.
+	mp, err := registry.FindModelPack(ctx, p.source.Image, p.RegistryOptions...)
+	if err != nil {
+		return "", err
+	}
+	if mp.Image != p.source.Image {
+		return "", fmt.Errorf("%w: the ModelPack artifact %s refers to %s, not %s", registry.ErrNoModelPack, mp.Artifact, mp.Image, p.source.Image)
+	}
+	for _, r := range []struct{ src, dst *string }{{&mp.Artifact, &p.target.Model}, {&mp.Runtime, &p.target.Runtime}} {
+		h, err := digestOf(*r.src)
+		if err != nil {
+			return "", err
+		}
+		*r.dst = to.Digest(h).String()
+	}
+	p.source.Model, p.source.Runtime = mp.Artifact, mp.Runtime
+	p.res.Model, p.res.Runtime = p.target.Model, p.target.Runtime
 	return "", nil
 }
 
-func (p *promotion) verify(ctx context.Context) (string, error) {
+// digestOf is the digest of ref, HOST/REPO@sha256:….
+func digestOf(ref string) (v1.Hash, error) {
+	_, d, ok := strings.Cut(ref, "@")
+	if !ok {
+		return v1.Hash{}, fmt.Errorf("%s: %w", ref, oci.ErrNotDigest)
+	}
+	return v1.NewHash(d)
+}
+
+// check verifies a release's parts with the promoter's policy: the serving
+// image and the ModelPack artifact each as the model (a signature and a
+// gate attestation for this name and version), the runtime image's
+// signature (it holds no model to gate). The verdict is the weaker of the
+// two gate verdicts; INCONCLUSIVE passes here and is judged by the caller.
+func (p *promotion) check(ctx context.Context, ps parts) (modelgate.Verdict, error) {
 	pol := p.Verify
 	pol.RequireGate = true
-	// The verdict is checked below so that INCONCLUSIVE gets its own error.
+	// The verdict is checked by verify so that INCONCLUSIVE gets its own error.
 	pol.AllowInconclusive = true
-	v, err := sign.Verify(ctx, p.res.Source, pol, p.SignOptions...)
-	if err != nil {
-		if errors.Is(err, sign.ErrRefused) {
-			return "", fmt.Errorf("%w: %w", ErrNotVerified, err)
+	verdict := modelgate.Pass
+	for _, ref := range []string{ps.Image, ps.Model} {
+		if ref == "" {
+			continue
 		}
+		v, err := sign.Verify(ctx, ref, pol, p.SignOptions...)
+		if err != nil {
+			if errors.Is(err, sign.ErrRefused) {
+				return "", fmt.Errorf("%w: %w", ErrNotVerified, err)
+			}
+			return "", err
+		}
+		if v.Model.Name != p.Name || v.Model.Version != p.Version {
+			return "", fmt.Errorf("%s is %s@%s: %w", ref, v.Model.Name, v.Model.Version, ErrModelMismatch)
+		}
+		if v.Verdict != modelgate.Pass {
+			verdict = v.Verdict
+		}
+	}
+	if ps.Runtime != "" {
+		rt := p.Verify
+		rt.RequireGate, rt.RequireProvenance, rt.AllowInconclusive, rt.GatePolicyDigest = false, false, false, ""
+		if _, err := sign.Verify(ctx, ps.Runtime, rt, p.SignOptions...); err != nil {
+			if errors.Is(err, sign.ErrRefused) {
+				return "", fmt.Errorf("the runtime image: %w: %w", ErrNotVerified, err)
+			}
+			return "", fmt.Errorf("the runtime image: %w", err)
+		}
+	}
+	return verdict, nil
+}
+
+func (p *promotion) verify(ctx context.Context) (string, error) {
+	verdict, err := p.check(ctx, p.source)
+	if err != nil {
 		return "", err
 	}
-	if v.Model.Name != p.Name || v.Model.Version != p.Version {
-		return "", fmt.Errorf("%s is %s@%s: %w", p.res.Source, v.Model.Name, v.Model.Version, ErrModelMismatch)
-	}
-	p.res.Verdict = v.Verdict
+	p.res.Verdict = verdict
 	require := p.To.Require
 	if require == "" {
 		require = modelgate.Pass
 	}
-	if v.Verdict == modelgate.Inconclusive && require == modelgate.Pass && !p.Approve {
+	if verdict == modelgate.Inconclusive && require == modelgate.Pass && !p.Approve {
 		return "", fmt.Errorf("gate verdict INCONCLUSIVE, %s requires PASS: %w (pass --approve with --reason)", p.To.Name, ErrNeedsApproval)
 	}
 	if p.To.Constraint != "" {
@@ -306,8 +419,9 @@ func (p *promotion) verify(ctx context.Context) (string, error) {
 	c := cur
 	p.res.Previous, p.current = &c, cur
 	if cur.Version == p.Version {
-		if cur.Image != p.res.Image {
-			return "", fmt.Errorf("%s runs %s@%s as %s, not %s: %w", p.To.Name, p.Name, cur.Version, cur.Image, p.res.Image, ErrVersionConflict)
+		image, model := p.target.release()
+		if cur.Image != image || cur.Model != model {
+			return "", fmt.Errorf("%s runs %s@%s as %s, not %s: %w", p.To.Name, p.Name, cur.Version, describe(cur.Image, cur.Model), describe(image, model), ErrVersionConflict)
 		}
 		p.serving = true
 		return "", nil
@@ -322,23 +436,42 @@ func (p *promotion) verify(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-// copy copies the image by digest, then each cosign tag the target lacks:
-// one it already holds may carry an earlier promotion's attestation.
+// copy copies the release's manifests by digest, untagged, then each cosign
+// tag the target lacks (one it already holds may carry an earlier
+// promotion's attestation), verifies the copies with the policy as the
+// target will run them, and only then writes the version tag: a copy or a
+// verification that fails leaves no version in the target for anyone to
+// deploy. A version tag the target holds on another digest is refused
+// before anything is copied; the tag's conditional write refuses one that
+// appears meanwhile.
 func (p *promotion) copy(ctx context.Context) (string, error) {
 	tag := modelgate.Tag(p.Version)
-	if _, err := registry.Copy(ctx, p.res.Source, p.To.Repository, append(p.RegistryOptions, registry.WithTags(tag))...); err != nil {
-		if errors.Is(err, registry.ErrTagExists) {
-			return "", fmt.Errorf("%w: %w", ErrVersionConflict, err)
-		}
+	if d, err := registry.Resolve(ctx, p.To.Repository+":"+tag, p.RegistryOptions...); err == nil && d != p.digest {
+		return "", fmt.Errorf("%w: %w: %s:%s is %s, not %s", ErrVersionConflict, registry.ErrTagExists, p.To.Repository, tag, d, p.digest)
+	} else if err != nil && !errors.Is(err, registry.ErrNotFound) {
 		return "", err
 	}
-	p.res.Copied = append(p.res.Copied, tag)
-	tags := cosignTags(p.digest)
-	// The metrics artifact is signed like an image: its own .sig travels too.
-	if m, err := registry.Resolve(ctx, p.From.Repository+":"+tags[2], p.RegistryOptions...); err == nil {
-		tags = append(tags, cosignTags(m)[0])
-	} else if !errors.Is(err, registry.ErrNotFound) {
-		return "", err
+	var tags []string
+	for _, ref := range p.source.refs() {
+		if _, err := registry.Copy(ctx, ref, p.To.Repository, p.RegistryOptions...); err != nil {
+			return "", err
+		}
+		d, err := digestOf(ref)
+		if err != nil {
+			return "", err
+		}
+		tags = append(tags, cosignTags(d)...)
+	}
+	// A metrics artifact is signed like an image: its own .sig travels too.
+	for _, t := range tags {
+		if !strings.HasSuffix(t, ".metrics") {
+			continue
+		}
+		if m, err := registry.Resolve(ctx, p.From.Repository+":"+t, p.RegistryOptions...); err == nil {
+			tags = append(tags, cosignTags(m)[0])
+		} else if !errors.Is(err, registry.ErrNotFound) {
+			return "", err
+		}
 	}
 	for _, tag := range tags {
 		_, err := registry.Resolve(ctx, p.To.Repository+":"+tag, p.RegistryOptions...)
@@ -350,13 +483,27 @@ func (p *promotion) copy(ctx context.Context) (string, error) {
 		}
 		_, err = registry.Copy(ctx, p.From.Repository+":"+tag, p.To.Repository, append(p.RegistryOptions, registry.WithTags(tag))...)
 		if errors.Is(err, registry.ErrNotFound) {
-			continue // the source has none (an image without metrics)
+			continue // the source has none (an image without metrics, a runtime image's .att)
 		}
 		if err != nil {
 			return "", err
 		}
 		p.res.Copied = append(p.res.Copied, tag)
 	}
+	verdict, err := p.check(ctx, p.target)
+	if err != nil {
+		return "", fmt.Errorf("the copies in %s: %w", p.To.Repository, err)
+	}
+	if verdict != p.res.Verdict {
+		return "", fmt.Errorf("the copies in %s verify as %s, the source as %s: %w", p.To.Repository, verdict, p.res.Verdict, ErrNotVerified)
+	}
+	if _, err := registry.Copy(ctx, p.source.Image, p.To.Repository, append(p.RegistryOptions, registry.WithTags(tag))...); err != nil {
+		if errors.Is(err, registry.ErrTagExists) {
+			return "", fmt.Errorf("%w: %w", ErrVersionConflict, err)
+		}
+		return "", err
+	}
+	p.res.Copied = append([]string{tag}, p.res.Copied...)
 	return "", nil
 }
 
@@ -366,13 +513,22 @@ func cosignTags(d v1.Hash) []string {
 	return []string{base + ".sig", base + ".att", base + ".metrics"}
 }
 
+// subject is what the promotion attestation is about: the model the
+// release deploys (the serving image, or its ModelPack artifact).
+func (p *promotion) subject() string {
+	if p.target.Model != "" {
+		return p.target.Model
+	}
+	return p.target.Image
+}
+
 func (p *promotion) attest(ctx context.Context) (string, error) {
 	// A re-run of an interrupted promotion finds its own attestation: one
 	// for this target naming the current release's revision as the previous
 	// one (the run stopped before deploying), or, when the target already
-	// serves this digest, any for this target. A later promotion of the same
-	// digest (after a rollback, a new revision) attests anew.
-	done, err := sign.Statements(ctx, p.res.Image, PredicateType, p.SignOptions...)
+	// serves this release, any for this target. A later promotion of the
+	// same release (after a rollback, a new revision) attests anew.
+	done, err := sign.Statements(ctx, p.subject(), PredicateType, p.SignOptions...)
 	if err != nil {
 		return "", err
 	}
@@ -381,7 +537,7 @@ func (p *promotion) attest(ctx context.Context) (string, error) {
 		if json.Unmarshal(st.Predicate, &prev) != nil || prev.To.Environment != p.To.Name || prev.Model.Version != p.Version {
 			continue
 		}
-		if p.serving || (prev.PreviousRevision == p.current.Revision && prev.PreviousImage == p.current.Image) {
+		if p.serving || (prev.PreviousRevision == p.current.Revision && prev.PreviousImage == p.current.Image && prev.PreviousModel == p.current.Model) {
 			return fmt.Sprintf("attested by an earlier run at %s", prev.When.Format(time.RFC3339)), nil
 		}
 	}
@@ -396,9 +552,10 @@ func (p *promotion) attest(ctx context.Context) (string, error) {
 		Approved:         p.Approve && p.res.Verdict == modelgate.Inconclusive,
 		PreviousVersion:  p.current.Version,
 		PreviousImage:    p.current.Image,
+		PreviousModel:    p.current.Model,
 		PreviousRevision: p.current.Revision,
 	}
-	r, err := sign.Attest(ctx, p.res.Image, PredicateType, pred, p.Signer, append(p.SignOptions, sign.WithAppend())...)
+	r, err := sign.Attest(ctx, p.subject(), PredicateType, pred, p.Signer, append(p.SignOptions, sign.WithAppend())...)
 	if err != nil {
 		return "", err
 	}
@@ -407,13 +564,14 @@ func (p *promotion) attest(ctx context.Context) (string, error) {
 }
 
 func (p *promotion) deploy(ctx context.Context) (string, error) {
+	image, model := p.target.release()
 	if p.serving {
-		return fmt.Sprintf("%s already serves %s", p.To.Name, p.res.Image), nil
+		return fmt.Sprintf("%s already serves %s", p.To.Name, describe(image, model)), nil
 	}
 	reason := p.Reason
 	if reason == "" {
 		reason = "promoted from " + p.From.Name
 	}
-	rel := Release{Name: p.Name, Version: p.Version, Image: p.res.Image, Verdict: string(p.res.Verdict), Who: p.Who, Reason: reason}
+	rel := Release{Name: p.Name, Version: p.Version, Image: image, Model: model, Verdict: string(p.res.Verdict), Who: p.Who, Reason: reason}
 	return "", p.locked.Deploy(ctx, rel, p.To.Strategy)
 }

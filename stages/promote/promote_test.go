@@ -211,3 +211,28 @@ func TestPromoteRace(t *testing.T) {
 		t.Fatalf("prod serves %+v after %d deploys", cur, n)
 	}
 }
+
+// TestPromoteVerifiesTheCopies: the copies are verified as the target
+// holds them before the version tag is written. A copy keeps a cosign tag
+// the target already holds; one that is not the image's own (here another
+// version's gate attestation) is refused, and the target gets no version
+// to deploy and deploys nothing.
+func TestPromoteVerifiesTheCopies(t *testing.T) {
+	w := newWorld(t)
+	d := w.publish(t, "1.0.0", modelgate.Pass, true)
+	other := w.publish(t, "1.1.0", modelgate.Pass, true)
+	att := func(digest string) string { return strings.Replace(digest, ":", "-", 1) + ".att" }
+	if _, err := registry.Copy(t.Context(), w.staging.Repository+":"+att(other), w.prod.Repository, registry.WithTags(att(d))); err != nil {
+		t.Fatal(err)
+	}
+	_, err := promote.Promote(t.Context(), w.in("1.0.0"))
+	if !errors.Is(err, promote.ErrNotVerified) || !promote.Refused(err) || !strings.Contains(err.Error(), w.prod.Repository) {
+		t.Fatalf("promoting onto a foreign attestation in prod: %v; want %v naming prod's repository", err, promote.ErrNotVerified)
+	}
+	if slices.Contains(w.prodTags(t), "1.0.0") {
+		t.Fatalf("prod has the version tag after a refused copy: %v", w.prodTags(t))
+	}
+	if _, n := w.cluster.snapshot(); n != 0 {
+		t.Fatalf("%d deploys after a refused copy", n)
+	}
+}
