@@ -787,14 +787,16 @@ func (m *Modelci) deploy(ctx context.Context, source *dagger.Directory, spec, re
 // required verdict, strategy). Under the target's Lease it resolves the
 // version in the source repository, verifies it with the spec's verify:
 // section, checks the constraint, the verdict and that the version moves
-// forward, copies the image by digest with its signatures and attestations,
-// attests the promotion (signed with key, or keyless with oidcToken, else
+// forward, copies the image by digest with its signatures and attestations
+// (under deploy.model_source volume also its ModelPack artifact and the
+// runtime image, verified again in the target), attests the promotion (signed with key, or keyless with oidcToken, else
 // as the spec's sign: section says) and deploys it to the target's
 // namespace. A re-run after an interruption converges.
 //
 // Returns promote's JSON result (`modelci promote -o json`) with a schema,
 // modelci.dev/dagger-promote/v1: the digest, the source and target
-// references, the tags copied, the attestation tag and the steps. A refusal
+// references, the tags copied, the attestation tag and the steps (and, in
+// volume mode, the model artifact and runtime image). A refusal
 // (verification, constraint, verdict, downgrade) is an error saying why.
 //
 // +cache="never"
