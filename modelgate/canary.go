@@ -18,6 +18,12 @@ type CanaryPolicy struct {
 	// Confidence of the intervals, and 1 − the significance of the tests
 	// against stable; default 0.95.
 	Confidence float64
+	// MaxPredictionShift is the model-quality check: the largest shift of the canary's mean
+	// prediction from stable's on the same traffic, in standard deviations of stable's
+	// predictions (0.25: a quarter of their spread); 0 means no check. A model that answers
+	// differently from the one it replaces shows it here while its errors and latency look
+	// healthy.
+	MaxPredictionShift float64
 	// OnInconclusive is hold (default) or fail.
 	OnInconclusive string
 }
@@ -38,6 +44,22 @@ type Traffic struct {
 	Latency []Bucket
 	// Samples are individual latencies in seconds, where they exist.
 	Samples []float64
+	// Predictions are the moments of the predictions served.
+	Predictions Moments
+}
+
+// Moments summarise a sample by its count, sum and sum of squares: what counters can carry
+// (serve exports them as modelci_predictions_total and the prediction sums).
+type Moments struct {
+	Count, Sum, SumSquares float64
+}
+
+// meanVar returns the mean and the sample variance (never negative: rounding in the sum of
+// squares can make it so).
+func (m Moments) meanVar() (mean, variance float64) {
+	mean = m.Sum / m.Count
+	variance = math.Max(0, (m.SumSquares-m.Count*mean*mean)/(m.Count-1))
+	return mean, variance
 }
 
 // CanaryData is the canary's and the stable version's traffic over the same window.
@@ -48,8 +70,9 @@ type CanaryData struct {
 
 // Canary check names.
 const (
-	CheckErrorRate  = "canary.error_rate"
-	CheckLatencyP99 = "canary.latency_p99"
+	CheckErrorRate       = "canary.error_rate"
+	CheckLatencyP99      = "canary.latency_p99"
+	CheckPredictionShift = "canary.prediction_shift"
 )
 
 // AnalyzeCanary decides a canary step with the gate's three verdicts.
@@ -78,6 +101,9 @@ func AnalyzeCanary(p CanaryPolicy, d CanaryData) (*Report, error) {
 	if !finite(p.MaxErrorRate) || p.MaxErrorRate < 0 || p.MaxErrorRate > 1 || !finite(p.MaxLatencyP99Ms) || p.MaxLatencyP99Ms < 0 {
 		return nil, fmt.Errorf("canary analysis: max_error_rate %v, max_latency_p99_ms %v: %w", p.MaxErrorRate, p.MaxLatencyP99Ms, ErrInvalidPolicy)
 	}
+	if !finite(p.MaxPredictionShift) || p.MaxPredictionShift < 0 {
+		return nil, fmt.Errorf("canary analysis: max_prediction_shift %v: %w", p.MaxPredictionShift, ErrInvalidPolicy)
+	}
 	if p.OnInconclusive != Hold && p.OnInconclusive != FailOn {
 		return nil, fmt.Errorf("canary analysis: on_inconclusive %q: %w", p.OnInconclusive, ErrInvalidPolicy)
 	}
@@ -92,6 +118,13 @@ func AnalyzeCanary(p CanaryPolicy, d CanaryData) (*Report, error) {
 			return nil, err
 		}
 		r.Checks = append(r.Checks, lc)
+	}
+	if p.MaxPredictionShift > 0 {
+		pc, err := predictionCheck(p, d)
+		if err != nil {
+			return nil, err
+		}
+		r.Checks = append(r.Checks, pc)
 	}
 	r.Verdict = overall(r.Checks)
 	return r, nil
@@ -132,6 +165,9 @@ func errorRateCheck(p CanaryPolicy, d CanaryData) (Check, error) {
 		ch.Threshold = num(p.MaxErrorRate)
 		ch.Verdict = decide(iv.Lower, iv.Upper, p.MaxErrorRate)
 		ch.Reason = intervalReason(ch.Verdict, iv, FormatNumber(p.MaxErrorRate), Minimize, "the maximum error rate")
+		if ch.Verdict == Inconclusive {
+			ch.Reason += "; " + needed(c.Requests, wilsonNeeded(iv.Estimate, p.MaxErrorRate, zOf(p.Confidence)))
+		}
 	} else {
 		ch.Verdict, ch.Reason = Pass, fmt.Sprintf("canary %s is not significantly above stable %s", FormatNumber(iv.Estimate), FormatNumber(stableRate))
 		if worse {
@@ -198,6 +234,96 @@ func latencyCheck(p CanaryPolicy, d CanaryData) (Check, error) {
 		}
 	}
 	return c, nil
+}
+
+// predictionCheck compares the canary's mean prediction with stable's, on the same traffic,
+// in units of stable's standard deviation: the interval of the shift (normal, with each
+// version's own variance, as Welch's test) inside ±MaxPredictionShift is PASS, outside it
+// FAIL, across it INCONCLUSIVE with the number of canary requests that would decide. Equal
+// means of different distributions pass: the mean is what a shifted or rescaled model moves.
+func predictionCheck(p CanaryPolicy, d CanaryData) (Check, error) {
+	c, s := d.Canary.Predictions, d.Stable.Predictions
+	for _, m := range []Moments{c, s} {
+		if !finite(m.Count) || !finite(m.Sum) || !finite(m.SumSquares) || m.Count < 0 || m.SumSquares < 0 {
+			return Check{}, fmt.Errorf("canary analysis: prediction moments %+v: %w", m, ErrInvalidCounts)
+		}
+	}
+	if c.Count < 2 || s.Count < 2 {
+		return Check{}, fmt.Errorf("canary analysis: prediction shift: %v canary and %v stable predictions: %w", c.Count, s.Count, ErrNoData)
+	}
+	cm, cv := c.meanVar()
+	sm, sv := s.meanVar()
+	tol := p.MaxPredictionShift
+	ch := Check{
+		Name:        CheckPredictionShift,
+		Description: fmt.Sprintf("canary mean prediction within %s stable standard deviations of stable's", FormatNumber(tol)),
+		Method:      "welch-z",
+		N:           int(c.Count),
+		Confidence:  p.Confidence,
+		Threshold:   num(tol),
+		Reference:   num(sm),
+	}
+	se := math.Sqrt(cv/c.Count + sv/s.Count)
+	scale := math.Sqrt(sv)
+	if scale == 0 {
+		// Stable answers one number: its spread cannot be the unit. The canary's is, else
+		// only equality passes.
+		scale = math.Sqrt(cv)
+	}
+	if scale == 0 {
+		ch.Estimate = num(0)
+		if cm == sm {
+			ch.Verdict, ch.Reason = Pass, fmt.Sprintf("canary and stable both predict %s", FormatNumber(cm))
+		} else {
+			ch.Estimate = num(math.Inf(1))
+			ch.Verdict, ch.Reason = Fail, fmt.Sprintf("canary predicts %s, stable %s, each without spread", FormatNumber(cm), FormatNumber(sm))
+		}
+		return ch, nil
+	}
+	z := zOf(p.Confidence)
+	shift := (cm - sm) / scale
+	half := z * se / scale
+	ch.Estimate, ch.Lower, ch.Upper = num(shift), num(shift-half), num(shift+half)
+	if se > 0 {
+		st := (cm - sm) / se
+		ch.Tests = []TestResult{{Name: "welch-z", Statistic: st, PValue: math.Min(2*stdNormal.Survival(math.Abs(st)), 1)}}
+	}
+	what := fmt.Sprintf("canary mean prediction %s against stable's %s: a shift of %s standard deviations, interval [%s, %s]",
+		FormatNumber(cm), FormatNumber(sm), FormatNumber(shift), FormatNumber(shift-half), FormatNumber(shift+half))
+	switch {
+	case shift-half >= -tol && shift+half <= tol:
+		ch.Verdict, ch.Reason = Pass, what+" within ±"+FormatNumber(tol)
+	case shift-half > tol || shift+half < -tol:
+		ch.Verdict, ch.Reason = Fail, what+" outside ±"+FormatNumber(tol)
+	default:
+		// The interval narrows as 1/√n: it decides once its half-width is under the
+		// estimate's distance from the tolerance, traffic split as now.
+		ch.Verdict = Inconclusive
+		ch.Reason = what + " across ±" + FormatNumber(tol) + "; " + needed(c.Count, c.Count*sq(half/math.Abs(tol-math.Abs(shift))))
+	}
+	return ch, nil
+}
+
+func zOf(confidence float64) float64 { return stdNormal.Quantile((1 + confidence) / 2) }
+
+func sq(x float64) float64 { return x * x }
+
+// wilsonNeeded is about how many trials a Wilson interval around rate p needs to fall on
+// one side of limit: its half-width, z·√(p(1−p)/n), under |limit − p|; with no failures
+// seen, its upper end z²/(n+z²) under limit.
+func wilsonNeeded(p, limit, z float64) float64 {
+	if p == 0 {
+		return z * z * (1 - limit) / limit
+	}
+	return z * z * p * (1 - p) / sq(limit-p)
+}
+
+// needed says how many canary requests would decide an INCONCLUSIVE check, against have.
+func needed(have, n float64) string {
+	if math.IsInf(n, 0) || math.IsNaN(n) {
+		return fmt.Sprintf("the estimate sits on the limit: no number of requests beyond %s decides", FormatNumber(have))
+	}
+	return fmt.Sprintf("too few requests: about %s canary requests would decide, %s so far", FormatNumber(math.Ceil(math.Max(n, have+1))), FormatNumber(have))
 }
 
 // Quantile is a quantile estimated from a histogram: Value interpolated as

@@ -3,6 +3,7 @@ package modelgate_test
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/modelci/modelci/modelgate"
@@ -145,5 +146,96 @@ func TestAnalyzeCanaryNoData(t *testing.T) {
 	}
 	if _, err := modelgate.AnalyzeCanary(modelgate.CanaryPolicy{Confidence: 2}, modelgate.CanaryData{Canary: ok, Stable: ok}); !errors.Is(err, modelgate.ErrConfidence) {
 		t.Errorf("confidence 2: %v", err)
+	}
+}
+
+// moments of n predictions with the given mean and standard deviation.
+func moments(n, mean, sd float64) modelgate.Moments {
+	return modelgate.Moments{Count: n, Sum: n * mean, SumSquares: (n-1)*sd*sd + n*mean*mean}
+}
+
+// The prediction-shift check, worked by hand: stable predicts mean 150, sd 50; the shift is
+// (canary mean − 150)/50 and its 95% half-width 1.96·√(sd_c²/n_c + 50²/n_s)/50.
+func TestAnalyzeCanaryPredictionShift(t *testing.T) {
+	p := modelgate.CanaryPolicy{MaxPredictionShift: 0.25}
+	traffic := func(n float64, m modelgate.Moments) modelgate.Traffic {
+		return modelgate.Traffic{Requests: n, Predictions: m}
+	}
+	for _, tc := range []struct {
+		name            string
+		canary          modelgate.Moments
+		verdict         modelgate.Verdict
+		estimate, lower float64
+	}{
+		// 0 ± 1.96·√(2/1000) = ±0.0877, inside ±0.25.
+		{"as good", moments(1000, 150, 50), modelgate.Pass, 0, -0.08765},
+		// The same model with its bias off by one standard deviation: 1 ± 0.0877.
+		{"shifted", moments(1000, 200, 50), modelgate.Fail, 1, 0.9123},
+		// Shifted down as far.
+		{"shifted down", moments(1000, 100, 50), modelgate.Fail, -1, -1.0877},
+		// 0 ± 1.96·√(2/20) = ±0.6198 crosses ±0.25.
+		{"thin", moments(20, 150, 50), modelgate.Inconclusive, 0, -0.6198},
+	} {
+		stable := moments(tc.canary.Count, 150, 50)
+		rep, err := modelgate.AnalyzeCanary(p, modelgate.CanaryData{Canary: traffic(tc.canary.Count, tc.canary), Stable: traffic(tc.canary.Count, stable)})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		c := rep.Checks[len(rep.Checks)-1]
+		if c.Name != modelgate.CheckPredictionShift || c.Verdict != tc.verdict || !near(*c.Estimate, tc.estimate, 1e-9) || !near(*c.Lower, tc.lower, 1e-4) {
+			t.Errorf("%s: %s %s estimate %v lower %v; want %s %v %v (%s)", tc.name, c.Name, c.Verdict, *c.Estimate, *c.Lower, tc.verdict, tc.estimate, tc.lower, c.Reason)
+		}
+		if rep.Verdict != tc.verdict {
+			t.Errorf("%s: report %s; want %s", tc.name, rep.Verdict, tc.verdict)
+		}
+	}
+
+	// Thin traffic says how many requests would decide: (0.6198/0.25)²·20 ≈ 123, and that
+	// many decide.
+	rep, err := modelgate.AnalyzeCanary(p, modelgate.CanaryData{Canary: traffic(20, moments(20, 150, 50)), Stable: traffic(20, moments(20, 150, 50))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rep.Checks[1].Reason; !strings.Contains(r, "about 123 canary requests would decide, 20 so far") {
+		t.Errorf("thin traffic: %q; want it to say 123 requests would decide", r)
+	}
+	rep, err = modelgate.AnalyzeCanary(p, modelgate.CanaryData{Canary: traffic(123, moments(123, 150, 50)), Stable: traffic(123, moments(123, 150, 50))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checks[1].Verdict != modelgate.Pass {
+		t.Errorf("with the requests it asked for: %s: %s", rep.Checks[1].Verdict, rep.Checks[1].Reason)
+	}
+
+	// Fewer than two predictions on either side is missing data, not a verdict.
+	_, err = modelgate.AnalyzeCanary(p, modelgate.CanaryData{Canary: traffic(1, moments(1, 150, 0)), Stable: traffic(100, moments(100, 150, 50))})
+	if !errors.Is(err, modelgate.ErrNoData) {
+		t.Errorf("one canary prediction: %v; want ErrNoData", err)
+	}
+	if _, err := modelgate.AnalyzeCanary(modelgate.CanaryPolicy{MaxPredictionShift: -1}, modelgate.CanaryData{}); !errors.Is(err, modelgate.ErrInvalidPolicy) {
+		t.Errorf("negative max_prediction_shift: %v; want ErrInvalidPolicy", err)
+	}
+}
+
+// An error rate whose interval straddles the ceiling says how many requests would decide:
+// no failures in 20 requests against 5% needs about 1.96²·0.95/0.05 ≈ 73.
+func TestAnalyzeCanaryErrorRateNeeds(t *testing.T) {
+	rep, err := modelgate.AnalyzeCanary(modelgate.CanaryPolicy{MaxErrorRate: 0.05}, modelgate.CanaryData{
+		Canary: modelgate.Traffic{Requests: 20}, Stable: modelgate.Traffic{Requests: 100},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Checks[0]; c.Verdict != modelgate.Inconclusive || !strings.Contains(c.Reason, "about 73 canary requests would decide, 20 so far") {
+		t.Errorf("%s: %q; want INCONCLUSIVE naming 73 requests", c.Verdict, c.Reason)
+	}
+	rep, err = modelgate.AnalyzeCanary(modelgate.CanaryPolicy{MaxErrorRate: 0.05}, modelgate.CanaryData{
+		Canary: modelgate.Traffic{Requests: 73}, Stable: modelgate.Traffic{Requests: 100},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Checks[0]; c.Verdict != modelgate.Pass {
+		t.Errorf("73 requests, none failed: %s: %s", c.Verdict, c.Reason)
 	}
 }

@@ -314,7 +314,14 @@ func (l *load) stop() (sent, failed int64, errs []string) {
 // corruptRelease builds version's image from r's, with a model file the server cannot load on
 // top, and pushes, signs and attests it (gate PASS, under the spec's gate policy) as `modelci
 // run` would, so that verification passes and only the pods can tell it is broken.
-func (r *nodeRelease) corruptRelease(t *testing.T, version string) string {
+func (r *nodeRelease) corruptRelease(t testing.TB, version string) string {
+	t.Helper()
+	return r.modelRelease(t, version, []byte(`{"this is": "not a model"`))
+}
+
+// modelRelease builds version's image from r's with modelJSON as its model/model.json, and
+// pushes, signs and attests it as corruptRelease does.
+func (r *nodeRelease) modelRelease(t testing.TB, version string, modelJSON []byte) string {
 	t.Helper()
 	good, err := name.ParseReference(r.ref)
 	if err != nil {
@@ -326,9 +333,8 @@ func (r *nodeRelease) corruptRelease(t *testing.T, version string) string {
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	junk := []byte(`{"this is": "not a model"`)
-	tw.WriteHeader(&tar.Header{Name: "model/model.json", Mode: 0o644, Size: int64(len(junk)), Typeflag: tar.TypeReg})
-	tw.Write(junk)
+	tw.WriteHeader(&tar.Header{Name: "model/model.json", Mode: 0o644, Size: int64(len(modelJSON)), Typeflag: tar.TypeReg})
+	tw.Write(modelJSON)
 	tw.Close()
 	layer, err := tarball.LayerFromReader(bytes.NewReader(buf.Bytes()))
 	if err != nil {

@@ -70,7 +70,7 @@ func (s *Server) predictCells(ctx *fasthttp.RequestCtx, decode cellsDecoder) int
 	}
 	req.shape = shapeInstances
 	buf.out = encodePredictions(buf.out[:0], req, buf.y)
-	s.metrics.predictions.Add(float64(req.rows))
+	s.metrics.predicted(buf.y[:req.rows])
 	return writeOK(ctx, buf.out)
 }
 

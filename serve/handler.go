@@ -210,7 +210,7 @@ func (s *Server) handleModel(ctx *fasthttp.RequestCtx, preprocess bool) int {
 		return s.writeError(ctx, code, msg)
 	}
 	buf.out = encodePredictions(buf.out[:0], req, buf.y)
-	s.metrics.predictions.Add(float64(req.rows))
+	s.metrics.predicted(buf.y[:req.rows])
 	return writeOK(ctx, buf.out)
 }
 

@@ -16,7 +16,14 @@ const (
 	MetricRequests    = "modelci_http_requests_total"
 	MetricDuration    = "modelci_http_request_duration_seconds"
 	MetricPredictions = "modelci_predictions_total"
-	MetricModelInfo   = "modelci_model_info"
+	// The predictions' moments, for comparing the distribution of one version's predictions
+	// with another's on the same traffic (the canary analysis's model-quality check). Each
+	// is a counter, so that increase() over a window is right across restarts: the sum is
+	// kept as its positive and negative parts, the negative one as a magnitude.
+	MetricPredictionSumPositive = "modelci_prediction_sum_positive_total"
+	MetricPredictionSumNegative = "modelci_prediction_sum_negative_total"
+	MetricPredictionSquares     = "modelci_prediction_squares_total"
+	MetricModelInfo             = "modelci_model_info"
 )
 
 // latencyBuckets spans the 20µs handler time to multi-second stalls, with
@@ -29,6 +36,8 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	predictions prometheus.Counter
+	// The predictions' moments: see MetricPredictionSumPositive.
+	sumPositive, sumNegative, squares prometheus.Counter
 	// Resolved once per route template: WithLabelValues allocates on every call.
 	routes [numRoutes]routeStats
 }
@@ -53,12 +62,24 @@ func newMetrics(reg prometheus.Registerer, name, version string, role Role) (*me
 			Name: MetricPredictions,
 			Help: "Rows predicted.",
 		}),
+		sumPositive: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricPredictionSumPositive,
+			Help: "Sum of the positive predictions.",
+		}),
+		sumNegative: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricPredictionSumNegative,
+			Help: "Sum of the magnitudes of the negative predictions.",
+		}),
+		squares: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: MetricPredictionSquares,
+			Help: "Sum of the squared predictions.",
+		}),
 	}
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MetricModelInfo,
 		Help: "The served model; always 1.",
 	}, []string{"name", "version"})
-	for _, c := range []prometheus.Collector{met.requests, met.duration, met.predictions, info} {
+	for _, c := range []prometheus.Collector{met.requests, met.duration, met.predictions, met.sumPositive, met.sumNegative, met.squares, info} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register server metrics: %w", err)
 		}
@@ -92,6 +113,25 @@ func (m *metrics) observe(r route, code int, d time.Duration) {
 		rm = &m.routes[routeOther]
 	}
 	rm.duration.Observe(d.Seconds())
+}
+
+// predicted counts one request's predictions and adds them to the moments, once per request:
+// each Add is an atomic compare-and-swap loop, too dear per row.
+func (m *metrics) predicted(y []float64) {
+	var pos, neg, sq float64
+	for _, v := range y {
+		if v >= 0 {
+			pos += v
+		} else {
+			neg -= v
+		}
+		sq += v * v
+	}
+	m.predictions.Add(float64(len(y)))
+	// A counter refuses a non-finite increase; predictRows answers 422 before one gets here.
+	m.sumPositive.Add(pos)
+	m.sumNegative.Add(neg)
+	m.squares.Add(sq)
 }
 
 func metricsHandler(g prometheus.Gatherer, log *slog.Logger) http.Handler {

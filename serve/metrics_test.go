@@ -3,6 +3,7 @@ package serve_test
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	pmodel "github.com/prometheus/common/model"
 
+	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/serve"
 )
 
@@ -184,4 +186,53 @@ func TestConcurrentClients(t *testing.T) {
 		}
 	}
 	checkMetrics(t, scrape(t, url), map[string]float64{"/predict 200": clients * perClient}, rowsSent)
+}
+
+// TestPredictionMoments: the predictions' count, positive and negative sums and squares, as
+// counters, are what the answers held, whichever protocol asked, for positive and negative
+// predictions alike: the canary analysis compares versions by them.
+func TestPredictionMoments(t *testing.T) {
+	m := testModel(t)
+	low := *m
+	low.Bias = -1e4 // every prediction negative
+	for _, m := range []*model.Linear{m, &low} {
+		_, url := start(t, m)
+		var n, pos, neg, sq float64
+		add := func(x []float64) {
+			y := m.Predict(x)
+			n++
+			if y >= 0 {
+				pos += y
+			} else {
+				neg -= y
+			}
+			sq += y * y
+		}
+		for _, r := range rows {
+			body := `{"instances": [` + mustJSON(t, r) + `]}`
+			if got := do(t, "POST", url+"/predict", "application/json", strings.NewReader(body)); got.code != 200 {
+				t.Fatalf("/predict: code %d", got.code)
+			}
+			add(r)
+			if got := do(t, "POST", url+"/v1/models/diabetes:predict", "application/json", strings.NewReader(body)); got.code != 200 {
+				t.Fatalf("/v1/models/diabetes:predict: code %d", got.code)
+			}
+			add(r)
+		}
+		mfs := scrape(t, url)
+		for name, want := range map[string]float64{
+			serve.MetricPredictions:           n,
+			serve.MetricPredictionSumPositive: pos,
+			serve.MetricPredictionSumNegative: neg,
+			serve.MetricPredictionSquares:     sq,
+		} {
+			mf, ok := mfs[name]
+			if !ok {
+				t.Fatalf("bias %v: no %s", m.Bias, name)
+			}
+			if got := mf.GetMetric()[0].GetCounter().GetValue(); math.Abs(got-want) > 1e-9*math.Abs(want) {
+				t.Errorf("bias %v: %s = %v; want %v", m.Bias, name, got, want)
+			}
+		}
+	}
 }

@@ -137,7 +137,7 @@ func (s *Server) handleV2Infer(ctx *fasthttp.RequestCtx, t target) int {
 		return s.writeError(ctx, code, msg)
 	}
 	buf.out = s.v2.encode(buf.out[:0], d.id, buf.y[:d.req.rows])
-	s.metrics.predictions.Add(float64(d.req.rows))
+	s.metrics.predicted(buf.y[:d.req.rows])
 	return writeOK(ctx, buf.out)
 }
 

@@ -81,10 +81,15 @@ func (a PodsReady) Analyze(ctx context.Context, s Step) error {
 const (
 	metricRequests = "modelci_http_requests_total"
 	metricDuration = "modelci_http_request_duration_seconds"
+	// serve.MetricPredictions and the prediction moments.
+	metricPredictions     = "modelci_predictions_total"
+	metricPredSumPositive = "modelci_prediction_sum_positive_total"
+	metricPredSumNegative = "modelci_prediction_sum_negative_total"
+	metricPredSquares     = "modelci_prediction_squares_total"
 )
 
 // Prometheus analyses a canary step from live traffic with modelgate's canary checks: the
-// canary's error rate and p99 latency against the policy's ceilings and against stable, over
+// canary's error rate, p99 latency and mean prediction against the policy's ceilings and against stable, over
 // Window, read from Prometheus's HTTP API. Anything but PASS aborts: no one is there to
 // approve an INCONCLUSIVE step in the middle of a rollout.
 type Prometheus struct {
@@ -105,7 +110,7 @@ func NewPrometheus(cfg AnalysisConfig) *Prometheus {
 		CanarySelector: cfg.Prometheus.CanarySelector,
 		StableSelector: cfg.Prometheus.StableSelector,
 		Window:         cfg.Prometheus.Window,
-		Policy:         modelgate.CanaryPolicy{MaxErrorRate: cfg.MaxErrorRate, MaxLatencyP99Ms: cfg.MaxLatencyP99Ms, OnInconclusive: modelgate.FailOn},
+		Policy:         modelgate.CanaryPolicy{MaxErrorRate: cfg.MaxErrorRate, MaxLatencyP99Ms: cfg.MaxLatencyP99Ms, MaxPredictionShift: cfg.MaxPredictionShift, OnInconclusive: modelgate.FailOn},
 	}
 	if p.CanarySelector == "" {
 		p.CanarySelector = `track="canary"`
@@ -175,6 +180,23 @@ func (p *Prometheus) traffic(ctx context.Context, sel string) (modelgate.Traffic
 		}
 		t.Latency = append(t.Latency, modelgate.Bucket{UpperBound: le, Count: b.value})
 	}
+	if p.Policy.MaxPredictionShift == 0 {
+		return t, nil
+	}
+	var pos, neg float64
+	for _, m := range []struct {
+		name string
+		v    *float64
+	}{{metricPredictions, &t.Predictions.Count}, {metricPredSumPositive, &pos}, {metricPredSumNegative, &neg}, {metricPredSquares, &t.Predictions.SumSquares}} {
+		r, err := p.query(ctx, fmt.Sprintf(`sum(increase(%s{%s}[%s]))`, m.name, sel, w))
+		if err != nil {
+			return t, err
+		}
+		if len(r) > 0 {
+			*m.v = r[0].value
+		}
+	}
+	t.Predictions.Sum = pos - neg
 	return t, nil
 }
 

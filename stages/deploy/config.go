@@ -100,6 +100,9 @@ type AnalysisConfig struct {
 	Prometheus      PrometheusConfig `yaml:"prometheus" json:"prometheus"`
 	MaxErrorRate    float64          `yaml:"max_error_rate" json:"max_error_rate,omitempty"`
 	MaxLatencyP99Ms float64          `yaml:"max_latency_p99_ms" json:"max_latency_p99_ms,omitempty"`
+	// MaxPredictionShift is modelgate.CanaryPolicy's: the model-quality check on the
+	// prediction distribution; 0 means none.
+	MaxPredictionShift float64 `yaml:"max_prediction_shift" json:"max_prediction_shift,omitempty"`
 }
 
 // PrometheusConfig says where the canary's and stable's traffic metrics are.

@@ -24,10 +24,13 @@ import (
 )
 
 // startServe runs the model server on a loopback port over real HTTP and returns its address.
-func startServe(t *testing.T) string {
+func startServe(t *testing.T) string { return startServeBias(t, 3) }
+
+// startServeBias is startServe with the model's bias.
+func startServeBias(t *testing.T, bias float64) string {
 	t.Helper()
 	m := &model.Linear{Schema: model.Schema, Name: "diabetes", Version: "1.0.0", Features: []string{"a", "b"}, Target: "y",
-		Mean: []float64{0, 0}, Scale: []float64{1, 1}, Weights: []float64{1, 2}, Bias: 3}
+		Mean: []float64{0, 0}, Scale: []float64{1, 1}, Weights: []float64{1, 2}, Bias: bias}
 	s, err := serve.New(m, serve.WithRegistry(prometheus.NewRegistry()))
 	if err != nil {
 		t.Fatal(err)
@@ -132,11 +135,12 @@ func promScalar(url, q string) (float64, error) {
 	return v, err
 }
 
-// traffic sends n predictions to addr, every bad-th of them malformed (wrong feature count).
+// traffic sends n predictions to addr, every bad-th of them malformed (wrong feature count);
+// the first feature goes round 0 to 6, so that predictions spread.
 func traffic(t *testing.T, addr string, n, bad int) {
 	t.Helper()
 	for i := range n {
-		body := `{"instances": [[1, 2]]}`
+		body := fmt.Sprintf(`{"instances": [[%d, 2]]}`, i%7)
 		if bad > 0 && i%bad == 0 {
 			body = `{"instances": [[1, 2, 3]]}`
 		}
@@ -150,7 +154,10 @@ func traffic(t *testing.T, addr string, n, bad int) {
 
 func TestPrometheusAnalysis(t *testing.T) {
 	stable, good, bad := startServe(t), startServe(t), startServe(t)
-	url := startPrometheus(t, map[string]string{stable: "stable", good: "canary-good", bad: "canary-bad"})
+	// A model whose answers moved by 5 standard deviations of stable's (the first feature's
+	// spread is 2 on this traffic), with healthy errors and latency.
+	shifted := startServeBias(t, 13)
+	url := startPrometheus(t, map[string]string{stable: "stable", good: "canary-good", bad: "canary-bad", shifted: "canary-shifted"})
 
 	// A series that appears between two scrapes has no earlier sample, so increase() cannot
 	// count its first value (as in production, where errors start long after the first
@@ -158,25 +165,28 @@ func TestPrometheusAnalysis(t *testing.T) {
 	traffic(t, stable, 1, 0)
 	traffic(t, good, 1, 0)
 	traffic(t, bad, 1, 1)
+	traffic(t, shifted, 1, 0)
 	waitFor(t, 60*time.Second, nil, &bytes.Buffer{}, func() bool {
 		v, err := promScalar(url, `count(modelci_http_requests_total{route="/predict"})`)
-		return err == nil && v == 4 // 200 on each target, 400 on the bad one
+		return err == nil && v == 5 // 200 on each target, 400 on the bad one
 	})
 	const n = 400
 	traffic(t, stable, n, 0)
 	traffic(t, good, n, 0)
 	traffic(t, bad, n, 4) // a quarter of the canary's requests fail
+	traffic(t, shifted, n, 0)
 	// Scraped when the counters show every request.
 	waitFor(t, 60*time.Second, nil, &bytes.Buffer{}, func() bool {
 		v, err := promScalar(url, `sum(modelci_http_requests_total{route="/predict"})`)
-		return err == nil && v >= 3*n+3
+		return err == nil && v >= 4*n+4
 	})
 
 	analysis := func(canary string) *deploy.Prometheus {
 		return deploy.NewPrometheus(deploy.AnalysisConfig{
-			Prometheus:      deploy.PrometheusConfig{URL: url, CanarySelector: `track="` + canary + `"`, StableSelector: `track="stable"`, Window: "1m"},
-			MaxErrorRate:    0.05,
-			MaxLatencyP99Ms: 1000,
+			Prometheus:         deploy.PrometheusConfig{URL: url, CanarySelector: `track="` + canary + `"`, StableSelector: `track="stable"`, Window: "1m"},
+			MaxErrorRate:       0.05,
+			MaxLatencyP99Ms:    1000,
+			MaxPredictionShift: 0.25,
 		})
 	}
 	step := deploy.Step{Namespace: "models", App: "diabetes", Role: "predict", Stable: "diabetes", Canary: "diabetes-canary", Percent: 10}
@@ -187,6 +197,10 @@ func TestPrometheusAnalysis(t *testing.T) {
 	err := analysis("canary-bad").Analyze(ctx, step)
 	if !errors.Is(err, deploy.ErrAnalysisFailed) || !strings.Contains(err.Error(), "canary.error_rate") {
 		t.Errorf("failing canary: %v; want ErrAnalysisFailed naming the error rate check", err)
+	}
+	err = analysis("canary-shifted").Analyze(ctx, step)
+	if !errors.Is(err, deploy.ErrAnalysisFailed) || !strings.Contains(err.Error(), "canary.prediction_shift FAIL") || strings.Contains(err.Error(), "canary.error_rate") {
+		t.Errorf("canary whose predictions moved: %v; want ErrAnalysisFailed naming the prediction shift alone", err)
 	}
 	if err := analysis("absent").Analyze(ctx, step); !errors.Is(err, deploy.ErrAnalysisFailed) {
 		t.Errorf("canary without traffic: %v; want ErrAnalysisFailed (no data)", err)

@@ -172,6 +172,17 @@ func TestRenderDeployment(t *testing.T) {
 			t.Errorf("%s = %v; want %v", ch.what, ch.got, ch.want)
 		}
 	}
+	// Shutdown: the pod keeps serving through a pre-stop sleep (the kubelet's own action, no
+	// shell in the image) while the endpoint is withdrawn, then drains on SIGTERM; the grace
+	// period covers both, the server's default drain being 25 s.
+	if l := c.Lifecycle; l == nil || l.PreStop == nil || l.PreStop.Sleep == nil || l.PreStop.Exec != nil || l.PreStop.HTTPGet != nil {
+		t.Errorf("lifecycle %+v; want a pre-stop sleep action alone", l)
+	} else if got := l.PreStop.Sleep.Seconds; got != 5 {
+		t.Errorf("pre-stop sleep %d s; want 5", got)
+	}
+	if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != 35 || *g < deploy.PreStopSeconds+25 {
+		t.Errorf("terminationGracePeriodSeconds %v; want 35, the pre-stop sleep and the 25 s drain", g)
+	}
 	s := m.Services[0]
 	if s.Spec.Type != corev1.ServiceTypeClusterIP || s.Spec.Selector["modelci.dev/track"] != "" || s.Spec.Selector["app.kubernetes.io/name"] != "diabetes" {
 		t.Errorf("service %s: type %s, selector %v; want ClusterIP selecting both tracks", s.Name, s.Spec.Type, s.Spec.Selector)
