@@ -88,6 +88,11 @@ const (
 	metricPredSquares     = "modelci_prediction_squares_total"
 )
 
+// trafficRoutes selects the requests of users: not the kubelet's probes, Prometheus's
+// scrapes or load balancers' pings, which would dilute a canary's error rate and latency
+// (serve's route labels; PromQL regexes are anchored).
+const trafficRoutes = `route!~"/healthz|/readyz|/metrics|/ping|/v2/health/.*|.*/ready"`
+
 // Prometheus analyses a canary step from live traffic with modelgate's canary checks: the
 // canary's error rate, p99 latency and mean prediction against the policy's ceilings and against stable, over
 // Window, read from Prometheus's HTTP API. Anything but PASS aborts: no one is there to
@@ -153,13 +158,13 @@ func (p *Prometheus) traffic(ctx context.Context, sel string) (modelgate.Traffic
 		w = "1m"
 	}
 	var t modelgate.Traffic
-	req, err := p.query(ctx, fmt.Sprintf(`sum(increase(%s{%s}[%s]))`, metricRequests, sel, w))
+	req, err := p.query(ctx, fmt.Sprintf(`sum(increase(%s{%s,%s}[%s]))`, metricRequests, sel, trafficRoutes, w))
 	if err != nil {
 		return t, err
 	}
 	// Any answer but 2xx is an error: a release that refuses requests the previous one
 	// served (4xx) is as broken as one that fails them (5xx).
-	errs, err := p.query(ctx, fmt.Sprintf(`sum(increase(%s{%s,code!~"2.."}[%s]))`, metricRequests, sel, w))
+	errs, err := p.query(ctx, fmt.Sprintf(`sum(increase(%s{%s,%s,code!~"2.."}[%s]))`, metricRequests, sel, trafficRoutes, w))
 	if err != nil {
 		return t, err
 	}
@@ -169,7 +174,7 @@ func (p *Prometheus) traffic(ctx context.Context, sel string) (modelgate.Traffic
 	if len(errs) > 0 {
 		t.Errors = errs[0].value
 	}
-	buckets, err := p.query(ctx, fmt.Sprintf(`sum by (le) (increase(%s_bucket{%s}[%s]))`, metricDuration, sel, w))
+	buckets, err := p.query(ctx, fmt.Sprintf(`sum by (le) (increase(%s_bucket{%s,%s}[%s]))`, metricDuration, sel, trafficRoutes, w))
 	if err != nil {
 		return t, err
 	}

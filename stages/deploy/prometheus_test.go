@@ -157,7 +157,9 @@ func TestPrometheusAnalysis(t *testing.T) {
 	// A model whose answers moved by 5 standard deviations of stable's (the first feature's
 	// spread is 2 on this traffic), with healthy errors and latency.
 	shifted := startServeBias(t, 13)
-	url := startPrometheus(t, map[string]string{stable: "stable", good: "canary-good", bad: "canary-bad", shifted: "canary-shifted"})
+	// A canary with thin traffic and many probes: probes are not traffic.
+	probed := startServe(t)
+	url := startPrometheus(t, map[string]string{stable: "stable", good: "canary-good", bad: "canary-bad", shifted: "canary-shifted", probed: "canary-probed"})
 
 	// A series that appears between two scrapes has no earlier sample, so increase() cannot
 	// count its first value (as in production, where errors start long after the first
@@ -166,19 +168,29 @@ func TestPrometheusAnalysis(t *testing.T) {
 	traffic(t, good, 1, 0)
 	traffic(t, bad, 1, 1)
 	traffic(t, shifted, 1, 0)
+	traffic(t, probed, 1, 0)
 	waitFor(t, 60*time.Second, nil, &bytes.Buffer{}, func() bool {
 		v, err := promScalar(url, `count(modelci_http_requests_total{route="/predict"})`)
-		return err == nil && v == 5 // 200 on each target, 400 on the bad one
+		return err == nil && v == 6 // 200 on each target, 400 on the bad one
 	})
 	const n = 400
 	traffic(t, stable, n, 0)
 	traffic(t, good, n, 0)
 	traffic(t, bad, n, 4) // a quarter of the canary's requests fail
 	traffic(t, shifted, n, 0)
+	traffic(t, probed, 5, 0)
+	for range 20 * n {
+		resp, err := http.Get("http://" + probed + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
 	// Scraped when the counters show every request.
 	waitFor(t, 60*time.Second, nil, &bytes.Buffer{}, func() bool {
-		v, err := promScalar(url, `sum(modelci_http_requests_total{route="/predict"})`)
-		return err == nil && v >= 4*n+4
+		p, err := promScalar(url, `sum(modelci_http_requests_total{route="/predict"})`)
+		r, err2 := promScalar(url, `sum(modelci_http_requests_total{route="/readyz"})`)
+		return err == nil && err2 == nil && p >= 4*n+10 && r >= 20*n
 	})
 
 	analysis := func(canary string) *deploy.Prometheus {
@@ -197,6 +209,10 @@ func TestPrometheusAnalysis(t *testing.T) {
 	err := analysis("canary-bad").Analyze(ctx, step)
 	if !errors.Is(err, deploy.ErrAnalysisFailed) || !strings.Contains(err.Error(), "canary.error_rate") {
 		t.Errorf("failing canary: %v; want ErrAnalysisFailed naming the error rate check", err)
+	}
+	err = analysis("canary-probed").Analyze(ctx, step)
+	if !errors.Is(err, deploy.ErrAnalysisFailed) || !strings.Contains(err.Error(), "canary.error_rate INCONCLUSIVE") {
+		t.Errorf("canary with 5 requests and %d probes: %v; want ErrAnalysisFailed, the error rate INCONCLUSIVE", 20*n, err)
 	}
 	err = analysis("canary-shifted").Analyze(ctx, step)
 	if !errors.Is(err, deploy.ErrAnalysisFailed) || !strings.Contains(err.Error(), "canary.prediction_shift FAIL") || strings.Contains(err.Error(), "canary.error_rate") {
