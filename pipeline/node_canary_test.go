@@ -338,8 +338,14 @@ func TestNodeCanaryAnalysis(t *testing.T) {
 			}
 		}
 		sent := time.Now()
-		// Every target scraped since: Prometheus has the requests.
-		promWait(t, prom, nil, fmt.Sprintf(`min(timestamp(up{pod=~".+"} == 1)) > %d`, sent.Unix()+1))
+		// Every target scraped since (timestamp of the samples themselves: after an operator it
+		// would be the evaluation time).
+		promWait(t, prom, nil, fmt.Sprintf(`min(timestamp(up{pod=~".+"})) > %d`, sent.Unix()+1))
+		// And the window the analysis reads holds them for both tracks (a loaded machine can
+		// delay scrapes past the first wait).
+		for _, track := range []string{"canary", "stable"} {
+			promWait(t, prom, nil, fmt.Sprintf(`sum(increase(modelci_http_requests_total{track=%q,route="/predict"}[%s])) > 0`, track, cfg.Analysis.Prometheus.Window))
+		}
 		return deploy.NewPrometheus(cfg.Analysis).Analyze(ctx, s)
 	})
 	rep, err = deployRelease("1.0.3", thin, analysis)
@@ -380,10 +386,10 @@ func (r *nodeRelease) checkModel(t *testing.T, pods []corev1.Pod, m *model.Linea
 func TestNodeRollbackAndPromote(t *testing.T) {
 	n := k8stest.StartNode(t)
 	prodNS := n.Namespace(t)
-	staging, prod := n.Registry+"/models/diabetes", n.Registry+"/prod/diabetes"
+	prod := n.Registry + "/" + prodNS + "/diabetes"
 	r := runOnNode(t, "  replicas: 2\n  progress_deadline_seconds: 60\n"+fmt.Sprintf(
-		"environments:\n  staging: {repository: %s, context: %s}\n  prod: {repository: %s, context: %s, namespace: %s}\n",
-		staging, k8stest.Context, prod, k8stest.Context, prodNS))
+		"environments:\n  staging: {repository: @REPO@, context: %s}\n  prod: {repository: %s, context: %s, namespace: %s}\n",
+		k8stest.Context, prod, k8stest.Context, prodNS))
 	c := r.node.Client
 	r.checkModel(t, servingPods(t, c, r.ns, r.ref, 2), r.model)
 
@@ -452,7 +458,7 @@ func BenchmarkNodeRollbackAfterFailedRelease(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/models/diabetes"), pipeline.WithSigner(signer))
+	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/bench/rollback/diabetes"), pipeline.WithSigner(signer))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -42,8 +42,10 @@ import (
 
 // nodeRelease is a release `modelci run` built, pushed, signed and deployed on the real node.
 type nodeRelease struct {
-	node  *k8stest.Node
-	ns    string
+	node *k8stest.Node
+	ns   string
+	// repo is the test's own repository on the node's registry, which the tests share.
+	repo  string
 	dir   string
 	spec  *spec.Spec
 	ref   string
@@ -54,11 +56,14 @@ type nodeRelease struct {
 }
 
 // runOnNode runs the linreg example with deploy.enabled on the real node: the image is pushed to
-// the node's loopback registry and deployed from there by digest.
+// the node's loopback registry, in a repository of the test's own (@REPO@ in deployYAML names
+// it), and deployed from there by digest.
 func runOnNode(t *testing.T, deployYAML string) *nodeRelease {
 	t.Helper()
 	n := k8stest.StartNode(t)
 	ns := n.Namespace(t)
+	repo := n.Registry + "/" + ns + "/diabetes"
+	deployYAML = strings.ReplaceAll(deployYAML, "@REPO@", repo)
 	priv, pub, err := sign.GenerateKeys([]byte("pw"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +76,7 @@ func runOnNode(t *testing.T, deployYAML string) *nodeRelease {
 	os.WriteFile(filepath.Join(dir, "cosign.pub"), pub, 0o644)
 	t.Setenv("MODELCI_KEY_PASSWORD", "pw")
 	res, err := runProject(t, dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)),
-		pipeline.WithRepository(n.Registry+"/models/diabetes"), pipeline.WithKubeconfig(n.Kubeconfig))
+		pipeline.WithRepository(repo), pipeline.WithKubeconfig(n.Kubeconfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +104,7 @@ func runOnNode(t *testing.T, deployYAML string) *nodeRelease {
 	for i := range rows {
 		rows[i] = test.Row(i)
 	}
-	return &nodeRelease{node: n, ns: ns, dir: dir, spec: sp, ref: res.Ref, model: m, rows: rows, signer: sign.Key(priv, []byte("pw"))}
+	return &nodeRelease{node: n, ns: ns, repo: repo, dir: dir, spec: sp, ref: res.Ref, model: m, rows: rows, signer: sign.Key(priv, []byte("pw"))}
 }
 
 // servingPods returns the app's Ready pods, failing t unless there are want of them, all
@@ -490,7 +495,7 @@ func TestNodeRollingUpdateUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := runProject(t, r.dir, pipeline.WithRuntime("linux/amd64", serverRuntime(t)),
-		pipeline.WithRepository(r.node.Registry+"/models/diabetes"), pipeline.WithKubeconfig(r.node.Kubeconfig))
+		pipeline.WithRepository(r.repo), pipeline.WithKubeconfig(r.node.Kubeconfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +557,7 @@ func BenchmarkNodeDeployToServing(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/models/diabetes"), pipeline.WithSigner(signer))
+	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/bench/deploy/diabetes"), pipeline.WithSigner(signer))
 	if err != nil {
 		b.Fatal(err)
 	}
