@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -29,10 +28,7 @@ import (
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/modelgate"
 	"github.com/modelci/modelci/pipeline"
-	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/deploy"
-	"github.com/modelci/modelci/stages/image"
-	"github.com/modelci/modelci/stages/sign"
 )
 
 // startNodePrometheus runs Debian's prometheus scraping the pods of ns every second by pod IP,
@@ -441,27 +437,7 @@ func TestNodeRollbackAndPromote(t *testing.T) {
 // 15 s here, bounds it), restore-ms from there. Run it with BenchmarkNodeDeployToServing.
 func BenchmarkNodeRollbackAfterFailedRelease(b *testing.B) {
 	n := k8stest.StartNode(b)
-	priv, pub, err := sign.GenerateKeys([]byte("pw"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	signer := sign.Key(priv, []byte("pw"))
-	src := benchProject(b, "sign: {key: cosign.key}\nverify: {key: cosign.pub}\n")
-	os.WriteFile(filepath.Join(src, "cosign.key"), priv, 0o600)
-	os.WriteFile(filepath.Join(src, "cosign.pub"), pub, 0o644)
-	b.Setenv("MODELCI_KEY_PASSWORD", "pw")
-	sp, err := spec.Load(filepath.Join(src, "modelci.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rt, err := image.Runtime(b.Context(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(".."))
-	if err != nil {
-		b.Fatal(err)
-	}
-	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/bench/rollback/diabetes"), pipeline.WithSigner(signer))
-	if err != nil {
-		b.Fatal(err)
-	}
+	sp, res, signer := publishOnNode(b, n, "bench/rollback/diabetes")
 	r := &nodeRelease{node: n, spec: sp, ref: res.Ref, signer: signer}
 	bad := r.corruptRelease(b, "1.0.1")
 	cfg := sp.Deploy

@@ -533,18 +533,15 @@ func waitPodGone(ctx context.Context, t *testing.T, c kubernetes.Interface, p co
 	t.Fatalf("pod %s still there: %v", p.Name, ctx.Err())
 }
 
-// BenchmarkNodeDeployToServing measures, on the real node, a new release from deploy to its
-// first answered request: modelci's deploy (verify, lease, apply, watch, history) against
-// `kubectl apply` + `kubectl rollout status` of the same manifests, in one run, each into a
-// namespace of its own. It reports both and their ratio (modelci/kubectl).
-func BenchmarkNodeDeployToServing(b *testing.B) {
-	n := k8stest.StartNode(b)
+// publishOnNode publishes the linreg example to repo on the node's registry, signed, as
+// modelci run does, for the benchmarks: its spec, the run's result and the signer.
+func publishOnNode(b *testing.B, n *k8stest.Node, repo string) (*spec.Spec, *pipeline.Result, sign.SignerSource) {
+	b.Helper()
 	priv, pub, err := sign.GenerateKeys([]byte("pw"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	signer := sign.Key(priv, []byte("pw"))
-	// The image: the linreg example, published as modelci run does.
 	src := benchProject(b, "sign: {key: cosign.key}\nverify: {key: cosign.pub}\n")
 	os.WriteFile(filepath.Join(src, "cosign.key"), priv, 0o600)
 	os.WriteFile(filepath.Join(src, "cosign.pub"), pub, 0o644)
@@ -557,10 +554,20 @@ func BenchmarkNodeDeployToServing(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/bench/deploy/diabetes"), pipeline.WithSigner(signer))
+	res, err := pipeline.Run(b.Context(), sp, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithRepository(n.Registry+"/"+repo), pipeline.WithSigner(signer))
 	if err != nil {
 		b.Fatal(err)
 	}
+	return sp, res, signer
+}
+
+// BenchmarkNodeDeployToServing measures, on the real node, a new release from deploy to its
+// first answered request: modelci's deploy (verify, lease, apply, watch, history) against
+// `kubectl apply` + `kubectl rollout status` of the same manifests, in one run, each into a
+// namespace of its own. It reports both and their ratio (modelci/kubectl).
+func BenchmarkNodeDeployToServing(b *testing.B) {
+	n := k8stest.StartNode(b)
+	sp, res, _ := publishOnNode(b, n, "bench/deploy/diabetes")
 	cfg := sp.Deploy
 	cfg.Replicas = 2
 	rel := deploy.Release{Name: "diabetes", Version: sp.Model.Version, Image: res.Ref}
