@@ -107,6 +107,10 @@ type TrainSpec struct {
 	// Timeout is a Go duration (30m, 2h) after which training is stopped:
 	// an external trainer is killed with its process group. Empty: none.
 	Timeout string `yaml:"timeout"`
+	// Runner is RunnerLocal (the default: this machine) or
+	// RunnerKubernetes (a Job on Kubernetes, train.go).
+	Runner     string          `yaml:"runner"`
+	Kubernetes TrainKubernetes `yaml:"kubernetes"`
 }
 
 // TimeoutDuration is train.timeout, parsed (validated at load); 0: none.
@@ -281,6 +285,7 @@ func (s *Spec) applyDefaults() {
 		s.Output = DefaultOutput
 	}
 	s.defaultEnvironments()
+	s.defaultTrainKubernetes()
 	// The gate started from modelgate.DefaultPolicy (ParseSpec).
 	s.Gate.Normalize()
 }
@@ -319,9 +324,7 @@ func (s *Spec) validate() error {
 	errs = append(errs, s.checkDuration("evaluate.timeout", s.Evaluate.Timeout)...)
 	errs = append(errs, validateCommandEnv(s.File, "train", len(s.Train.Command) > 0, s.Train.Env, s.Train.Workdir)...)
 	errs = append(errs, validateCommandEnv(s.File, "evaluate", len(s.Evaluate.Command) > 0, s.Evaluate.Env, s.Evaluate.Workdir)...)
-	if s.Train.GPU {
-		errs = append(errs, fmt.Errorf("%s: train.gpu: %w on a bare machine: GPUs come with the Dagger module (issue [8/9])", s.File, ErrNotSupported))
-	}
+	errs = append(errs, s.validateRunner(false)...)
 	if err := s.Gate.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: gate: %w", s.File, err))
 	}

@@ -248,10 +248,7 @@ func renderDeployment(cfg Config, rel Release, ns, role, track string, replicas 
 	if len(cfg.Services) > 1 {
 		args = []string{"--role", role}
 	}
-	var tolerations []corev1.Toleration
-	for _, t := range cfg.Tolerations {
-		tolerations = append(tolerations, corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
-	}
+	tolerations := CoreTolerations(cfg.Tolerations)
 	probe := func(path string, period int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http")}},
@@ -358,16 +355,23 @@ func modelVolume(s corev1.PodSpec) string {
 }
 
 func resources(cfg Config) (corev1.ResourceRequirements, error) {
+	return Requirements(cfg.Resources, cfg.GPU)
+}
+
+// Requirements are a container's requests and limits: res, and gpu
+// nvidia.com/gpu as a limit. A value that is not a quantity is
+// ErrInvalidConfig naming it.
+func Requirements(res Resources, gpu int64) (corev1.ResourceRequirements, error) {
 	r := corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	for _, q := range []struct {
 		list corev1.ResourceList
 		name corev1.ResourceName
 		val  string
 	}{
-		{r.Requests, corev1.ResourceCPU, cfg.Resources.CPU},
-		{r.Requests, corev1.ResourceMemory, cfg.Resources.Memory},
-		{r.Limits, corev1.ResourceCPU, cfg.Resources.CPULimit},
-		{r.Limits, corev1.ResourceMemory, cfg.Resources.MemoryLimit},
+		{r.Requests, corev1.ResourceCPU, res.CPU},
+		{r.Requests, corev1.ResourceMemory, res.Memory},
+		{r.Limits, corev1.ResourceCPU, res.CPULimit},
+		{r.Limits, corev1.ResourceMemory, res.MemoryLimit},
 	} {
 		if q.val == "" {
 			continue
@@ -378,9 +382,9 @@ func resources(cfg Config) (corev1.ResourceRequirements, error) {
 		}
 		q.list[q.name] = v
 	}
-	if cfg.GPU > 0 {
+	if gpu > 0 {
 		// Extended resources are limits only; the request defaults to the limit.
-		r.Limits[ResourceGPU] = *resource.NewQuantity(cfg.GPU, resource.DecimalSI)
+		r.Limits[ResourceGPU] = *resource.NewQuantity(gpu, resource.DecimalSI)
 	}
 	if len(r.Requests) == 0 {
 		r.Requests = nil
@@ -389,6 +393,15 @@ func resources(cfg Config) (corev1.ResourceRequirements, error) {
 		r.Limits = nil
 	}
 	return r, nil
+}
+
+// CoreTolerations are ts as Kubernetes' type.
+func CoreTolerations(ts []Toleration) []corev1.Toleration {
+	var out []corev1.Toleration
+	for _, t := range ts {
+		out = append(out, corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	return out
 }
 
 func renderService(cfg Config, rel Release, ns, role string) *corev1.Service {

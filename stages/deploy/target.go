@@ -28,6 +28,8 @@ type Target struct {
 	Client kubernetes.Interface
 	// Context is the kubeconfig context in use, for messages and reports.
 	Context string
+	// Server is the API server's URL, for reports.
+	Server string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -74,7 +76,7 @@ func NewTargetForConfig(cfg *rest.Config) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
 	}
-	return &Target{Client: c}, nil
+	return &Target{Client: c, Server: cfg.Host}, nil
 }
 
 func (t *Target) logf(format string, args ...any) {

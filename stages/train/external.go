@@ -182,6 +182,14 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 		return nil, fmt.Errorf("external trainer: %w", err)
 	}
 
+	return CheckOutput(out, in.ModelFile)
+}
+
+// CheckOutput checks what a trainer left in out under trainer contract v1
+// (a non-empty model/ directory, holding modelFile when set, and a
+// train.json with at least one loss, all finite), wherever it ran: here,
+// or in a Job on a cluster whose output modelci pulled.
+func CheckOutput(out, modelFile string) (*ExternalResult, error) {
 	modelDir := filepath.Join(out, ModelDirName)
 	entries, err := os.ReadDir(modelDir)
 	switch {
@@ -192,17 +200,31 @@ func External(ctx context.Context, in ExternalInput) (*ExternalResult, error) {
 	case len(entries) == 0:
 		return nil, fmt.Errorf("external trainer: %s is empty: %w", modelDir, ErrNoModelDir)
 	}
-	if in.ModelFile != "" {
-		if fi, err := os.Stat(filepath.Join(modelDir, in.ModelFile)); err != nil || !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("external trainer: %s holds no file %s: %w", modelDir, in.ModelFile, ErrNoModelFile)
+	if modelFile != "" {
+		if fi, err := os.Stat(filepath.Join(modelDir, modelFile)); err != nil || !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("external trainer: %s holds no file %s: %w", modelDir, modelFile, ErrNoModelFile)
 		}
 	}
-
 	loss, err := ReadTrainReport(filepath.Join(out, TrainReport))
 	if err != nil {
 		return nil, fmt.Errorf("external trainer: %w", err)
 	}
 	return &ExternalResult{ModelDir: modelDir, Loss: loss}, nil
+}
+
+// Stage copies the project in dir into dst as an external trainer's
+// staging directory holds it (ExternalInput.Dir: without data files, keys,
+// .git, exclude, and any file with dataset's bytes): what a Job on a
+// cluster gets as its source.
+func Stage(dir, dst string, exclude []string, dataset string, log io.Writer) error {
+	var content []string
+	if dataset != "" {
+		content = []string{dataset}
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	return proc.Stage(dir, dst, exclude, content, log)
 }
 
 // withTimeout is ctx with a deadline d from now; ctx itself when d is not

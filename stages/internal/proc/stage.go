@@ -334,3 +334,9 @@ func removeAll(dir string) error {
 	})
 	return os.RemoveAll(dir)
 }
+
+// Stage is the staging copy Run makes, into dst (an existing empty
+// directory), for a command that runs elsewhere: a Job on a cluster.
+func Stage(project, dst string, exclude, excludeContent []string, log io.Writer) error {
+	return stage(project, dst, exclude, excludeContent, log)
+}
