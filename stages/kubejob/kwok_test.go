@@ -3,6 +3,7 @@ package kubejob_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -10,7 +11,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/stages/kubejob"
@@ -205,5 +208,70 @@ func TestRerunAdoptsJobOfSameInputs(t *testing.T) {
 	}
 	if _, err := c.Client.BatchV1().Jobs(ns).Get(ctx, other.JobName(), metav1.GetOptions{}); err != nil {
 		t.Errorf("the other run's Job was touched: %v", err)
+	}
+}
+
+// trainerModule publishes Kubeflow Trainer's API types and CRDs.
+const trainerModule = "github.com/kubeflow/trainer/v2@v2.0.0"
+
+// A TrainJob is refused, naming the CRD, where it is not served; where it
+// is, modelci submits it in Kubeflow Trainer's shape, waits while Kueue
+// holds it, and deletes it on Ctrl-C. Kubeflow Trainer's controller does
+// not run here: the object is what is checked.
+func TestTrainJob(t *testing.T) {
+	c := k8stest.Start(t)
+	ns := c.Namespace(t)
+	s := kwokStep(ns)
+	s.RuntimeRef, s.NumNodes = "torch-distributed", 2
+	dyn, err := dynamic.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disc := c.Client.Discovery()
+	if err := kubejob.Served(disc); !errors.Is(err, kubejob.ErrNoTrainJob) {
+		if err == nil {
+			t.Log("the CRD is already installed (another test did it)")
+		} else {
+			t.Fatalf("before the CRD: %v", err)
+		}
+	}
+	c.InstallCRDs(t, trainerModule, "manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml")
+	log := &lines{}
+	waiting := log.when("waiting for Kueue to admit it from queue team-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := kubejob.SubmitTrainJob(ctx, disc, dyn, s, log)
+		done <- err
+	}()
+	await(t, waiting, "waiting line", log)
+	u, err := dyn.Resource(kubejob.TrainJobResource).Namespace(ns).Get(context.Background(), s.JobName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path ...string) any {
+		v, _, _ := unstructured.NestedFieldNoCopy(u.Object, path...)
+		return v
+	}
+	if get("spec", "runtimeRef", "name") != "torch-distributed" || get("spec", "trainer", "numNodes") != int64(2) || get("spec", "suspend") != true {
+		t.Errorf("spec: %v", u.Object["spec"])
+	}
+	cmd, _ := get("spec", "trainer", "command").([]any)
+	if len(cmd) < 3 || cmd[0] != kubejob.ToolDir+"/usr/local/bin/modelci" || cmd[len(cmd)-2] != "python3" || cmd[len(cmd)-1] != "train.py" {
+		t.Errorf("the trainer's command is wrapped by modelci's: %v", cmd)
+	}
+	if get("spec", "trainer", "image") != s.Image || u.GetLabels()[kubejob.LabelQueue] != "team-a" {
+		t.Errorf("image %v, labels %v", get("spec", "trainer", "image"), u.GetLabels())
+	}
+	ov, _ := get("spec", "podSpecOverrides").([]any)
+	if len(ov) != 1 || !strings.Contains(fmt.Sprint(ov[0]), "reference:"+s.ModelciImage) {
+		t.Errorf("overrides: %v", ov)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v", err)
+	}
+	if _, err := dyn.Resource(kubejob.TrainJobResource).Namespace(ns).Get(context.Background(), s.JobName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the TrainJob is left behind: %v", err)
 	}
 }
