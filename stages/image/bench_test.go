@@ -72,3 +72,32 @@ func cpuTime(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkCLIImage builds the CLI image from the static CLI (built once,
+// then cached): hashing and compressing its one layer dominates.
+func BenchmarkCLIImage(b *testing.B) {
+	bin := cli(b)
+	var size int64
+	i := 0
+	start, cpu0 := time.Now(), cpuTime(b)
+	for b.Loop() {
+		i++
+		img, err := image.CLIImage(bin)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := img.Digest(); err != nil {
+			b.Fatal(err)
+		}
+		ls, _ := img.Layers()
+		size, _ = ls[0].Size()
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(fi.Size())/1e6, "binary-MB")
+	b.ReportMetric(float64(size)/1e6, "layer-MB")
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(i), "ms/op")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/1000/float64(i), "cpu-ms/op")
+}

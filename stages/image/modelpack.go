@@ -26,6 +26,12 @@ const (
 	// MediaTypeModelWeightConfigGzip is a gzipped tar of the files that
 	// describe the weights (a model's small files beside large weights).
 	MediaTypeModelWeightConfigGzip = "application/vnd.cncf.model.weight.config.v1.tar+gzip"
+	// MediaTypeModelCode is a tar of code (scripts, sources) that goes with
+	// a model: a training job's code (stages/artifact).
+	MediaTypeModelCode = "application/vnd.cncf.model.code.v1.tar"
+	// MediaTypeModelDataset is a tar of a data set a model is trained or
+	// evaluated on: a training job's data (stages/artifact).
+	MediaTypeModelDataset = "application/vnd.cncf.model.dataset.v1.tar"
 	// AnnotationModelPackFilepath is the layer annotation naming the path
 	// of the file (or directory) the layer holds.
 	AnnotationModelPackFilepath = "org.cncf.model.filepath"

@@ -29,8 +29,9 @@ const ModulePath = "github.com/modelci/modelci"
 // RuntimeName is the runtime binary's name in the image and in the cache.
 const RuntimeName = "modelci-serve"
 
-// runtimePackage is built into the runtime binary: the server alone.
-const runtimePackage = ModulePath + "/cmd/" + RuntimeName
+// CLIName is the CLI's command (cmd/modelci): WithCommand(CLIName) builds
+// it as Runtime builds the server, for the CLI image (CLIImage).
+const CLIName = "modelci"
 
 // buildFlags are part of the cache key, so that changing them invalidates
 // every cached binary. -s -w drop the symbol tables: a smaller layer, and
@@ -53,7 +54,16 @@ type runtimeOptions struct {
 	sourceDir string
 	cacheDir  string
 	version   string
+	command   string
 	log       io.Writer
+}
+
+// WithCommand builds modelci's cmd/NAME instead of the server
+// (RuntimeName), the same way and into the same cache, under its own
+// file name: WithCommand(CLIName) is the static CLI a training Job's
+// containers run (CLIImage).
+func WithCommand(name string) RuntimeOption {
+	return func(o *runtimeOptions) { o.command = name }
 }
 
 // WithModuleVersion names the version of modelci whose source builds the
@@ -86,8 +96,9 @@ func WithLog(w io.Writer) RuntimeOption {
 	}
 }
 
-// Runtime returns the path of a static modelci binary for platform, building
-// it from modelci's source when needed and caching it by source digest.
+// Runtime returns the path of a static modelci binary for platform (the
+// server, cmd/modelci-serve, or the command WithCommand names), building it
+// from modelci's source when needed and caching it by source digest.
 //
 // The source is, in order: $MODELCI_SOURCE; the nearest enclosing module
 // github.com/modelci/modelci above the source dir or the working directory;
@@ -95,9 +106,12 @@ func WithLog(w io.Writer) RuntimeOption {
 // Without a Go toolchain (or without any source) the running executable is
 // used when it is a static Linux binary of the platform's architecture.
 func Runtime(ctx context.Context, platform v1.Platform, opts ...RuntimeOption) (string, error) {
-	o := runtimeOptions{log: io.Discard}
+	o := runtimeOptions{log: io.Discard, command: RuntimeName}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.command == "" || strings.ContainsAny(o.command, `/\.`) {
+		return "", fmt.Errorf("runtime: command %q: want the name of a directory of %s/cmd", o.command, ModulePath)
 	}
 	if platform.OS != "linux" {
 		return "", fmt.Errorf("runtime for %s: %w: only linux images are built", platformString(platform), ErrUnsupportedPlatform)
@@ -125,11 +139,16 @@ func Runtime(ctx context.Context, platform v1.Platform, opts ...RuntimeOption) (
 	fmt.Fprintf(o.log, "runtime: %s\n", why)
 
 	exe, err := os.Executable()
-	if err != nil {
+	if err != nil || (o.command != RuntimeName && o.command != CLIName) {
+		// Only the CLI stands in for the server, or for itself.
 		return "", fmt.Errorf("runtime for %s: %w: %s", platformString(platform), ErrNoRuntime, why)
 	}
 	if ok, reason := isStaticELF(exe, goarch); !ok {
 		return "", fmt.Errorf("runtime for %s: %w: %s; the running executable %s %s", platformString(platform), ErrNoRuntime, why, exe, reason)
+	}
+	if o.command == CLIName {
+		fmt.Fprintf(o.log, "runtime: using the running executable %s as %s\n", exe, CLIName)
+		return exe, nil
 	}
 	// Installed in the image as modelci-serve, the CLI is the server.
 	fmt.Fprintf(o.log, "runtime: using the running executable %s (the whole CLI; the lean server needs Go and modelci's source)\n", exe)
@@ -269,7 +288,8 @@ func downloadModule(ctx context.Context, goBin, version string) (string, error) 
 func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch string, extraEnv []string, o runtimeOptions) (string, error) {
 	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOWORK=off")
 	env = append(env, extraEnv...)
-	digest, err := sourceDigest(ctx, goBin, src, env)
+	pkg, name := ModulePath+"/cmd/"+o.command, o.command
+	digest, err := sourceDigest(ctx, goBin, src, env, pkg)
 	if err != nil {
 		return "", err
 	}
@@ -282,7 +302,7 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 		root = filepath.Join(cache, "modelci", "runtime")
 	}
 	dir := filepath.Join(root, digest)
-	out := filepath.Join(dir, RuntimeName)
+	out := filepath.Join(dir, name)
 	// The cache is checked, not trusted: a binary changed since it was
 	// built (by hand, a test, a disk error) is built again.
 	if ok, _ := isStaticELF(out, goarch); ok {
@@ -305,9 +325,9 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	defer os.RemoveAll(tmp)
 
 	start := time.Now()
-	fmt.Fprintf(o.log, "runtime: building %s for %s from %s\n", runtimePackage, platformString(p), src)
+	fmt.Fprintf(o.log, "runtime: building %s for %s from %s\n", pkg, platformString(p), src)
 	args := append([]string{"build"}, buildFlags...)
-	args = append(args, "-o", filepath.Join(tmp, RuntimeName), runtimePackage)
+	args = append(args, "-o", filepath.Join(tmp, name), pkg)
 	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Dir = src
 	cmd.Env = env
@@ -317,16 +337,16 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build runtime for %s from %s: %w: %s", platformString(p), src, err, strings.TrimSpace(stderr.String()))
 	}
-	if ok, why := isStaticELF(filepath.Join(tmp, RuntimeName), goarch); !ok {
+	if ok, why := isStaticELF(filepath.Join(tmp, name), goarch); !ok {
 		return "", fmt.Errorf("build runtime for %s from %s: output %s", platformString(p), src, why)
 	}
 	// A source edited during the build must not be cached under the old key.
-	if after, err := sourceDigest(ctx, goBin, src, env); err != nil {
+	if after, err := sourceDigest(ctx, goBin, src, env, pkg); err != nil {
 		return "", err
 	} else if after != digest {
 		return "", fmt.Errorf("build runtime for %s: %w: the source in %s was edited while building", platformString(p), ErrFileChanged, src)
 	}
-	sum, err := fileDigest(filepath.Join(tmp, RuntimeName))
+	sum, err := fileDigest(filepath.Join(tmp, name))
 	if err != nil {
 		return "", fmt.Errorf("runtime cache: %w", err)
 	}
@@ -336,14 +356,14 @@ func buildRuntime(ctx context.Context, goBin, src string, p v1.Platform, goarch 
 	// A link, not a rename: a builder that finished first keeps its file,
 	// which an image build elsewhere may be reading (both are the same
 	// bytes).
-	if err := os.Link(filepath.Join(tmp, RuntimeName), out); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Link(filepath.Join(tmp, name), out); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("runtime cache: %w", err)
 	}
 	size := "?"
 	if fi, err := os.Stat(out); err == nil {
 		size = fmt.Sprintf("%.1f MB", float64(fi.Size())/1e6)
 	}
-	fmt.Fprintf(o.log, "runtime: built %s for %s in %s (%s)\n", RuntimeName, platformString(p), time.Since(start).Round(100*time.Millisecond), size)
+	fmt.Fprintf(o.log, "runtime: built %s for %s in %s (%s)\n", name, platformString(p), time.Since(start).Round(100*time.Millisecond), size)
 	return out, nil
 }
 
@@ -373,15 +393,16 @@ func fileDigest(path string) (string, error) {
 
 // sourceDigest is the runtime cache key: sha256 over the build flags, the
 // toolchain's environment for the target (GOVERSION, GOOS, GOARCH, variants,
-// GOFLAGS), go.mod, go.sum and every file of every local package that
-// cmd/modelci imports (Go and embedded files alike, as `go list` reports
-// them). Packages from versioned modules are pinned by go.sum.
-func sourceDigest(ctx context.Context, goBin, src string, env []string) (string, error) {
+// GOFLAGS), go.mod, go.sum and every file of every local package that cmdPkg
+// imports, its own included (Go and embedded files alike, as `go list`
+// reports them). Packages from versioned modules are pinned by go.sum. Two
+// commands differ in their own files, so their keys differ.
+func sourceDigest(ctx context.Context, goBin, src string, env []string, cmdPkg string) (string, error) {
 	goenv, err := goOutput(ctx, goBin, src, env, "env", "-json", "GOVERSION", "GOOS", "GOARCH", "GOARM", "GOAMD64", "GOARM64", "GOFLAGS", "CGO_ENABLED")
 	if err != nil {
 		return "", err
 	}
-	list, err := goOutput(ctx, goBin, src, env, "list", "-deps", "-json=ImportPath,Dir,GoFiles,SFiles,EmbedFiles,Standard,Module", runtimePackage)
+	list, err := goOutput(ctx, goBin, src, env, "list", "-deps", "-json=ImportPath,Dir,GoFiles,SFiles,EmbedFiles,Standard,Module", cmdPkg)
 	if err != nil {
 		return "", err
 	}

@@ -55,6 +55,34 @@ func TestPushRoundTrip(t *testing.T) {
 	}
 }
 
+// Without tags, Push writes the manifest by digest alone, to
+// go-containerregistry's registry and to the embedded one: the repository
+// lists no tag and the digest resolves (stages/artifact relies on it).
+func TestPushByDigestOnly(t *testing.T) {
+	embedded, _ := serve(t, t.TempDir())
+	ctx := context.Background()
+	img := randomImage(t, 7)
+	for name, host := range map[string]string{"ggcr": newServer(t).Host, "embedded": embedded} {
+		t.Run(name, func(t *testing.T) {
+			repo := host + "/by/digest"
+			got, err := registry.Push(ctx, img, repo, fast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := digestOf(t, img)
+			if got.Ref != repo+"@"+want.String() || len(got.Tags) != 0 {
+				t.Fatalf("pushed %+v, want %s@%s and no tags", got, repo, want)
+			}
+			if tags, err := registry.ListTags(ctx, repo, fast); err != nil || len(tags) != 0 {
+				t.Fatalf("tags %v, %v; want none", tags, err)
+			}
+			if h, err := registry.Resolve(ctx, got.Ref, fast); err != nil || h != want {
+				t.Fatalf("resolve %s = %s, %v", got.Ref, h, err)
+			}
+		})
+	}
+}
+
 // A retrain keeps the runtime layer and changes the model layer: only the
 // model layer and the config go up; an unchanged re-push uploads nothing.
 func TestPushUploadsOnlyWhatChanged(t *testing.T) {
