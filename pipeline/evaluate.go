@@ -27,6 +27,12 @@ func (r *run) evaluate(ctx context.Context) (string, error) {
 				return "", r.testSet.CellError(i, 0, err)
 			}
 		}
+	} else if spec.Train.OnCluster() {
+		scores, err := r.evaluateOnCluster(ctx)
+		if err != nil {
+			return "", err
+		}
+		perExample, r.predictions = scores.Loss, scores.Predictions
 	} else {
 		exclude, dataset := r.leftOut()
 		scores, err := evaluate.ExternalScores(ctx, evaluate.ExternalInput{

@@ -79,6 +79,8 @@ type Inputs struct {
 	Params   map[string]any `json:"params"`
 	Baseline *BaselineInput `json:"baseline,omitempty"`
 	Runtimes []RuntimeInput `json:"runtimes,omitempty"`
+	// Cluster is the Job that trained the model (train.runner: kubernetes).
+	Cluster *ClusterInput `json:"cluster,omitempty"`
 }
 
 // RuntimeInput is the server binary built into the image for a platform.

@@ -232,6 +232,7 @@ type run struct {
 	written               image.Written   // the image in the layout, untagged until the run succeeds
 	untagged              []image.Written // the runtime image and the ModelPack artifact beside it
 	failedStage           string          // the stage that returned an error
+	cluster               *cluster        // the training cluster, once connected (train.runner: kubernetes)
 }
 
 func (r *run) stage(name string, fn func() (string, error)) error {

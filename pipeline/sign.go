@@ -127,7 +127,7 @@ func (r *run) provenanceInput(model modelgate.ModelRef) sign.ProvenanceInput {
 		DatasetDigest: r.rec.Inputs.Dataset.Digest, Params: r.rec.Inputs.Params,
 		SourceURI: uri, SourceRevision: rev,
 		Started: r.rec.Started, Finished: r.o.now().UTC(),
-		Smoke: r.rec.Outputs.Smoke,
+		Smoke: r.rec.Outputs.Smoke, Cluster: r.rec.Inputs.Cluster,
 	})
 }
 
@@ -143,6 +143,9 @@ type ProvenanceRun struct {
 	Params map[string]any
 	// Smoke is the smoke test's result, a byproduct of the build.
 	Smoke *SmokeOutput
+	// Cluster is the Job that trained the model (train.runner:
+	// kubernetes): its trainer image is pinned, the Job a byproduct.
+	Cluster *ClusterInput
 	// SourceURI and SourceRevision name the training code's repository
 	// and commit (SourceRevision's result); empty outside a repository.
 	SourceURI, SourceRevision string
@@ -189,9 +192,25 @@ func ProvenanceInput(sp *spec.Spec, b ProvenanceRun) sign.ProvenanceInput {
 			},
 		})
 	}
-	if sp.Train.Builtin != "" {
+	var trainJob *ClusterJob
+	if c := b.Cluster; c != nil && c.Train != nil {
+		trainJob = c.Train
+		in.Byproducts = append(in.Byproducts, sign.ResourceDescriptor{
+			Name: "training-job", URI: "https://modelci.dev/training/kubernetes/v1",
+			Annotations: map[string]any{
+				"context": c.Context, "server": c.Server, "namespace": c.Namespace, "job": c.Train.Job, "uid": c.Train.UID,
+				"trainer_image": c.Train.Image, "modelci_image": c.ModelciImage,
+				"dataset_artifact": c.Train.Input, "model_artifact": c.Train.Output,
+			},
+		})
+	}
+	switch {
+	case sp.Train.Builtin != "":
 		in.BuiltinTrainer, in.BuiltinTrainerVersion = sp.Train.Builtin, train.Version
-	} else {
+	case trainJob != nil && pinned(trainJob.Image):
+		// The node resolved the trainer image to a digest: that pins it.
+		in.TrainerImage = trainJob.Image
+	default:
 		// A host-process trainer has no image; its command is the best
 		// identity there is, and the source revision pins its code.
 		in.BuiltinTrainer = "command:" + strings.Join(sp.Train.Command, " ")
@@ -251,4 +270,10 @@ func (r *run) sign(ctx context.Context) (string, error) {
 		also += "; runtime signed"
 	}
 	return fmt.Sprintf("signed; attested gate %s and provenance; metrics attached%s; tags %s", r.report.Verdict, also, strings.Join(r.rec.Outputs.Push.Tags, ", ")), nil
+}
+
+// pinned says whether ref names an image by digest, as provenance needs.
+func pinned(ref string) bool {
+	_, _, err := oci.SplitPinned(ref)
+	return err == nil
 }

@@ -16,7 +16,15 @@ import (
 func (r *run) train(ctx context.Context) (string, error) {
 	spec := r.spec
 	r.modelDir = filepath.Join(r.tmp, "model")
-	if spec.Train.Builtin != "" {
+	if spec.Train.OnCluster() {
+		res, err := r.trainOnCluster(ctx)
+		if err != nil {
+			return "", err
+		}
+		if err := r.keepTrained(res); err != nil {
+			return "", err
+		}
+	} else if spec.Train.Builtin != "" {
 		tctx, cancel := ctx, context.CancelFunc(func() {})
 		if d := spec.Train.TimeoutDuration(); d > 0 {
 			tctx, cancel = context.WithTimeout(ctx, d)
@@ -61,14 +69,8 @@ func (r *run) train(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := os.Rename(res.ModelDir, r.modelDir); err != nil {
-			return "", fmt.Errorf("keep trained model: %w", err)
-		}
-		r.trainLoss = res.Loss
-		if spec.Train.Format == model.FormatONNX {
-			if err := r.onnxInfo(); err != nil {
-				return "", err
-			}
+		if err := r.keepTrained(res); err != nil {
+			return "", err
 		}
 	}
 	d, err := DigestTree(r.modelDir)
@@ -84,6 +86,35 @@ func (r *run) train(ctx context.Context) (string, error) {
 	r.rec.Figures.Epochs = len(r.trainLoss)
 	r.rec.Figures.FinalTrainLoss = last
 	return fmt.Sprintf("%d epochs, final loss %s", len(r.trainLoss), num(last)), nil
+}
+
+// keepTrained takes the model an external trainer (here or on a cluster)
+// left: moved to the run's model directory, the built-in model decoded for
+// the evaluation, an ONNX model's facts recorded.
+func (r *run) keepTrained(res *train.ExternalResult) error {
+	if err := os.Rename(res.ModelDir, r.modelDir); err != nil {
+		return fmt.Errorf("keep trained model: %w", err)
+	}
+	r.trainLoss = res.Loss
+	switch r.spec.Train.Format {
+	case model.FormatONNX:
+		return r.onnxInfo()
+	case model.FormatLinear:
+		if r.spec.Train.Builtin == "" {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(r.modelDir, model.FileName))
+		if err != nil {
+			return fmt.Errorf("trained model: %w", err)
+		}
+		if r.linear, err = model.Decode(b); err != nil {
+			return fmt.Errorf("trained model %s: %w", model.FileName, err)
+		}
+		if r.linear.Name != r.spec.Model.Name || r.linear.Version != r.spec.Model.Version {
+			return fmt.Errorf("trained model %s names %s %s, not %s %s", model.FileName, r.linear.Name, r.linear.Version, r.spec.Model.Name, r.spec.Model.Version)
+		}
+	}
+	return nil
 }
 
 // leftOut is what the staging copy of the project, where an external

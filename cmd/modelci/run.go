@@ -55,7 +55,7 @@ func newRunOutput(res *pipeline.Result, err error) runOutput {
 }
 
 func newRunCmd() *cobra.Command {
-	var dir, specFile, outputDir, repository, kubeconfig string
+	var dir, specFile, outputDir, repository, kubeconfig, runner, trainContext string
 	var allowOverwrite, allowDowngrade bool
 	var reg registryOptions
 	var out outputOptions
@@ -78,6 +78,7 @@ in runs/<id>/run.json and changes nothing else (see modelci runs).`,
 			}
 			res, err := runPipeline(cmd, runInput{
 				dir: dir, specFile: specFile, output: outputDir, repository: repository, kubeconfig: kubeconfig,
+				runner: runner, context: trainContext,
 				allowOverwrite: allowOverwrite, allowDowngrade: allowDowngrade, reg: &reg,
 			})
 			if out.json() {
@@ -104,7 +105,9 @@ in runs/<id>/run.json and changes nothing else (see modelci runs).`,
 	cmd.Flags().StringVar(&repository, "repository", "", "push the image to HOST[:PORT]/PATH (default image.repository; empty keeps the OCI layout only)")
 	cmd.Flags().BoolVar(&allowOverwrite, "allow-overwrite", false, "move a version tag the repository holds on another digest")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "publish a version that is not greater than the repository's greatest")
-	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for deploy.enabled and gate.baseline.from (default $KUBECONFIG, ~/.kube/config; the context is always named in the spec)")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for deploy.enabled, gate.baseline.from and train.runner kubernetes (default $KUBECONFIG, ~/.kube/config; the context is always named)")
+	cmd.Flags().StringVar(&runner, "runner", "", "where training runs: local or kubernetes (default train.runner)")
+	cmd.Flags().StringVar(&trainContext, "context", "", "kubeconfig context of the training cluster with --runner kubernetes (default train.kubernetes.context)")
 	reg.AddFlags(cmd)
 	return cmd
 }
@@ -112,6 +115,7 @@ in runs/<id>/run.json and changes nothing else (see modelci runs).`,
 // runInput is what modelci run's flags ask for.
 type runInput struct {
 	dir, specFile, output, repository, kubeconfig string
+	runner, context                               string
 	allowOverwrite, allowDowngrade                bool
 	reg                                           *registryOptions
 }
@@ -122,6 +126,9 @@ type runInput struct {
 func runPipeline(cmd *cobra.Command, in runInput) (*pipeline.Result, error) {
 	sp, err := loadSpec(in.dir, in.specFile)
 	if err != nil {
+		return nil, err
+	}
+	if err := sp.OverrideRunner(in.runner, in.context); err != nil {
 		return nil, err
 	}
 	output := in.output

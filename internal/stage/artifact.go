@@ -24,11 +24,19 @@ func fetchCmd(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "destination directory (absent or empty)")
 	insecure := fs.Bool("insecure", false, "plain HTTP (a registry inside the cluster without TLS)")
 	typ := fs.String("artifact-type", "", "refuse an artifact of another artifactType (default: any)")
+	var writable []string
+	fs.Func("writable", "also make this directory, writable by every user (the step's MODELCI_OUT and TMPDIR: its image may run as any user); repeatable", func(s string) error {
+		writable = append(writable, s)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", err, ErrUsage)
 	}
 	if *ref == "" || *dir == "" || fs.NArg() > 0 {
 		return fmt.Errorf("want --ref HOST/REPO@sha256:… --dir DIR and no arguments: %w", ErrUsage)
+	}
+	if err := makeWritable(writable); err != nil {
+		return err
 	}
 	opts := []artifact.Option{artifact.WithRegistryOptions(stepRegistryOptions(*insecure)...)}
 	if *typ != "" {
@@ -84,6 +92,20 @@ func putCmd(ctx context.Context, args []string) error {
 func stepRegistryOptions(insecure bool) []registry.Option {
 	if insecure {
 		return []registry.Option{registry.WithInsecure()}
+	}
+	return nil
+}
+
+// makeWritable makes each directory, mode 0777 whatever the umask: the
+// pod's next container may run as another user.
+func makeWritable(dirs []string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			return fmt.Errorf("make %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o777); err != nil {
+			return fmt.Errorf("make %s writable: %w", d, err)
+		}
 	}
 	return nil
 }

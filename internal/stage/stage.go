@@ -19,7 +19,8 @@
 //	stage sign       --ref REF [--key FILE] [--insecure] [--gate FILE] [--provenance FILE] [--metrics FILE]
 //	stage digest     DIR   (the model directory digest of a run record)
 //	stage forward    --listen LOCAL=TARGET… -- CMD ARGS…   (relays LOCAL to TARGET while CMD runs; exits with CMD's status)
-//	stage fetch      --ref HOST/REPO@sha256:… --dir DIR [--insecure] [--artifact-type T]   (a training Job's init container: its inputs, artifact.Pull)
+//	stage fetch      --ref HOST/REPO@sha256:… --dir DIR [--writable DIR…] [--insecure] [--artifact-type T]   (a training Job's init container: its inputs, artifact.Pull)
+//	stage wrap       --ref REF --dir DIR --out DIR [--tmp DIR] --to HOST/REPO [--workdir DIR] [--termination-log FILE] [--insecure] -- CMD…   (a TrainJob's node: fetch, CMD, put from node 0)
 //	stage put        --dir DIR --to HOST/REPO [--insecure] [--artifact-type T] [--path P] [--media-type M] [--termination-log FILE]   (a training Job's outputs by digest, artifact.Push; the reference on stdout and in FILE)
 //
 // Secrets come from the environment: MODELCI_REGISTRY_PASSWORD,
@@ -81,7 +82,7 @@ type Image struct {
 }
 
 // Usage lists the steps.
-const Usage = "usage: modelci stage plan|split|train|evaluate|metrics|gate|champion|predicates|image|push|sign|digest|forward|fetch|put [flags]"
+const Usage = "usage: modelci stage plan|split|train|evaluate|metrics|gate|champion|predicates|image|push|sign|digest|forward|fetch|put|wrap [flags]"
 
 // ErrUsage is returned for an unknown step or malformed flags.
 var ErrUsage = errors.New(Usage)
@@ -98,7 +99,7 @@ func Run(ctx context.Context, args []string, exitCode func(modelgate.Decision) i
 		"plan": planCmd, "split": splitCmd, "train": trainCmd, "evaluate": evaluateCmd,
 		"metrics": metricsCmd, "gate": func(ctx context.Context, a []string) error { return gateCmd(ctx, a, exitCode) }, "predicates": predicatesCmd, "champion": championCmd,
 		"image": imageCmd, "smoke": smokeCmd, "push": pushCmd, "sign": signCmd, "digest": digestCmd,
-		"forward": forwardCmd, "fetch": fetchCmd, "put": putCmd,
+		"forward": forwardCmd, "fetch": fetchCmd, "put": putCmd, "wrap": wrapCmd,
 	}
 	run, ok := cmds[args[0]]
 	if !ok {

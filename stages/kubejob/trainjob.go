@@ -48,7 +48,7 @@ func TrainJob(s Step) (*unstructured.Unstructured, error) {
 	if s.RuntimeRef == "" {
 		return nil, fmt.Errorf("%w: a TrainJob needs a runtime", ErrInvalid)
 	}
-	wrap := []string{ToolDir + "/usr/local/bin/modelci", "stage", "wrap", "--ref", s.Input, "--dir", InputDir, "--to", s.Output, "--termination-log", "/dev/termination-log"}
+	wrap := []string{ToolDir + "/usr/local/bin/modelci", "stage", "wrap", "--ref", s.Input, "--dir", InputDir, "--out", OutputDir, "--tmp", TmpDir, "--to", s.Output, "--termination-log", "/dev/termination-log"}
 	if s.WorkingDir != "" {
 		wrap = append(wrap, "--workdir", s.WorkingDir)
 	}
