@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -52,6 +53,9 @@ const (
 	nodeLockName  = "modelci-k8s-node.lock"
 	nodeStateName = "modelci-k8s-node"
 	pauseRepo     = "pause"
+	// nodeGateway is the bridge's own address, where the pod registry listens: the bridge
+	// plugin's isGateway would give it to the bridge at the first pod; the harness does, before.
+	nodeGateway = "10.213.0.1"
 )
 
 // Node is the host's real node and its control plane: pods really run, in containers of
@@ -61,6 +65,10 @@ type Node struct {
 	// Registry is the loopback registry (HOST:PORT) the node pulls from, over plain HTTP. Push
 	// the images pods run there.
 	Registry string
+	// PodRegistry (GATEWAY:PORT) serves the same content as Registry, over plain HTTP, on the
+	// bridge's gateway address: pods on the bridge reach it (127.0.0.1 is their own loopback),
+	// so does the host, and the node pulls images named after it too.
+	PodRegistry string
 	// Subnet is the pods' network, a bridge of the node's own: the host reaches pod IPs directly
 	// (there is no kube-proxy, so Service IPs do not route).
 	Subnet netip.Prefix
@@ -77,6 +85,8 @@ type nodeState struct {
 	Token    string     `json:"token"`
 	CA       []byte     `json:"ca"`
 	Registry string     `json:"registry"`
+	// PodRegistry is empty in the state of a node that older code started: joinNode adds it.
+	PodRegistry string `json:"podRegistry,omitempty"`
 	// Created are the host paths the node's parts create outside the state directory and that
 	// did not exist before: removed when the node stops.
 	Created []string `json:"created"`
@@ -192,6 +202,16 @@ func joinNode(ctx context.Context) (*Node, error) {
 	if st != nil {
 		st.Users = slices.DeleteFunc(st.Users, func(p nodeProc) bool { return !p.alive() })
 		if n, err := st.healthy(ctx, cp); err == nil {
+			if st.PodRegistry == "" {
+				// Started by older code, maybe for other binaries now: add what it lacks
+				// rather than stop it under them.
+				c := &Cluster{dir: nodeDir(), detached: true}
+				if err := st.startPodRegistry(ctx, c); err != nil {
+					return nil, fmt.Errorf("add the pod registry to the running node: %w", err)
+				}
+				st.Procs = append(st.Procs, procsOf(c)...)
+				n.PodRegistry = st.PodRegistry
+			}
 			st.Users = append(st.Users, self)
 			return n, writeNodeState(st)
 		} else if len(st.Users) > 0 {
@@ -329,10 +349,10 @@ func (st *nodeState) healthy(ctx context.Context, cp string) (*Node, error) {
 	if !nodeReady(n) {
 		return nil, fmt.Errorf("node %s is not Ready", NodeName)
 	}
-	return &Node{Cluster: c, Registry: st.Registry, Subnet: netip.MustParsePrefix(nodeSubnet)}, nil
+	return &Node{Cluster: c, Registry: st.Registry, PodRegistry: st.PodRegistry, Subnet: netip.MustParsePrefix(nodeSubnet)}, nil
 }
 
-// startNode starts the control plane, the registry, containerd and the kubelet, detached from
+// startNode starts the control plane, the registries, containerd and the kubelet, detached from
 // this binary, and waits for the node to be Ready.
 func startNode(ctx context.Context, cp, nodeBin string) (_ *Node, _ *nodeState, err error) {
 	dir := nodeDir()
@@ -386,6 +406,9 @@ func startNode(ctx context.Context, cp, nodeBin string) (_ *Node, _ *nodeState, 
 	if err := pushPause(ctx, filepath.Join(nodeBin, "pause"), st.Registry); err != nil {
 		return nil, nil, err
 	}
+	if err := st.startPodRegistry(ctx, c); err != nil {
+		return nil, nil, err
+	}
 	ctrd, err := c.startPath("containerd", "/usr/bin/containerd", "--config", filepath.Join(dir, "containerd.toml"))
 	if err != nil {
 		return nil, nil, err
@@ -420,7 +443,7 @@ func startNode(ctx context.Context, cp, nodeBin string) (_ *Node, _ *nodeState, 
 		return nil, nil, err
 	}
 	st.Procs = procsOf(c)
-	return &Node{Cluster: c, Registry: st.Registry, Subnet: netip.MustParsePrefix(nodeSubnet)}, st, nil
+	return &Node{Cluster: c, Registry: st.Registry, PodRegistry: st.PodRegistry, Subnet: netip.MustParsePrefix(nodeSubnet)}, st, nil
 }
 
 func procsOf(c *Cluster) []nodeProc {
@@ -433,18 +456,107 @@ func procsOf(c *Cluster) []nodeProc {
 	return ps
 }
 
-// writeNodeFiles writes the registry's, containerd's, the CNI network's and the kubelet's
-// configuration into dir: everything they keep goes under dir.
-func writeNodeFiles(dir, registry string) error {
-	d := func(parts ...string) string { return filepath.Join(append([]string{dir}, parts...)...) }
-	files := map[string]string{
-		"registry.yaml": fmt.Sprintf(`version: 0.1
+// startPodRegistry makes the node's bridge with its gateway address (the bridge plugin takes a
+// bridge that exists with that address), serves the registry's storage there too, from a
+// second process (one listens on one address), and lets containerd pull by that name. It works
+// on a running node as well: the bridge may exist already, and containerd reads certs.d at each
+// pull. The process is c's, in c.dir (the node's directory).
+func (st *nodeState) startPodRegistry(ctx context.Context, c *Cluster) error {
+	if err := ensureBridge(); err != nil {
+		return err
+	}
+	port, err := freePortOn(nodeGateway)
+	if err != nil {
+		return err
+	}
+	addr := nodeGateway + ":" + strconv.Itoa(port)
+	err = writeFiles(c.dir, map[string]string{
+		"pod-registry.yaml":                          registryConfig(filepath.Join(c.dir, "registry"), addr),
+		filepath.Join("certs.d", addr, "hosts.toml"): hostsTOML(addr),
+	})
+	if err != nil {
+		return err
+	}
+	reg, err := c.startPath("pod-registry", "/usr/bin/docker-registry", "serve", filepath.Join(c.dir, "pod-registry.yaml"))
+	if err != nil {
+		return err
+	}
+	if err := poll(ctx, reg, func() error { return httpOK(ctx, http.DefaultClient, "http://"+addr+"/v2/", "") }); err != nil {
+		// Detached: it would outlive this binary.
+		return errors.Join(fmt.Errorf("pod registry: %w", err), reg.stop())
+	}
+	st.PodRegistry = addr
+	return nil
+}
+
+// ensureBridge creates the node's bridge with its gateway address and brings it up; each step
+// leaves what is there already.
+func ensureBridge() error {
+	cmds := [][]string{
+		{"addr", "replace", nodeGateway + "/" + strconv.Itoa(netip.MustParsePrefix(nodeSubnet).Bits()), "dev", nodeBridge},
+		{"link", "set", nodeBridge, "up"},
+	}
+	if _, err := os.Stat("/sys/class/net/" + nodeBridge); errors.Is(err, os.ErrNotExist) {
+		cmds = append([][]string{{"link", "add", nodeBridge, "type", "bridge"}}, cmds...)
+	}
+	for _, args := range cmds {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("bridge %s: ip %s: %v: %s", nodeBridge, strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// freePortOn returns a port free on the local address host.
+func freePortOn(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("free port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// registryConfig is a registry's configuration: the two registries share the storage, which
+// they keep without a cache, so that each sees at once what the other wrote.
+func registryConfig(storage, addr string) string {
+	return fmt.Sprintf(`version: 0.1
 log: {level: warn}
 storage:
   filesystem: {rootdirectory: %s}
   delete: {enabled: true}
 http: {addr: %q}
-`, d("registry"), registry),
+`, storage, addr)
+}
+
+// hostsTOML tells containerd to pull from the registry at addr over plain HTTP.
+func hostsTOML(addr string) string {
+	return fmt.Sprintf(`server = "http://%[1]s"
+[host."http://%[1]s"]
+  capabilities = ["pull", "resolve"]
+`, addr)
+}
+
+// writeFiles writes files, named relative to dir, creating their directories.
+func writeFiles(dir string, files map[string]string) error {
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return fmt.Errorf("node file: %w", err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			return fmt.Errorf("node file: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeNodeFiles writes the registry's, containerd's, the CNI network's and the kubelet's
+// configuration into dir: everything they keep goes under dir.
+func writeNodeFiles(dir, registry string) error {
+	d := func(parts ...string) string { return filepath.Join(append([]string{dir}, parts...)...) }
+	files := map[string]string{
+		"registry.yaml": registryConfig(d("registry"), registry),
 		// restrict_oom_score_adj: root here lacks CAP_SYS_RESOURCE, and runc fails every
 		// sandbox that asks to lower its OOM score.
 		"containerd.toml": fmt.Sprintf(`version = 2
@@ -480,12 +592,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     config_path = %[11]q
 `, d("containerd", "root"), d("containerd", "state"), d("containerd", "containerd.sock"), d("containerd", "ttrpc.sock"),
 			d("containerd", "debug.sock"), d("containerd", "opt"), registry, pauseRepo, d("runc-root"), d("cni", "net.d"), d("certs.d")),
-		filepath.Join("certs.d", registry, "hosts.toml"): fmt.Sprintf(`server = "http://%[1]s"
-[host."http://%[1]s"]
-  capabilities = ["pull", "resolve"]
-`, registry),
+		filepath.Join("certs.d", registry, "hosts.toml"): hostsTOML(registry),
 		// A bridge of the node's own, on a subnet of its own; no masquerading and no firewall
-		// plugin, so that the network adds no iptables rules to the host.
+		// plugin, so that the network adds no iptables rules to the host. The gateway is the
+		// address the harness gave the bridge.
 		filepath.Join("cni", "net.d", "10-modelci.conflist"): fmt.Sprintf(`{
   "cniVersion": "0.4.0",
   "name": "modelci-node",
@@ -495,10 +605,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     "isGateway": true,
     "ipMasq": false,
     "hairpinMode": true,
-    "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "dataDir": %q}
+    "ipam": {"type": "host-local", "ranges": [[{"subnet": %q, "gateway": %q}]], "dataDir": %q}
   }]
 }
-`, nodeBridge, nodeSubnet, d("cni", "ipam")),
+`, nodeBridge, nodeSubnet, nodeGateway, d("cni", "ipam")),
 		// makeIPTablesUtilChains: false, or the kubelet adds DROP rules to the host's firewall.
 		"kubelet.yaml": fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -530,16 +640,7 @@ imageGCLowThresholdPercent: 99
 			return fmt.Errorf("node directory: %w", err)
 		}
 	}
-	for name, content := range files {
-		p := d(name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			return fmt.Errorf("node file: %w", err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			return fmt.Errorf("node file: %w", err)
-		}
-	}
-	return nil
+	return writeFiles(dir, files)
 }
 
 // pushPause packs the static pause binary as a one-layer image and pushes it to the registry:
