@@ -113,6 +113,9 @@ func (r *run) onCluster(ctx context.Context, name string, parts []artifact.Part,
 	if err != nil {
 		return "", nil, fmt.Errorf("push the %s input to %s: %w", name, c.repo, err)
 	}
+	if image != "" {
+		image = r.pinImage(ctx, image)
+	}
 	step, err := r.clusterStep(c, name, input, image, command, env)
 	if err != nil {
 		return "", nil, err
@@ -129,6 +132,11 @@ func (r *run) onCluster(ctx context.Context, name string, parts []artifact.Part,
 	job := &ClusterJob{
 		Job: res.Job, UID: res.UID, Image: res.StepImage, Input: input, Output: res.Output,
 		Adopted: res.Adopted, AdmissionSeconds: res.Admission.Seconds(),
+	}
+	if pinned(step.Image) {
+		// What modelci resolved and the Job ran; the node's image id may be
+		// the config's digest, which names no repository.
+		job.Image = step.Image
 	}
 	return filepath.Join(dir, clusterOut), job, nil
 }
@@ -292,6 +300,25 @@ func (r *run) clusterStep(c *cluster, name, input, img string, command []string,
 		s.WorkingDir = kubejob.InputDir + "/" + clusterSrc
 	}
 	return s, nil
+}
+
+// pinImage resolves a step's image to its digest in its registry, so that
+// the Job runs, and the record names, what modelci resolved (a tag moved
+// meanwhile changes nothing). An image it cannot resolve (no registry
+// host, a registry only the cluster reaches) runs as named, with a warning.
+func (r *run) pinImage(ctx context.Context, img string) string {
+	ref, err := r.o.access.ParseRef(img)
+	if err == nil && ref.HasDigest() {
+		return img
+	}
+	if err == nil {
+		var h v1.Hash
+		if h, err = registry.Resolve(ctx, img, r.o.registryOptions()...); err == nil {
+			return ref.Repository() + "@" + h.String()
+		}
+	}
+	r.warnf("the step image %s is not pinned by digest (%v): the record names what the node reports", img, err)
+	return img
 }
 
 // trainRepository is where a Job's artifacts go: train.kubernetes.repository,

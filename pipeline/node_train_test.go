@@ -1,0 +1,182 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/modelci/modelci/internal/k8stest"
+	"github.com/modelci/modelci/pipeline"
+	"github.com/modelci/modelci/spec"
+	"github.com/modelci/modelci/stages/oci"
+)
+
+// syncLog is a run's log that tests read while the run goes on, and wait on.
+type syncLog struct {
+	mu    sync.Mutex
+	b     bytes.Buffer
+	waits map[string]chan struct{}
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Write(p)
+	for sub, ch := range l.waits {
+		if bytes.Contains(l.b.Bytes(), []byte(sub)) {
+			close(ch)
+			delete(l.waits, sub)
+		}
+	}
+	return len(p), nil
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// when returns a channel closed once the log holds sub.
+func (l *syncLog) when(sub string) <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ch := make(chan struct{})
+	if bytes.Contains(l.b.Bytes(), []byte(sub)) {
+		close(ch)
+		return ch
+	}
+	if l.waits == nil {
+		l.waits = map[string]chan struct{}{}
+	}
+	l.waits[sub] = ch
+	return ch
+}
+
+// clusterRun is a project set up to train on the real node: its spec's train.kubernetes names
+// the node's context, a namespace of the test's own and a repository on the registry pods reach.
+type clusterRun struct {
+	node *k8stest.Node
+	ns   string
+	repo string
+	dir  string
+}
+
+func newClusterRun(t *testing.T, edit func(string) string) *clusterRun {
+	t.Helper()
+	n := k8stest.StartNode(t)
+	if n.PodRegistry == "" {
+		t.Fatal("the node has no registry its pods reach")
+	}
+	ns := n.Namespace(t)
+	c := &clusterRun{node: n, ns: ns, repo: n.PodRegistry + "/" + ns + "/training"}
+	c.dir = project(t, func(s string) string {
+		if edit != nil {
+			s = edit(s)
+		}
+		return s
+	})
+	return c
+}
+
+// kubernetesBlock is train.kubernetes for the node, with extra keys.
+func (c *clusterRun) kubernetesBlock(extra string) string {
+	return "  runner: kubernetes\n  kubernetes:\n    context: " + k8stest.Context + "\n    namespace: " + c.ns +
+		"\n    repository: " + c.repo + "\n" + extra
+}
+
+// run runs the project's spec with the node's kubeconfig, plain HTTP to the pods' registry
+// (it is not on loopback), and the server runtime of this checkout.
+func (c *clusterRun) run(t *testing.T, ctx context.Context, log *syncLog, opts ...pipeline.Option) (*pipeline.Result, error) {
+	t.Helper()
+	sp, err := spec.Load(filepath.Join(c.dir, "modelci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("run log:\n%s", log)
+		}
+	})
+	return pipeline.Run(ctx, sp, append([]pipeline.Option{
+		pipeline.WithLog(log), pipeline.WithKubeconfig(c.node.Kubeconfig),
+		pipeline.WithAccess(oci.Access{Insecure: true}),
+		pipeline.WithRuntime("linux/amd64", serverRuntime(t)),
+	}, opts...)...)
+}
+
+// noJobsLeft fails t if the namespace holds a Job or a pod.
+func (c *clusterRun) noJobsLeft(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	jobs, err := c.node.Client.BatchV1().Jobs(c.ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(jobs.Items) > 0 {
+		t.Errorf("jobs left behind: %d %v", len(jobs.Items), err)
+	}
+	pods, err := c.node.Client.CoreV1().Pods(c.ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(pods.Items) > 0 {
+		t.Errorf("pods left behind: %d %v", len(pods.Items), err)
+	}
+}
+
+// The built-in trainer in modelci's own static image, run as a Job on the real node, trains the
+// example: the image built from its model has the digest of a local run's, the record names the
+// Job, its uid, the trainer image and the dataset artifact by digest, and no Job is left.
+func TestNodeTrainJobBuiltin(t *testing.T) {
+	c := newClusterRun(t, nil)
+	sp, err := os.ReadFile(filepath.Join(c.dir, "modelci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := &syncLog{}
+	want, err := c.run(t, context.Background(), local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, "modelci.yaml"), []byte(withTrain(string(sp), c.kubernetesBlock(""))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := &syncLog{}
+	got, err := c.run(t, context.Background(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Ref != want.Ref || got.Ref == "" {
+		t.Errorf("on the cluster %s, locally %s: want the same image", got.Ref, want.Ref)
+	}
+	cl := got.Record.Inputs.Cluster
+	if cl == nil || cl.Train == nil {
+		t.Fatalf("no cluster in the record: %+v", got.Record.Inputs)
+	}
+	j := cl.Train
+	if cl.Context != k8stest.Context || cl.Namespace != c.ns || cl.Server == "" || j.UID == "" || !strings.HasPrefix(j.Job, "modelci-diabetes-train-") {
+		t.Errorf("record: %+v %+v", cl, j)
+	}
+	for what, ref := range map[string]string{"input": j.Input, "output": j.Output, "modelci image": cl.ModelciImage} {
+		if !strings.HasPrefix(ref, c.repo+"@sha256:") {
+			t.Errorf("%s %q is not the training repository by digest", what, ref)
+		}
+	}
+	if !strings.Contains(j.Image, "@sha256:") {
+		t.Errorf("trainer image %q is not by digest", j.Image)
+	}
+	// The trainer's lines came through, prefixed by its pod.
+	if out := log.String(); !strings.Contains(out, j.Job+"-") || !strings.Contains(out, "job "+c.ns+"/"+j.Job+" deleted") {
+		t.Errorf("log:\n%s", out)
+	}
+	c.noJobsLeft(t)
+}
+
+// withTrain adds lines to the spec's train: section (the linreg example has one).
+func withTrain(s, lines string) string {
+	if !strings.Contains(s, "\ntrain:\n") {
+		return s + "train:\n" + lines
+	}
+	return strings.Replace(s, "\ntrain:\n", "\ntrain:\n"+lines, 1)
+}
