@@ -8,12 +8,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/modelci/modelci/internal/k8stest"
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
+	"github.com/modelci/modelci/stages/image"
 	"github.com/modelci/modelci/stages/oci"
 )
 
@@ -179,4 +182,59 @@ func withTrain(s, lines string) string {
 		return s + "train:\n" + lines
 	}
 	return strings.Replace(s, "\ntrain:\n", "\ntrain:\n"+lines, 1)
+}
+
+// BenchmarkNodeTrainJobOverhead measures, on the real node, the same built-in training run
+// locally and as a Job (the input pushed, the Job scheduled and watched, the output pulled), in
+// one run: the train stage's seconds each way and their ratio, and the whole run's.
+func BenchmarkNodeTrainJobOverhead(b *testing.B) {
+	n := k8stest.StartNode(b)
+	ns := n.Namespace(b)
+	repo := n.PodRegistry + "/" + ns + "/training"
+	local := benchProject(b, "")
+	cluster := benchProject(b, "")
+	sp, err := os.ReadFile(filepath.Join(cluster, "modelci.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	block := "  runner: kubernetes\n  kubernetes:\n    context: " + k8stest.Context + "\n    namespace: " + ns + "\n    repository: " + repo + "\n"
+	if err := os.WriteFile(filepath.Join(cluster, "modelci.yaml"), []byte(withTrain(string(sp), block)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	rt, err := image.Runtime(b.Context(), v1.Platform{OS: "linux", Architecture: "amd64"}, image.WithSourceDir(".."))
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(dir string) (train, total time.Duration) {
+		s, err := spec.Load(filepath.Join(dir, "modelci.yaml"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		res, err := pipeline.Run(b.Context(), s, pipeline.WithRuntime("linux/amd64", rt), pipeline.WithKubeconfig(n.Kubeconfig), pipeline.WithAccess(oci.Access{Insecure: true}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		total = time.Since(start)
+		for _, tm := range res.Record.Timings {
+			if tm.Stage == "train" {
+				train = time.Duration(tm.Seconds * float64(time.Second))
+			}
+		}
+		return train, total
+	}
+	run(cluster) // modelci's image built and pushed, the node's image cache warm: what a team's second run sees
+	var lt, lr, jt, jr time.Duration
+	for b.Loop() {
+		t1, r1 := run(local)
+		t2, r2 := run(cluster)
+		lt, lr, jt, jr = lt+t1, lr+r1, jt+t2, jr+r2
+	}
+	k := float64(b.N)
+	b.ReportMetric(lt.Seconds()/k, "local-train-s")
+	b.ReportMetric(jt.Seconds()/k, "job-train-s")
+	b.ReportMetric(float64(jt)/float64(lt), "job/local-train")
+	b.ReportMetric(lr.Seconds()/k, "local-run-s")
+	b.ReportMetric(jr.Seconds()/k, "job-run-s")
+	b.ReportMetric(float64(jr)/float64(lr), "job/local-run")
 }
