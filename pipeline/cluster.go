@@ -64,6 +64,29 @@ const (
 	clusterOut   = artifact.OutPath
 )
 
+// preflightCluster checks, before anything runs, that the training
+// context exists in the kubeconfig and that the training repository takes
+// pushes.
+func (r *run) preflightCluster(ctx context.Context) error {
+	k := r.spec.Train.Kubernetes
+	if k.Context == "" {
+		return fmt.Errorf("%s: train.kubernetes.context: %w", r.spec.File, spec.ErrNoTrainContext)
+	}
+	if _, err := deploy.NewTarget(r.o.kubeconfig, k.Context); err != nil {
+		return fmt.Errorf("train on %s: %w", k.Context, err)
+	}
+	repo := r.trainRepository()
+	if repo == "" {
+		return fmt.Errorf("%s: train.kubernetes.repository: %w: empty, and no image.repository", r.spec.File, spec.ErrSpec)
+	}
+	if repo != r.repository() {
+		if err := registry.Preflight(ctx, repo, r.o.registryOptions()...); err != nil {
+			return fmt.Errorf("training repository: %w", err)
+		}
+	}
+	return nil
+}
+
 // cluster is a run's connection to the training cluster, made once.
 type cluster struct {
 	target *deploy.Target

@@ -183,6 +183,13 @@ func Run(ctx context.Context, spec *spec.Spec, opts ...Option) (*Result, error) 
 		r.o.signer = src
 	}
 
+	// The training cluster and its repository first: the context named, the
+	// registry reachable and writable, before the data is read.
+	if spec.Train.OnCluster() {
+		if err := r.preflightCluster(ctx); err != nil {
+			return nil, err
+		}
+	}
 	// Registry preflight (reachable, credentials accepted, pushes allowed)
 	// before anything is built: a bad registry must not cost a training run.
 	if repo := r.repository(); repo != "" {

@@ -90,6 +90,10 @@ func TestExitCodes(t *testing.T) {
 		{"bad spec", []string{"run", "-C", bad}, 1, "modelci.yaml:"},
 		{"init refuses to overwrite", []string{"init", "-C", dir}, 1, "already exists"},
 		{"init bad name", []string{"init", "-C", t.TempDir(), "--name", "Not_A_Label"}, 2, "model.name"},
+		{"runner without context", []string{"run", "-C", dir, "--runner", "kubernetes", "--repository", "127.0.0.1:1/ml/x"}, 1, "train.kubernetes.context: no kubeconfig context named for training"},
+		{"runner unknown context", []string{"run", "-C", dir, "--runner", "kubernetes", "--repository", "127.0.0.1:1/ml/x", "--context", "nowhere", "--kubeconfig", filepath.Join(dir, "none")}, 1, "train on nowhere: kubeconfig"},
+		{"runner without repository", []string{"run", "-C", dir, "--runner", "kubernetes", "--context", "lab"}, 1, "train.kubernetes.repository"},
+		{"bad runner", []string{"run", "-C", dir, "--runner", "cloud"}, 1, `train.runner: invalid spec: "cloud"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

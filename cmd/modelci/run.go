@@ -128,6 +128,10 @@ func runPipeline(cmd *cobra.Command, in runInput) (*pipeline.Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if in.repository != "" && sp.Train.Kubernetes.Repository == "" {
+		// --repository is where a Job's artifacts go too, as image.repository is.
+		sp.Train.Kubernetes.Repository = in.repository
+	}
 	if err := sp.OverrideRunner(in.runner, in.context); err != nil {
 		return nil, err
 	}
