@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,10 +146,30 @@ func TestNodeTrainJobBuiltin(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(c.dir, "modelci.yaml"), []byte(withTrain(string(sp), c.kubernetesBlock(""))), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// modelci's own secrets are in its environment; none may reach the Job.
+	secrets := map[string]string{"MODELCI_KEY_PASSWORD": "s3cret-key-pw", "COSIGN_PASSWORD": "s3cret-cosign-pw", "GITHUB_TOKEN": "s3cret-gh-token"}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	w, err := c.node.Client.BatchV1().Jobs(c.ns).Watch(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	log := &syncLog{}
 	got, err := c.run(t, context.Background(), log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	ev := <-w.ResultChan() // the Job as created
+	b, err := json.Marshal(ev.Object)
+	if err != nil || !bytes.Contains(b, []byte(`"kind":"Job"`)) && !bytes.Contains(b, []byte(`"name":"modelci-diabetes-train-`)) {
+		t.Fatalf("the Job's first event: %s %v", b, err)
+	}
+	for k, v := range secrets {
+		if bytes.Contains(b, []byte(v)) {
+			t.Errorf("%s reached the Job", k)
+		}
 	}
 	if got.Ref != want.Ref || got.Ref == "" {
 		t.Errorf("on the cluster %s, locally %s: want the same image", got.Ref, want.Ref)

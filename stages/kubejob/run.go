@@ -370,7 +370,9 @@ func imageTrouble(p *corev1.Pod) error {
 			continue
 		}
 		switch w.Reason {
-		case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError":
+		// ErrImagePull and CreateContainerError may pass on the kubelet's next
+		// try; these do not.
+		case "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError":
 			return &Failure{Pod: p.Name, Container: cs.Name, Reason: w.Reason, Message: fmt.Sprintf("image %s: %s", cs.Image, w.Message), err: ErrImage}
 		}
 	}
