@@ -363,9 +363,19 @@ func debianSources() (string, error) {
 		}
 		entries = append(entries, parseSourcesList(string(b))...)
 	}
+	out := debianStanzas(entries)
+	if out == "" {
+		return "", fmt.Errorf("no apt source of Debian %s in /etc/apt (sources.list, sources.list.d)", DebianSuite)
+	}
+	return out, nil
+}
+
+// debianStanzas keeps the entries of DebianSuite's suites that are Debian's (no keyring, or
+// Debian's), as deb822 stanzas that name Debian's keyring.
+func debianStanzas(entries []aptSource) string {
 	var out strings.Builder
 	for _, e := range entries {
-		suites := slices.DeleteFunc(e.suites, func(s string) bool { return s != DebianSuite && !strings.HasPrefix(s, DebianSuite+"-") })
+		suites := slices.DeleteFunc(slices.Clone(e.suites), func(s string) bool { return s != DebianSuite && !strings.HasPrefix(s, DebianSuite+"-") })
 		debianKey := e.signedBy == "" || strings.HasPrefix(filepath.Base(e.signedBy), "debian-archive-")
 		if !slices.Contains(e.types, "deb") || len(suites) == 0 || len(e.uris) == 0 || !debianKey {
 			continue
@@ -373,10 +383,7 @@ func debianSources() (string, error) {
 		fmt.Fprintf(&out, "Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\nSigned-By: %s\n\n",
 			strings.Join(e.uris, " "), strings.Join(suites, " "), strings.Join(e.components, " "), debianKeyring)
 	}
-	if out.Len() == 0 {
-		return "", fmt.Errorf("no apt source of Debian %s in /etc/apt (sources.list, sources.list.d)", DebianSuite)
-	}
-	return out.String(), nil
+	return out.String()
 }
 
 // aptSource is one apt source entry, of either format.
