@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/modelci/modelci/model"
 	"github.com/modelci/modelci/spec"
@@ -72,8 +73,14 @@ func (r *run) preflightCluster(ctx context.Context) error {
 	if k.Context == "" {
 		return fmt.Errorf("%s: train.kubernetes.context: %w", r.spec.File, spec.ErrNoTrainContext)
 	}
-	if _, err := deploy.NewTarget(r.o.kubeconfig, k.Context); err != nil {
+	t, err := deploy.NewTarget(r.o.kubeconfig, k.Context)
+	if err != nil {
 		return fmt.Errorf("train on %s: %w", k.Context, err)
+	}
+	if k.Kind == spec.KindTrainJob {
+		if err := kubejob.Served(t.Client.Discovery()); err != nil {
+			return fmt.Errorf("%s: train.kubernetes.kind %s on %s: %w", r.spec.File, k.Kind, k.Context, err)
+		}
 	}
 	repo := r.trainRepository()
 	if repo == "" {
@@ -144,7 +151,16 @@ func (r *run) onCluster(ctx context.Context, name string, parts []artifact.Part,
 		return "", nil, err
 	}
 	fmt.Fprintf(r.o.log, "%s: a job on %s in namespace %s, input %s\n", name, c.target.Context, step.Namespace, input)
-	res, err := kubejob.Run(ctx, c.target.Client, step, kubejob.WithLog(r.o.log))
+	var res *kubejob.Result
+	if r.spec.Train.Kubernetes.Kind == spec.KindTrainJob {
+		dyn, derr := dynamic.NewForConfig(c.target.Config)
+		if derr != nil {
+			return "", nil, fmt.Errorf("trainjob client: %w", derr)
+		}
+		res, err = kubejob.RunTrainJob(ctx, c.target.Client, dyn, step, kubejob.WithLog(r.o.log))
+	} else {
+		res, err = kubejob.Run(ctx, c.target.Client, step, kubejob.WithLog(r.o.log))
+	}
 	if err != nil {
 		return "", nil, err
 	}

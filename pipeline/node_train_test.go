@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/modelci/modelci/pipeline"
 	"github.com/modelci/modelci/spec"
 	"github.com/modelci/modelci/stages/image"
+	"github.com/modelci/modelci/stages/kubejob"
 	"github.com/modelci/modelci/stages/oci"
 )
 
@@ -258,4 +260,20 @@ func BenchmarkNodeTrainJobOverhead(b *testing.B) {
 	b.ReportMetric(lr.Seconds()/k, "local-run-s")
 	b.ReportMetric(jr.Seconds()/k, "job-run-s")
 	b.ReportMetric(float64(jr)/float64(lr), "job/local-run")
+}
+
+// kind: TrainJob on a cluster that does not serve Kubeflow Trainer's CRD is refused, naming it,
+// before the data is read or anything is pushed.
+func TestTrainJobNeedsItsCRD(t *testing.T) {
+	c := k8stest.Start(t)
+	dir := project(t, func(s string) string {
+		return withTrain(s, "  runner: kubernetes\n  kubernetes:\n    context: "+k8stest.Context+"\n    kind: TrainJob\n    runtime_ref: torch-distributed\n    repository: 127.0.0.1:1/never/contacted\n")
+	})
+	_, err := runProject(t, dir, pipeline.WithKubeconfig(c.Kubeconfig))
+	if !errors.Is(err, kubejob.ErrNoTrainJob) || !strings.Contains(err.Error(), "train.kubernetes.kind TrainJob") {
+		t.Fatalf("got %v", err)
+	}
+	if _, serr := os.Stat(filepath.Join(dir, ".modelci", "runs")); !errors.Is(serr, os.ErrNotExist) {
+		t.Errorf("a refused run left a runs directory: %v", serr)
+	}
 }

@@ -30,6 +30,8 @@ type Target struct {
 	Context string
 	// Server is the API server's URL, for reports.
 	Server string
+	// Config is the client configuration, for clients of other kinds.
+	Config *rest.Config
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -76,7 +78,7 @@ func NewTargetForConfig(cfg *rest.Config) (*Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client for %s: %w", cfg.Host, err)
 	}
-	return &Target{Client: c, Server: cfg.Host}, nil
+	return &Target{Client: c, Server: cfg.Host, Config: cfg}, nil
 }
 
 func (t *Target) logf(format string, args ...any) {

@@ -241,7 +241,7 @@ func TestTrainJob(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := kubejob.SubmitTrainJob(ctx, disc, dyn, s, log)
+		_, err := kubejob.RunTrainJob(ctx, c.Client, dyn, s, kubejob.WithLog(log))
 		done <- err
 	}()
 	await(t, waiting, "waiting line", log)

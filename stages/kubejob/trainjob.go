@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 )
 
 // TrainJobResource is Kubeflow Trainer's TrainJob.
@@ -135,31 +137,41 @@ func Served(d discovery.DiscoveryInterface) error {
 	return ErrNoTrainJob
 }
 
-// SubmitTrainJob creates s as a TrainJob (after checking that the cluster
-// serves it), waits until its Complete or Failed condition, saying when it
-// waits suspended (Kueue), and deletes it (foreground) whatever happens.
-// Kubeflow Trainer's controller runs the pods; the output is read by the
-// caller from the trainer's termination message (stage wrap writes it).
-func SubmitTrainJob(ctx context.Context, d discovery.DiscoveryInterface, dyn dynamic.Interface, s Step, log io.Writer) (uid string, err error) {
-	if log == nil {
-		log = io.Discard
+// LabelJobSet is JobSet's label on the pods of a TrainJob's JobSet, which
+// Kubeflow Trainer names after the TrainJob.
+const LabelJobSet = "jobset.sigs.k8s.io/jobset-name"
+
+// RunTrainJob runs s as a TrainJob (after checking that the cluster
+// serves it): created, watched until its Complete or Failed condition
+// (saying when it waits suspended for Kueue), the node container's log
+// streamed, the output read from node 0's termination message (stage wrap
+// writes it) and checked as a Job's; deleted (foreground) whatever
+// happens. Kubeflow Trainer's controller runs the pods.
+func RunTrainJob(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, s Step, opts ...Option) (_ *Result, err error) {
+	o := options{log: io.Discard, tail: 20, deleteBy: 2 * time.Minute, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	if err := Served(d); err != nil {
-		return "", err
+	if err := Served(kube.Discovery()); err != nil {
+		return nil, err
 	}
 	obj, err := TrainJob(s)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	tj := dyn.Resource(TrainJobResource).Namespace(s.Namespace)
 	created, err := tj.Create(ctx, obj, metav1.CreateOptions{FieldManager: ManagedBy})
 	if err != nil {
-		return "", fmt.Errorf("create trainjob %s/%s: %w", s.Namespace, obj.GetName(), err)
+		return nil, fmt.Errorf("create trainjob %s/%s: %w", s.Namespace, obj.GetName(), err)
 	}
 	name := created.GetName()
-	fmt.Fprintf(log, "trainjob %s/%s created (uid %s)\n", s.Namespace, name, created.GetUID())
+	// The runner streams and explains the node container, by its name.
+	node := s
+	node.Name = TrainJobNode
+	r := &runner{kube: kube, s: node, o: o, ns: s.Namespace, name: name, uid: string(created.GetUID()), streams: map[string]bool{}, last: map[string]*ring{}}
+	r.logf("trainjob %s/%s created (uid %s)", s.Namespace, name, created.GetUID())
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.deleteBy)
 		defer cancel()
 		fg := metav1.DeletePropagationForeground
 		derr := tj.Delete(dctx, name, metav1.DeleteOptions{PropagationPolicy: &fg})
@@ -170,60 +182,134 @@ func SubmitTrainJob(ctx context.Context, d discovery.DiscoveryInterface, dyn dyn
 			err = errors.Join(err, fmt.Errorf("delete trainjob %s/%s: %w", s.Namespace, name, derr))
 			return
 		}
-		fmt.Fprintf(log, "trainjob %s/%s deleted\n", s.Namespace, name)
+		r.logf("trainjob %s/%s deleted", s.Namespace, name)
 	}()
-	w, err := tj.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), ResourceVersion: created.GetResourceVersion()})
-	if err != nil {
-		return "", fmt.Errorf("watch trainjob %s/%s: %w", s.Namespace, name, err)
+	res, err := r.waitTrainJob(ctx, tj, created)
+	if err != nil && ctx.Err() != nil {
+		r.logf("interrupted: deleting trainjob %s/%s (foreground)", s.Namespace, name)
+		return nil, fmt.Errorf("trainjob %s/%s: %w; the trainjob is deleted", s.Namespace, name, ctx.Err())
 	}
-	defer w.Stop()
+	return res, err
+}
+
+// waitTrainJob watches the TrainJob and its pods until it completes or
+// fails.
+func (r *runner) waitTrainJob(ctx context.Context, tj dynamic.ResourceInterface, created *unstructured.Unstructured) (*Result, error) {
+	pods := r.kube.CoreV1().Pods(r.ns)
+	podSel := LabelJobSet + "=" + r.name
 	said := false
-	check := func(u *unstructured.Unstructured) (bool, error) {
-		if susp, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend"); susp && !said {
-			said = true
-			fmt.Fprintf(log, "trainjob %s/%s is suspended: waiting for Kueue to admit it from queue %s\n", s.Namespace, name, s.Queue)
+	state := map[string]*corev1.Pod{}
+	u := created
+	for {
+		pl, err := pods.List(ctx, metav1.ListOptions{LabelSelector: podSel})
+		if err != nil {
+			return nil, fmt.Errorf("pods of trainjob %s/%s: %w", r.ns, r.name, err)
 		}
-		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-		for _, c := range conds {
-			m, _ := c.(map[string]any)
-			if m["status"] != "True" {
+		for i := range pl.Items {
+			state[pl.Items[i].Name] = &pl.Items[i]
+		}
+		w, err := tj.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", r.name).String(), ResourceVersion: u.GetResourceVersion()})
+		if err != nil {
+			return nil, fmt.Errorf("watch trainjob %s/%s: %w", r.ns, r.name, err)
+		}
+		pw, err := pods.Watch(ctx, metav1.ListOptions{LabelSelector: podSel, ResourceVersion: pl.ResourceVersion})
+		if err != nil {
+			w.Stop()
+			return nil, fmt.Errorf("watch pods of trainjob %s/%s: %w", r.ns, r.name, err)
+		}
+		res, done, err := func() (*Result, bool, error) {
+			defer w.Stop()
+			defer pw.Stop()
+			for {
+				if susp, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend"); susp && !said {
+					said = true
+					r.logf("trainjob %s/%s is suspended: waiting for Kueue to admit it from queue %s", r.ns, r.name, r.s.Queue)
+				}
+				for _, p := range state {
+					r.stream(ctx, p)
+				}
+				if cond, ok := finalCondition(u); ok {
+					r.drain()
+					if cond["type"] == "Failed" {
+						f := &Failure{Job: r.ns + "/" + r.name, Reason: fmt.Sprint(cond["reason"]), Message: fmt.Sprint(cond["message"]), err: ErrFailed}
+						if ps := sortedPods(state); len(ps) > 0 {
+							p := ps[len(ps)-1]
+							f.Pod, f.Container = p.Name, TrainJobNode
+							r.mu.Lock()
+							if l := r.last[p.Name]; l != nil {
+								f.Last = l.lines()
+							}
+							r.mu.Unlock()
+						}
+						return nil, true, f
+					}
+					res, err := r.trainJobResult(state)
+					return res, true, err
+				}
+				select {
+				case <-ctx.Done():
+					return nil, true, ctx.Err()
+				case ev, ok := <-w.ResultChan():
+					if !ok || ev.Type == watch.Error {
+						return nil, false, nil
+					}
+					if ev.Type == watch.Deleted {
+						return nil, true, &Failure{Job: r.ns + "/" + r.name, err: ErrDeleted}
+					}
+					if nu, ok := ev.Object.(*unstructured.Unstructured); ok {
+						u = nu
+					}
+				case ev, ok := <-pw.ResultChan():
+					if !ok || ev.Type == watch.Error {
+						return nil, false, nil
+					}
+					if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
+						state[p.Name] = p
+					}
+				}
+			}
+		}()
+		if done {
+			return res, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if u, err = tj.Get(ctx, r.name, metav1.GetOptions{}); err != nil {
+			return nil, fmt.Errorf("trainjob %s/%s: %w", r.ns, r.name, err)
+		}
+	}
+}
+
+// finalCondition is a TrainJob's Complete or Failed condition, when true.
+func finalCondition(u *unstructured.Unstructured) (map[string]any, bool) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["status"] == "True" && (m["type"] == "Complete" || m["type"] == "Failed") {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
+// trainJobResult reads the output from the node container that wrote a
+// termination message: node 0's (stage wrap pushes from node 0 only).
+func (r *runner) trainJobResult(state map[string]*corev1.Pod) (*Result, error) {
+	for _, p := range sortedPods(state) {
+		for _, cs := range p.Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != TrainJobNode || t == nil || t.ExitCode != 0 || strings.TrimSpace(t.Message) == "" {
 				continue
 			}
-			switch m["type"] {
-			case "Complete":
-				return true, nil
-			case "Failed":
-				return true, &Failure{Job: s.Namespace + "/" + name, Reason: fmt.Sprint(m["reason"]), Message: fmt.Sprint(m["message"]), err: ErrFailed}
+			out, err := checkOutput(strings.TrimSpace(t.Message), r.s.Output)
+			if err != nil {
+				return nil, fmt.Errorf("trainjob %s/%s: pod %s: %w", r.ns, r.name, p.Name, err)
 			}
-		}
-		return false, nil
-	}
-	if done, err := check(created); done {
-		return string(created.GetUID()), err
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			fmt.Fprintf(log, "interrupted: deleting trainjob %s/%s (foreground)\n", s.Namespace, name)
-			return "", fmt.Errorf("trainjob %s/%s: %w; the trainjob is deleted", s.Namespace, name, ctx.Err())
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return "", fmt.Errorf("trainjob %s/%s: the watch ended", s.Namespace, name)
-			}
-			switch ev.Type {
-			case watch.Deleted:
-				return "", &Failure{Job: s.Namespace + "/" + name, err: ErrDeleted}
-			case watch.Added, watch.Modified:
-				u, ok := ev.Object.(*unstructured.Unstructured)
-				if !ok {
-					continue
-				}
-				if done, err := check(u); done {
-					return string(created.GetUID()), err
-				}
-			}
+			return &Result{Namespace: r.ns, Job: r.name, UID: r.uid, Pod: p.Name, Output: out, StepImage: cs.ImageID}, nil
 		}
 	}
+	return nil, fmt.Errorf("trainjob %s/%s completed: %w: no node reported an output", r.ns, r.name, ErrBadOutput)
 }
 
 // gone waits, by watch, until the object name is deleted (foreground
