@@ -94,7 +94,7 @@ func (r *run) preflightCluster(ctx context.Context) error {
 	return nil
 }
 
-// cluster is a run's connection to the training cluster, made once.
+// cluster is a run's connection to the training cluster, made once per run.
 type cluster struct {
 	target *deploy.Target
 	repo   string
