@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/modelci/modelci/internal/ocitest"
 	"maps"
 	"net"
 	"os"
@@ -180,7 +181,7 @@ func TestGzipPart(t *testing.T) {
 // Debian's docker-registry (the CNCF distribution registry) takes the
 // artifact and serves it back.
 func TestDistribution(t *testing.T) {
-	host := distribution(t)
+	host := ocitest.Distribution(t)
 	ctx := t.Context()
 	code, data, parts := inputs(t)
 	pushed, err := artifact.Push(ctx, host+"/train/inputs", artifact.ArtifactTypeTrainingInput, parts, fast)

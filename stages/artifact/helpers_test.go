@@ -2,17 +2,14 @@ package artifact_test
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
 	"io/fs"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -241,51 +238,4 @@ func (c *core) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 		return l, nil
 	}
 	return nil, os.ErrNotExist
-}
-
-// distribution starts Debian's docker-registry (the CNCF distribution
-// registry) on a free loopback port and returns its host:port once it
-// says it is listening; it skips where the binary is missing.
-func distribution(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("docker-registry"); err != nil {
-		t.Skip("docker-registry not on PATH (CI installs it: apt-get install -y docker-registry)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	d := t.TempDir()
-	config := "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: " + filepath.Join(d, "data") +
-		"\nhttp:\n  addr: " + addr + "\n"
-	cfg := filepath.Join(d, "config.yml")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfg)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sc := bufio.NewScanner(stderr)
-	var seen []string
-	for sc.Scan() {
-		seen = append(seen, sc.Text())
-		if strings.Contains(sc.Text(), "listening on") {
-			go io.Copy(io.Discard, stderr)
-			return addr
-		}
-	}
-	t.Fatalf("docker-registry exited before listening:\n%s", strings.Join(seen, "\n"))
-	return ""
 }

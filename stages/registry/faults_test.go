@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/modelci/modelci/internal/ocitest"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -205,7 +206,7 @@ func registries(t *testing.T) map[string]string {
 	host, _ := serve(t, t.TempDir())
 	out["embedded"] = host
 	if _, err := exec.LookPath("docker-registry"); err == nil {
-		out["docker-registry"] = distribution(t)
+		out["docker-registry"] = ocitest.Distribution(t)
 	} else {
 		t.Log("docker-registry not on PATH: the embedded registry only")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/modelci/modelci/internal/ocitest"
 	"os/exec"
 	"strings"
 	"sync"
@@ -167,7 +168,7 @@ func TestTagRaceEmbeddedRegistry(t *testing.T) {
 // report success; asserted: not every time. Nothing here waits for the
 // settle delay except the pushes themselves, at its default.
 func TestTagRaceDistributionRegistry(t *testing.T) {
-	host := distribution(t)
+	host := ocitest.Distribution(t)
 	const rounds = 24
 	both := map[raceMode]int{}
 	n := map[raceMode]int{}
@@ -215,7 +216,7 @@ func TestTagRaceWindow(t *testing.T) {
 	if testing.Short() {
 		t.Log("-short: the embedded registry only")
 	} else if _, err := exec.LookPath("docker-registry"); err == nil {
-		hosts["docker-registry"] = distribution(t)
+		hosts["docker-registry"] = ocitest.Distribution(t)
 	}
 	for kind, host := range hosts {
 		t.Run(kind, func(t *testing.T) {

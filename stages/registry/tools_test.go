@@ -1,13 +1,10 @@
 package registry_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net"
-	"os"
+	"github.com/modelci/modelci/internal/ocitest"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -121,56 +118,10 @@ func TestSkopeo(t *testing.T) {
 	}
 }
 
-// distribution starts Debian's docker-registry (the CNCF distribution
-// registry) on a free loopback port with filesystem storage and returns
-// its host:port once it says it is listening.
-func distribution(t *testing.T) string {
-	t.Helper()
-	needTool(t, "docker-registry")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	config := "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: " + filepath.Join(dir, "data") +
-		"\n  delete:\n    enabled: true\nhttp:\n  addr: " + addr + "\n"
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfg)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	// It logs "listening on ADDR" once the socket is bound.
-	sc := bufio.NewScanner(stderr)
-	var seen []string
-	for sc.Scan() {
-		seen = append(seen, sc.Text())
-		if strings.Contains(sc.Text(), "listening on") {
-			go io.Copy(io.Discard, stderr)
-			return addr
-		}
-	}
-	t.Fatalf("docker-registry exited before listening:\n%s", strings.Join(seen, "\n"))
-	return ""
-}
-
 // An independent registry accepts our pushes (image and index, by digest
 // then tag), enforces nothing we rely on, and gives back the same digests.
 func TestDistributionRegistry(t *testing.T) {
-	host := distribution(t)
+	host := ocitest.Distribution(t)
 	ctx := context.Background()
 	mirror, _ := serve(t, t.TempDir())
 	for _, tc := range []struct {
