@@ -268,7 +268,7 @@ func (r *run) clusterParts(root string, src bool, file string, set *data.Dataset
 			return nil, fmt.Errorf("job input: %w", err)
 		}
 	}
-	if err := writeDataset(filepath.Join(dataDir, file), set); err != nil {
+	if err := data.WriteFile(filepath.Join(dataDir, file), set); err != nil {
 		return nil, fmt.Errorf("job input: %w", err)
 	}
 	parts := []artifact.Part{{Path: clusterData, Dir: dataDir, MediaType: artifact.MediaTypeDataset}}
@@ -294,18 +294,6 @@ func passEnv(env []corev1.EnvVar, file, key string, names []string) ([]corev1.En
 		}
 	}
 	return env, nil
-}
-
-func writeDataset(path string, d *data.Dataset) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := data.WriteCSV(f, d); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
 }
 
 // clusterStep is a Job's step. An empty image is modelci's CLI image (the

@@ -150,15 +150,7 @@ func writeCSV(path string, d *data.Dataset) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := data.WriteCSV(f, d); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return f.Close()
+	return data.WriteFile(path, d)
 }
 
 // trainCmd is the built-in trainer behind trainer contract v1, so that the

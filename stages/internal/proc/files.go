@@ -36,17 +36,4 @@ func EmptyDir(dir string) (string, error) {
 }
 
 // WriteCSV writes d to the file at path in the data package's CSV form.
-func WriteCSV(path string, d *data.Dataset) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := data.WriteCSV(f, d); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+func WriteCSV(path string, d *data.Dataset) error { return data.WriteFile(path, d) }
