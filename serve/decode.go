@@ -149,7 +149,6 @@ func (s *scanner) number() (float64, bool) {
 // parseNumber.
 func (s *scanner) numbers(x []float64, allInt *bool) ([]float64, int, bool) {
 	b, i, n := s.b, s.i, 0
-	defer func() { s.i = i }()
 	for {
 		for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
 			i++
@@ -181,6 +180,7 @@ func (s *scanner) numbers(x []float64, allInt *bool) ([]float64, int, bool) {
 			}
 			frac = i - k
 			if frac == 0 {
+				s.i = i
 				return x, n, false
 			}
 		}
@@ -189,6 +189,7 @@ func (s *scanner) numbers(x []float64, allInt *bool) ([]float64, int, bool) {
 			var integer, ok bool
 			v, i, integer, ok = parseNumber(b, start)
 			if !ok {
+				s.i = i
 				return x, n, false
 			}
 			if allInt != nil && (!integer || i-start > 18) {
@@ -217,8 +218,10 @@ func (s *scanner) numbers(x []float64, allInt *bool) ([]float64, int, bool) {
 		}
 		if i < len(b) && b[i] == ']' {
 			i++
+			s.i = i
 			return x, n, true
 		}
+		s.i = i
 		return x, n, false
 	}
 }
