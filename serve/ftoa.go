@@ -9,8 +9,8 @@ import (
 
 // Shortest round-trip formatting of a float64 in the range appendFloat
 // writes without an exponent (1e-6 <= |f| < 1e21), byte for byte as
-// strconv.AppendFloat(b, f, 'f', -1, 64) writes it, in about a third of
-// the time.
+// strconv.AppendFloat(b, f, 'f', -1, 64) writes it, in under half the
+// time.
 //
 // The digits come from Schubfach (Raffaello Giulietti, "The Schubfach way
 // to render doubles", 2020): f = c·2^q has the rounding interval R of the
@@ -18,16 +18,16 @@ import (
 // and less than 10^(k+1) wide; then the shortest decimal in R is either
 // the one multiple of 10^(k+1) in R, or the one of the two multiples of
 // 10^k around f that is in R, the closer one if both are (ties to even).
-// The scaled values 4·x·2^q·10^-k (x the interval's ends and f, all in
-// units of 2^(q-2)) are computed rounded to odd, which is all the
-// comparisons with multiples of 4 need.
+// f and the ends of R, x·2^(q-2) for x = 4c, 4c-2 (or 4c-1), 4c+2, are
+// scaled by 4·10^-k and rounded to odd: that keeps every comparison with
+// a multiple of 4 (the candidates s·10^k scaled are 4s) exact.
 //
-// Unlike the paper, which proves a 126-bit approximation of 10^-k good
-// enough for every double, we only need q in [-72, 17], so we keep the
-// products exact: 10^-k is an exact 128-bit integer times a power of two
-// for k <= 0, and for the few k > 0 (f >= 2^56) the one thing the
-// rounded-up approximation can get wrong, whether the product is an
-// integer, is decided exactly by divisibility by 5^k.
+// The paper approximates 10^-k to 126 bits and proves that enough for
+// every double. We need only q in [-72, 17], so we keep the scaled values
+// exact instead, which is simpler to check: for k <= 0, 10^-k times a
+// power of two is an exact 128-bit integer; for the few k > 0 (f >= 2^56)
+// the one thing a rounded-up 10^-k can get wrong, whether the product is
+// an integer, is decided exactly by divisibility by 5^k.
 
 const (
 	// f = c·2^q with 2^52 <= c < 2^53: 1e-6 is in [2^-20, 2^-19), so
@@ -54,69 +54,55 @@ var shortestScales [2][shortestQMax - shortestQMin + 1]shortestScale
 
 func init() { initShortestScales() }
 
-// initShortestScales fills shortestScales exactly with math/big (about
-// 180 entries; a few tens of microseconds at start).
+// initShortestScales fills shortestScales, g exactly with math/big.
 func initShortestScales() {
+	// k is in [-22, 5] over the range; g depends on k alone.
+	const kMin, kMax = -22, 5
+	type power struct {
+		g1, g0, pow5 uint64
+		e            int
+	}
+	var powers [kMax - kMin + 1]power
 	ten := big.NewInt(10)
+	low64 := new(big.Int).SetUint64(math.MaxUint64)
+	for k := kMin; k <= kMax; k++ {
+		p := &powers[k-kMin]
+		var g *big.Int
+		if k <= 0 {
+			g = new(big.Int).Exp(ten, big.NewInt(int64(-k)), nil)
+			p.e = g.BitLen() - 1
+			g.Lsh(g, uint(127-p.e))
+		} else {
+			// 10^k is not a power of two: 2^(n-1) < 10^k < 2^n with n
+			// its bit length, so e = -n.
+			p10 := new(big.Int).Exp(ten, big.NewInt(int64(k)), nil)
+			p.e = -p10.BitLen()
+			g = new(big.Int).Lsh(big.NewInt(1), uint(127-p.e))
+			g.Add(g, p10)
+			g.Sub(g, big.NewInt(1))
+			g.Quo(g, p10) // ceil(2^(127-e) / 10^k)
+			p.pow5 = new(big.Int).Exp(big.NewInt(5), big.NewInt(int64(k)), nil).Uint64()
+		}
+		p.g0 = new(big.Int).And(g, low64).Uint64()
+		p.g1 = g.Rsh(g, 64).Uint64()
+	}
 	for q := shortestQMin; q <= shortestQMax; q++ {
 		for irregular := range 2 {
 			// The interval is 2^q wide, or 3/4·2^q for c = 2^52: k is
-			// the largest integer with 10^k <= that width.
-			num, den := big.NewInt(1), big.NewInt(1)
-			if q >= 0 {
-				num.Lsh(num, uint(q))
-			} else {
-				den.Lsh(den, uint(-q))
-			}
+			// the largest integer with 10^k <= that width. Its log10 is
+			// at least 0.007 from an integer in the range but for
+			// width = 1, so the float logarithm gives k exactly
+			// (TestShortestScales checks).
+			width := math.Ldexp(1, q)
 			if irregular == 1 {
-				num.Mul(num, big.NewInt(3))
-				den.Lsh(den, 2)
+				width *= 0.75
 			}
-			k := floorLog10(num, den)
-
-			var g *big.Int
-			var e int
-			var pow5 uint64
-			if k <= 0 {
-				p := new(big.Int).Exp(ten, big.NewInt(int64(-k)), nil)
-				e = p.BitLen() - 1
-				g = p.Lsh(p, uint(127-e))
-			} else {
-				// 10^k is not a power of two: 2^(n-1) < 10^k < 2^n with
-				// n its bit length, so e = -n.
-				p := new(big.Int).Exp(ten, big.NewInt(int64(k)), nil)
-				e = -p.BitLen()
-				g = new(big.Int).Lsh(big.NewInt(1), uint(127-e))
-				g.Add(g, p)
-				g.Sub(g, big.NewInt(1))
-				g.Quo(g, p) // ceil(2^(127-e) / 10^k)
-				pow5 = new(big.Int).Exp(big.NewInt(5), big.NewInt(int64(k)), nil).Uint64()
+			k := int(math.Floor(math.Log10(width)))
+			p := powers[k-kMin]
+			shortestScales[irregular][q-shortestQMin] = shortestScale{
+				g1: p.g1, g0: p.g0, pow5: p.pow5, k: k, h: uint(q + p.e + 1),
 			}
-			s := &shortestScales[irregular][q-shortestQMin]
-			s.g1 = new(big.Int).Rsh(g, 64).Uint64()
-			s.g0 = new(big.Int).And(g, new(big.Int).SetUint64(math.MaxUint64)).Uint64()
-			s.pow5 = pow5
-			s.k = k
-			s.h = uint(q + e + 1)
 		}
-	}
-}
-
-// floorLog10 is the largest k with 10^k <= num/den (num, den > 0).
-func floorLog10(num, den *big.Int) int {
-	ten := big.NewInt(10)
-	n, d := new(big.Int).Set(num), new(big.Int).Set(den)
-	k := 0
-	for n.Cmp(d) < 0 {
-		n.Mul(n, ten)
-		k--
-	}
-	for {
-		d.Mul(d, ten)
-		if n.Cmp(d) < 0 {
-			return k
-		}
-		k++
 	}
 }
 
