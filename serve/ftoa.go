@@ -203,8 +203,7 @@ func appendShortest(b []byte, f float64) ([]byte, bool) {
 	return appendDecimalF(b, neg, d, scale.k), true
 }
 
-// appendDecimalF writes ±d·10^exp (d < 10^17 of at least 16 digits,
-// -22 <= exp <= 5, and 1e-6 <= d·10^exp < 1e21) in 'f' form: no trailing
+// appendDecimalF writes ±d·10^exp (0 < d < 10^17, -22 <= exp <= 5, and 1e-6 <= d·10^exp < 1e21) in 'f' form: no trailing
 // zeros after the point, no point for an integer. It lays the number out
 // in one buffer and appends that once.
 func appendDecimalF(b []byte, neg bool, d uint64, exp int) []byte {
@@ -221,8 +220,8 @@ func appendDecimalF(b []byte, neg bool, d uint64, exp int) []byte {
 	binary.LittleEndian.PutUint64(buf[at+1:], mid|ascii8)
 	binary.LittleEndian.PutUint64(buf[at+9:], low|ascii8)
 
-	first := at
-	if top == 0 {
+	first := at // d has 16 or 17 digits, but scanning costs no more
+	for buf[first] == '0' {
 		first++
 	}
 	// Trailing zeros are the high zero bytes of the blocks (d's last digit
