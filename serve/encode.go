@@ -12,6 +12,11 @@ import (
 // to the same float64, exponent only for very small or large values).
 // f is finite.
 func appendFloat(b []byte, f float64) []byte {
+	// Most floats (1e-6 <= |f| < 1e21) take the faster path, which
+	// writes the same bytes as strconv.
+	if b, ok := appendShortest(b, f); ok {
+		return b
+	}
 	abs := math.Abs(f)
 	format := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
