@@ -17,6 +17,12 @@ func appendFloat(b []byte, f float64) []byte {
 	if b, ok := appendShortest(b, f); ok {
 		return b
 	}
+	return appendFloatStrconv(b, f)
+}
+
+// appendFloatStrconv is appendFloat with strconv for every float: the
+// other floats' path, and the tests' reference for the fast one.
+func appendFloatStrconv(b []byte, f float64) []byte {
 	abs := math.Abs(f)
 	format := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {

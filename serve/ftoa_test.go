@@ -11,25 +11,7 @@ import (
 	"testing"
 )
 
-// strconvAppendFloat is appendFloat as it was before appendShortest:
-// strconv for every float. The tests hold appendFloat to it byte for byte.
-func strconvAppendFloat(b []byte, f float64) []byte {
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b
-}
-
-// floatChecker compares appendFloat with strconvAppendFloat, and
+// floatChecker compares appendFloat with appendFloatStrconv, and
 // appendShortest with strconv's 'f' form wherever it answers, counting the
 // values and stopping the test after a few differences.
 type floatChecker struct {
@@ -42,7 +24,7 @@ func (c *floatChecker) check(f float64) {
 	c.t.Helper()
 	c.n++
 	c.got = appendFloat(c.got[:0], f)
-	c.want = strconvAppendFloat(c.want[:0], f)
+	c.want = appendFloatStrconv(c.want[:0], f)
 	if !bytes.Equal(c.got, c.want) {
 		c.fail("appendFloat(%v) = %s, want %s", f, c.got, c.want)
 	}
