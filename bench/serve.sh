@@ -109,7 +109,7 @@ free_port() { "$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 # start NAME: starts the server NAME on the server CPUs, sets pid and url,
 # and waits (up to 30 s) until it answers.
 start() {
-	local log=$work/$1.log port addr
+	local log=$work/$1.log port
 	port=$(free_port)
 	case $1 in
 	modelci)
@@ -253,14 +253,11 @@ line() {
 # measure SERVER ROUTE-LABEL PATH BODY N [RATE]: one line of the table, and
 # "label rows req/s req/CPU-s p99@rate" into $results. RATE: the fixed
 # rate, "half" for half this server's peak; none for no fixed rate.
-declare -A half
 measure() {
 	local r c p50 p99 rate f50='-' f99='-' ok='-' got='-'
 	read -r r c p50 p99 < <(peak "$url" "$3" "$4")
 	rate=$((r / 2))
-	if [[ ${6:-} == half ]]; then
-		half[$2/$5]=$rate
-	elif [[ -n ${6:-} ]]; then
+	if [[ -n ${6:-} && $6 != half ]]; then
 		rate=$6
 	fi
 	if [[ -n ${6:-} ]]; then
@@ -283,7 +280,7 @@ printf '%-4s %-16s %10s %10s %10s %10s %8s %8s %10s %10s %8s\n' rows server 'pea
 start modelci
 m_url=$url m_pid=$pid
 for n in 1 32; do
-	echo "$(answer "$url" /predict "$work/body$n.json")" >"$work/ref$n.json"
+	answer "$url" /predict "$work/body$n.json" >"$work/ref$n.json"
 	[[ $(answer "$url" "$v2path" "$work/v2body$n.json") == "$(cat "$work/ref$n.json")" ]] ||
 		die "modelci's V2 answer differs from its /predict answer on $n rows"
 done
@@ -301,8 +298,8 @@ for _ in $(seq "$rounds"); do
 			pid=$m_pid
 			echo "modelci/$route $n $(peak "$m_url" "$path" "$body")" >>"$work/rounds"
 			if [[ -n $n_url ]]; then
-				pid=$n_pid label=noop-fasthttp
-				[[ $route == v2 ]] && label=noop-fasthttp/v2
+				pid=$n_pid label="noop-fasthttp"
+				[[ $route == v2 ]] && label="noop-fasthttp/v2"
 				echo "$label $n $(peak "$n_url" /predict "$body")" >>"$work/rounds"
 			fi
 		done
@@ -340,8 +337,8 @@ for n in 1 32; do
 		read -r f50 f99 ok got < <(fixed "$m_url" "$path" "$body" "$rate")
 		line "$n" "modelci/$route" "$r" "$c" "$p50" "$p99" "$rate" "$got" "$f50" "$f99" "$ok"
 		if [[ -n $n_url ]]; then
-			label=noop-fasthttp
-			[[ $route == v2 ]] && label=noop-fasthttp/v2
+			label="noop-fasthttp"
+			[[ $route == v2 ]] && label="noop-fasthttp/v2"
 			read -r _ _ r c p50 p99 < <(grep "^$label $n " "$work/medians")
 			read -r f50 f99 ok got < <(fixed "$n_url" /predict "$body" "$rate")
 			line "$n" "$label" "$r" "$c" "$p50" "$p99" "$rate" "$got" "$f50" "$f99" "$ok"
